@@ -1,0 +1,278 @@
+"""The data model every format reader produces: a Checkpoint holding TensorInfo records.
+
+Opening a checkpoint reads headers only. Tensor values are read on demand,
+by element range, through bounds-checked reads into buffers we own, so the
+statistics engine can stream a model of any size.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from core import dtypes
+from core.errors import ReadError
+from core.io import FileReader
+
+DEFAULT_CHUNK_BYTES = 64 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """One tensor as listed in the file: where its bytes are and what it is for.
+
+    ``offset`` is the absolute byte offset of element 0 in ``file``. ``strides``
+    (in elements) is None for row-major contiguous data; PyTorch views may be
+    strided, in which case ``span_bytes`` covers every element they touch.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    elements: int
+    nbytes: int
+    file: str
+    offset: int
+    kind: str = "weight"
+    role: str = "other"
+    strides: tuple[int, ...] | None = None
+    span_bytes: int | None = None
+
+    @property
+    def byte_range(self) -> tuple[int, int]:
+        return self.offset, self.offset + (self.span_bytes if self.span_bytes is not None else self.nbytes)
+
+    @property
+    def is_float(self) -> bool:
+        return dtypes.get(self.dtype).is_float
+
+    @property
+    def is_parameter(self) -> bool:
+        return self.kind != "buffer"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "kind": self.kind,
+            "role": self.role,
+            "elements": self.elements,
+            "bytes": self.nbytes,
+            "file": self.file,
+            "offset": self.offset,
+        }
+
+
+@dataclass(slots=True)
+class FileEntry:
+    path: str
+    size: int
+
+
+@dataclass
+class Checkpoint:
+    """A model opened by content: its files, tensors, metadata and architecture facts."""
+
+    format: str  # "safetensors" | "gguf" | "pytorch"
+    path: str  # what the user opened (file, index or folder)
+    files: list[FileEntry]
+    tensors: list[TensorInfo]
+    metadata: dict[str, Any] = field(default_factory=dict)
+    architecture: dict[str, Any] = field(default_factory=dict)
+    _readers: dict[str, FileReader] = field(default_factory=dict, repr=False)
+
+    # --- counts -------------------------------------------------------------
+    @property
+    def file_bytes(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def element_count(self) -> int:
+        return sum(t.elements for t in self.tensors)
+
+    @property
+    def parameter_count(self) -> int:
+        return sum(t.elements for t in self.tensors if t.is_parameter)
+
+    def by_kind(self) -> dict[str, int]:
+        out = {"weight": 0, "bias": 0, "embedding": 0, "buffer": 0}
+        for t in self.tensors:
+            out[t.kind] = out.get(t.kind, 0) + t.elements
+        return out
+
+    def by_role(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            if t.is_parameter:
+                out[t.role] = out.get(t.role, 0) + t.elements
+        return out
+
+    def by_dtype(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tensors:
+            out[t.dtype] = out.get(t.dtype, 0) + t.elements
+        return out
+
+    def tensor(self, name: str) -> TensorInfo:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    # --- reading ------------------------------------------------------------
+    def _reader(self, path: str) -> FileReader:
+        reader = self._readers.get(path)
+        if reader is None:
+            reader = self._readers[path] = FileReader(path)
+        return reader
+
+    def close(self) -> None:
+        for reader in self._readers.values():
+            reader.close()
+        self._readers.clear()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_raw(
+        self, tensor: TensorInfo | str, start: int = 0, count: int | None = None, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Elements ``[start, start+count)`` in row-major order, as stored.
+
+        BF16 and F8 come back as their unsigned bit patterns; GGUF quant blocks
+        come back dequantised to float32 (``start`` and ``count`` are rounded
+        out to whole blocks internally). ``out`` is an optional reusable buffer
+        of at least the needed bytes, for plain contiguous types.
+        """
+        t = self.tensor(tensor) if isinstance(tensor, str) else tensor
+        count = t.elements - start if count is None else count
+        if start < 0 or count < 0 or start + count > t.elements:
+            raise ReadError(f"element range [{start}, {start + count}) outside tensor {t.name!r}")
+        dt = dtypes.get(t.dtype)
+        if dt.is_quantized:
+            return self._read_quantized(t, dt, start, count)
+        np_dtype = np.dtype(dt.storage)
+        if t.strides is not None:
+            return self._read_strided(t, np_dtype)[start : start + count]
+        nbytes = count * np_dtype.itemsize
+        if out is not None and out.nbytes >= nbytes:
+            buf = out.view(np.uint8)[:nbytes]
+        else:
+            buf = np.empty(nbytes, dtype=np.uint8)
+        self._reader(t.file).read_into(t.offset + start * np_dtype.itemsize, buf)
+        return buf.view(np_dtype)
+
+    def read(self, tensor: TensorInfo | str, start: int = 0, count: int | None = None) -> np.ndarray:
+        """Like read_raw, but BF16 and F8 decoded to float32: values a person would print."""
+        t = self.tensor(tensor) if isinstance(tensor, str) else tensor
+        raw = self.read_raw(t, start, count)
+        return decode(raw, t.dtype)
+
+    def read_tensor(self, tensor: TensorInfo | str) -> np.ndarray:
+        """The whole tensor, decoded and shaped. Only for tensors that fit in memory."""
+        t = self.tensor(tensor) if isinstance(tensor, str) else tensor
+        return self.read(t).reshape(t.shape)
+
+    def iter_chunks(
+        self, tensor: TensorInfo | str, chunk_bytes: int = DEFAULT_CHUNK_BYTES, reuse: bool = True
+    ) -> Iterator[np.ndarray]:
+        """Raw chunks of about ``chunk_bytes`` covering the tensor in order.
+
+        With ``reuse`` the same buffer is refilled for every chunk: consume each
+        chunk before asking for the next.
+        """
+        t = self.tensor(tensor) if isinstance(tensor, str) else tensor
+        if t.elements == 0:
+            return
+        dt = dtypes.get(t.dtype)
+        if dt.is_quantized:
+            per_block = dt.block_size
+            step = max(1, chunk_bytes // dt.type_size) * per_block
+        else:
+            step = max(1, chunk_bytes // dt.type_size)
+        buffer = np.empty(min(step, t.elements) * dt.type_size, dtype=np.uint8) if reuse else None
+        for start in range(0, t.elements, step):
+            count = min(step, t.elements - start)
+            yield self.read_raw(t, start, count, out=buffer)
+
+    def _read_strided(self, t: TensorInfo, np_dtype: np.dtype) -> np.ndarray:
+        span = t.span_bytes if t.span_bytes is not None else t.nbytes
+        buf = np.empty(span, dtype=np.uint8)
+        self._reader(t.file).read_into(t.offset, buf)
+        base = buf.view(np_dtype)
+        item = np_dtype.itemsize
+        view = np.lib.stride_tricks.as_strided(
+            base, shape=t.shape, strides=tuple(s * item for s in t.strides or ()), writeable=False
+        )
+        return np.ascontiguousarray(view).reshape(-1)
+
+    def _read_quantized(self, t: TensorInfo, dt: dtypes.DType, start: int, count: int) -> np.ndarray:
+        from gguf.constants import GGMLQuantizationType
+        from gguf.quants import dequantize
+
+        first_block = start // dt.block_size
+        last_block = math.ceil((start + count) / dt.block_size)
+        raw = np.empty((last_block - first_block) * dt.type_size, dtype=np.uint8)
+        self._reader(t.file).read_into(t.offset + first_block * dt.type_size, raw)
+        values = dequantize(raw, GGMLQuantizationType[dt.name]).reshape(-1).astype(np.float32, copy=False)
+        skip = start - first_block * dt.block_size
+        return values[skip : skip + count]
+
+
+def decode(raw: np.ndarray, dtype_name: str) -> np.ndarray:
+    """Turn stored bit patterns (BF16, F8) into float32; other arrays pass through."""
+    if dtype_name == "BF16":
+        return (raw.astype(np.uint32) << 16).view(np.float32)
+    if dtype_name == "F8_E4M3":
+        return _F8_E4M3_TABLE()[raw]
+    if dtype_name == "F8_E5M2":
+        return _F8_E5M2_TABLE()[raw]
+    if dtype_name == "F8_E8M0":
+        return _F8_E8M0_TABLE()[raw]
+    if dtype_name == "BOOL":
+        return raw.astype(bool)
+    return raw
+
+
+def _f8_table(exp_bits: int, man_bits: int, bias: int, fn: bool) -> np.ndarray:
+    """All 256 values of an 8-bit float format (fn: no infinities, only 0x7F/0xFF are NaN)."""
+    out = np.empty(256, dtype=np.float32)
+    for code in range(256):
+        sign = -1.0 if code & 0x80 else 1.0
+        exp = (code >> man_bits) & ((1 << exp_bits) - 1)
+        man = code & ((1 << man_bits) - 1)
+        if fn and (code & 0x7F) == 0x7F:
+            out[code] = np.nan
+        elif not fn and exp == (1 << exp_bits) - 1:
+            out[code] = sign * np.inf if man == 0 else np.nan
+        elif exp == 0:
+            out[code] = sign * (man / (1 << man_bits)) * 2.0 ** (1 - bias)
+        else:
+            out[code] = sign * (1 + man / (1 << man_bits)) * 2.0 ** (exp - bias)
+    return out
+
+
+@lru_cache(maxsize=None)
+def _F8_E4M3_TABLE() -> np.ndarray:  # noqa: N802
+    return _f8_table(4, 3, 7, True)
+
+
+@lru_cache(maxsize=None)
+def _F8_E5M2_TABLE() -> np.ndarray:  # noqa: N802
+    return _f8_table(5, 2, 15, False)
+
+
+@lru_cache(maxsize=None)
+def _F8_E8M0_TABLE() -> np.ndarray:  # noqa: N802
+    table = np.array([2.0 ** (c - 127) for c in range(256)], dtype=np.float64).astype(np.float32)
+    table[255] = np.nan
+    return table

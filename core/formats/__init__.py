@@ -1,0 +1,208 @@
+"""The one entry point for opening a model: ``open_checkpoint(path)``.
+
+A path may be a file, a sharded index (``*.index.json``) or a folder. The
+format is decided by content; each reader returns a Checkpoint whose tensors
+are then classified (kind, role) and described (architecture) in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import replace
+
+from core.checkpoint import Checkpoint
+from core.errors import CheckpointError, MalformedFileError, MissingFilesError, UnsupportedFormatError
+from core.formats.detect import sniff
+
+MAX_CONFIG_BYTES = 4 << 20
+MAX_INDEX_BYTES = 64 << 20
+_SPLIT_GGUF = re.compile(r"^(?P<stem>.*)-(?P<idx>\d{5})-of-(?P<total>\d{5})\.gguf$")
+
+
+def open_checkpoint(path: str) -> Checkpoint:
+    """Open ``path`` read-only and return its Checkpoint, or raise a CheckpointError."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError("no such file or folder", path=path)
+    if os.path.isdir(path):
+        checkpoint = _open_folder(path)
+    elif path.endswith(".json"):
+        checkpoint = _open_index(path)
+    else:
+        checkpoint = _open_file(path)
+    return _finish(checkpoint)
+
+
+def _open_file(path: str) -> Checkpoint:
+    kind = sniff(path)
+    if kind == "safetensors":
+        from core.formats.safetensors_format import open_safetensors
+
+        return open_safetensors([path], path)
+    if kind == "gguf":
+        from core.formats.gguf_format import open_gguf
+
+        return open_gguf(_gguf_split_parts(path), path)
+    from core.formats.pytorch_format import open_pytorch
+
+    return open_pytorch([path], path)
+
+
+def _gguf_split_parts(path: str) -> list[str]:
+    """All parts of a split GGUF model (``name-00001-of-00003.gguf``), in order."""
+    folder, base = os.path.split(path)
+    match = _SPLIT_GGUF.match(base)
+    if not match:
+        return [path]
+    total = int(match["total"])
+    if total < 1 or total > 10_000:
+        raise MalformedFileError(f"implausible split count {total}", path=path)
+    parts = [os.path.join(folder, f"{match['stem']}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
+    missing = [os.path.basename(p) for p in parts if not os.path.isfile(p)]
+    if missing:
+        raise MissingFilesError(f"split GGUF model is missing {len(missing)} part(s): {', '.join(missing[:5])}",
+                                path=path)
+    return parts
+
+
+def read_small_json(path: str, limit: int) -> object:
+    """Parse a JSON file of at most ``limit`` bytes, refusing duplicate keys."""
+    try:
+        size = os.path.getsize(path)
+        if size > limit:
+            raise MalformedFileError(f"JSON file is too large ({size:,} bytes)", path=path)
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+        if raw.startswith(b"version https://git-lfs"):
+            raise MissingFilesError("Git LFS pointer file, not the real file: it was not downloaded", path=path)
+        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except CheckpointError:
+        raise
+    except (UnicodeDecodeError, json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedFileError(f"invalid JSON ({str(exc).splitlines()[0][:120]})", path=path) from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read: {exc.strerror or exc}", path=path) from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key[:80]!r}")
+        out[key] = value
+    return out
+
+
+def _open_index(path: str) -> Checkpoint:
+    """A sharded model's ``*.index.json``: every shard must be a plain name in the same folder."""
+    index = read_small_json(path, MAX_INDEX_BYTES)
+    if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
+        raise MalformedFileError("not a sharded model index (no \"weight_map\" object)", path=path)
+    weight_map = index["weight_map"]
+    folder = os.path.dirname(os.path.abspath(path))
+    shards: list[str] = []
+    for tensor_name, shard in weight_map.items():
+        if not isinstance(shard, str) or not shard or "/" in shard or "\\" in shard or shard in (".", "..") \
+                or "\x00" in shard or os.path.isabs(shard):
+            raise MalformedFileError(f"index names an unsafe shard path {str(shard)[:80]!r} "
+                                     f"for tensor {str(tensor_name)[:80]!r}", path=path)
+        if shard not in shards:
+            shards.append(shard)
+    if not shards:
+        raise MalformedFileError("index lists no tensors", path=path)
+    shard_paths = [os.path.join(folder, s) for s in shards]
+    _check_shards_present(path, shard_paths)
+    kinds = {sniff(p) for p in shard_paths}
+    if kinds == {"safetensors"}:
+        from core.formats.safetensors_format import open_safetensors
+
+        checkpoint = open_safetensors(shard_paths, path)
+    elif kinds <= {"pytorch-zip", "pytorch-legacy", "pickle"}:
+        from core.formats.pytorch_format import open_pytorch
+
+        checkpoint = open_pytorch(shard_paths, path)
+    else:
+        raise MalformedFileError(f"index mixes shard formats: {', '.join(sorted(kinds))}", path=path)
+    listed = set(weight_map)
+    present = {t.name for t in checkpoint.tensors}
+    absent = sorted(listed - present)
+    if absent:
+        raise MalformedFileError(f"{len(absent)} tensor(s) listed in the index are not in their shards, "
+                                 f"e.g. {absent[0][:80]!r}", path=path)
+    checkpoint.metadata.setdefault("index", {k: v for k, v in index.items() if k != "weight_map"})
+    return checkpoint
+
+
+def _check_shards_present(index_path: str, shard_paths: list[str]) -> None:
+    missing = [os.path.basename(p) for p in shard_paths if not os.path.isfile(p)]
+    lfs = []
+    for p in shard_paths:
+        if p in missing or not os.path.isfile(p):
+            continue
+        if os.path.getsize(p) < 1024:
+            with open(p, "rb") as f:
+                if f.read(64).startswith(b"version https://git-lfs"):
+                    lfs.append(os.path.basename(p))
+    if lfs:
+        raise MissingFilesError(
+            f"{len(lfs)} of {len(shard_paths)} shard(s) are Git LFS pointer files, not weights: the weights were "
+            f"not downloaded (run `git lfs pull`); e.g. {lfs[0]}", path=index_path)
+    if missing:
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise MissingFilesError(f"{len(missing)} of {len(shard_paths)} shard(s) are missing: {shown}",
+                                path=index_path)
+
+
+def _open_folder(folder: str) -> Checkpoint:
+    names = sorted(os.listdir(folder))
+    for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if index_name in names:
+            return _open_index(os.path.join(folder, index_name))
+    indexes = [n for n in names if n.endswith(".safetensors.index.json") or n.endswith(".bin.index.json")]
+    if indexes:
+        return _open_index(os.path.join(folder, indexes[0]))
+    candidates = [n for n in names if n.endswith(".safetensors")]
+    if not candidates:
+        ggufs = [n for n in names if n.endswith(".gguf")]
+        firsts = [n for n in ggufs if _SPLIT_GGUF.match(n) and _SPLIT_GGUF.match(n)["idx"] == "00001"]
+        candidates = firsts or ggufs
+    if not candidates:
+        candidates = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    if not candidates:
+        raise UnsupportedFormatError("folder holds no checkpoint (.safetensors, .gguf, .bin, .pt, .pth, .ckpt)",
+                                     path=folder)
+    if len(candidates) > 1 and candidates[0].endswith(".safetensors"):
+        raise UnsupportedFormatError(
+            f"folder holds {len(candidates)} safetensors files and no index; open one of them", path=folder)
+    checkpoint = _open_file(os.path.join(folder, candidates[0]))
+    checkpoint.path = folder
+    return checkpoint
+
+
+def _load_config(checkpoint: Checkpoint) -> dict | None:
+    """``config.json`` beside the weights, if any (Hugging Face layout); a broken one is ignored."""
+    folder = checkpoint.path if os.path.isdir(checkpoint.path) else os.path.dirname(os.path.abspath(checkpoint.path))
+    config_path = os.path.join(folder, "config.json")
+    if not os.path.isfile(config_path):
+        return None
+    try:
+        config = read_small_json(config_path, MAX_CONFIG_BYTES)
+    except CheckpointError:
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def _finish(checkpoint: Checkpoint) -> Checkpoint:
+    """Classify every tensor and derive architecture facts: one place for all formats."""
+    from core.architecture import describe
+    from core.taxonomy import classify
+
+    checkpoint.tensors = [replace(t, **dict(zip(("kind", "role"), classify(t.name, t.shape, t.dtype))))
+                          for t in checkpoint.tensors]
+    config = _load_config(checkpoint)
+    if config is not None:
+        checkpoint.metadata.setdefault("config.json", config)
+    checkpoint.architecture = describe(checkpoint, config)
+    return checkpoint
