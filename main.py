@@ -1,0 +1,41 @@
+"""Weightscope: see what is inside a neural-network checkpoint.
+
+``python main.py`` opens the app; ``python main.py PATH...`` opens those models;
+``python main.py info|stats|report ...`` runs headless commands.
+Heavy modules (torch, Qt) are imported only by the command that needs them.
+"""
+
+from __future__ import annotations
+
+import sys
+
+# subcommand name -> module with add_arguments(parser) and run(args) -> int
+COMMANDS = {
+    "info": "core.commands.info",
+    "stats": "core.commands.stats",
+    "report": "gui.report_command",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in COMMANDS:
+        return _run_command(argv[0], argv[1:])
+    from gui.launch import launch
+
+    return launch(argv)
+
+
+def _run_command(name: str, argv: list[str]) -> int:
+    import argparse
+    import importlib
+
+    module = importlib.import_module(COMMANDS[name])
+    parser = argparse.ArgumentParser(prog=f"main.py {name}", description=(module.__doc__ or "").strip())
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    return module.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
