@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -261,17 +261,17 @@ def _f8_table(exp_bits: int, man_bits: int, bias: int, fn: bool) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=None)
+@cache
 def _F8_E4M3_TABLE() -> np.ndarray:  # noqa: N802
     return _f8_table(4, 3, 7, True)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _F8_E5M2_TABLE() -> np.ndarray:  # noqa: N802
     return _f8_table(5, 2, 15, False)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _F8_E8M0_TABLE() -> np.ndarray:  # noqa: N802
     table = np.array([2.0 ** (c - 127) for c in range(256)], dtype=np.float64).astype(np.float32)
     table[255] = np.nan

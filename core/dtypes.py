@@ -8,7 +8,7 @@ IQ2_XS, MXFP4 ...). Quantised types store ``block_size`` elements in
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -54,7 +54,7 @@ _PLAIN = [
 _BY_NAME: dict[str, DType] = {d.name: d for d in _PLAIN}
 
 
-@lru_cache(maxsize=None)
+@cache
 def _quant_types() -> dict[str, DType]:
     """GGUF quant types straight from the gguf package's table, so new types come for free."""
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType

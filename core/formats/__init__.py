@@ -199,7 +199,7 @@ def _finish(checkpoint: Checkpoint) -> Checkpoint:
     from core.architecture import describe
     from core.taxonomy import classify
 
-    checkpoint.tensors = [replace(t, **dict(zip(("kind", "role"), classify(t.name, t.shape, t.dtype))))
+    checkpoint.tensors = [replace(t, **dict(zip(("kind", "role"), classify(t.name, t.shape, t.dtype), strict=False)))
                           for t in checkpoint.tensors]
     config = _load_config(checkpoint)
     if config is not None:

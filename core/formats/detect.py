@@ -85,7 +85,7 @@ def sniff(path: str) -> str:
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
     (header_len,) = struct.unpack("<Q", head[:8])
-    return head[8:9] == b"{" and 2 <= header_len and head[9:10] in (b'"', b"}", b" ", b"\n", b"\t", b"\r")
+    return head[8:9] == b"{" and header_len >= 2 and head[9:10] in (b'"', b"}", b" ", b"\n", b"\t", b"\r")
 
 
 def _looks_like_old_pickle(head: bytes) -> bool:

@@ -1,0 +1,99 @@
+"""Show what a checkpoint holds: format, files, parameter counts by kind and dtype, architecture, layer tree."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from core.checkpoint import Checkpoint
+from core.commands.common import refuse_on_error
+from core.memory import memory_summary
+from core.numbers import count_with_exact, human_bytes, human_count, percent
+from core.tree import TreeNode, build_tree, fold_repeats
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a checkpoint file, a sharded index (*.index.json) or a model folder")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
+    parser.add_argument("--depth", type=int, default=3, help="levels of the layer tree to print (default 3)")
+
+
+@refuse_on_error
+def run(args: argparse.Namespace) -> int:
+    from core.formats import open_checkpoint
+
+    with open_checkpoint(args.path) as checkpoint:
+        if args.json:
+            json.dump(info_json(checkpoint), sys.stdout, indent=1, default=str)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(info_text(checkpoint, depth=args.depth))
+    return 0
+
+
+def info_json(checkpoint: Checkpoint) -> dict[str, Any]:
+    return {
+        "format": checkpoint.format,
+        "path": checkpoint.path,
+        "files": [f.path for f in checkpoint.files],
+        "file_bytes": checkpoint.file_bytes,
+        "tensor_count": len(checkpoint.tensors),
+        "element_count": checkpoint.element_count,
+        "parameter_count": checkpoint.parameter_count,
+        "by_kind": checkpoint.by_kind(),
+        "by_role": checkpoint.by_role(),
+        "by_dtype": checkpoint.by_dtype(),
+        "memory": memory_summary(checkpoint),
+        "architecture": checkpoint.architecture,
+        "metadata": checkpoint.metadata,
+        "tensors": [t.to_json() for t in checkpoint.tensors],
+    }
+
+
+def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
+    lines: list[str] = []
+    add = lines.append
+    add(f"Format      {checkpoint.format}")
+    add(f"Files       {len(checkpoint.files)} ({human_bytes(checkpoint.file_bytes)})")
+    for f in checkpoint.files[:8]:
+        add(f"            {f.path}  {human_bytes(f.size)}")
+    if len(checkpoint.files) > 8:
+        add(f"            ... and {len(checkpoint.files) - 8} more")
+    add(f"Tensors     {len(checkpoint.tensors):,}")
+    add(f"Parameters  {count_with_exact(checkpoint.parameter_count)}")
+    add(f"Elements    {count_with_exact(checkpoint.element_count)}  (parameters + buffers)")
+    add("")
+    add("By kind")
+    total = checkpoint.element_count
+    for kind, n in checkpoint.by_kind().items():
+        add(f"  {kind:<10} {human_count(n):>10}  {n:>18,}  {percent(n, total):>7}")
+    add("By dtype")
+    for dtype, n in sorted(checkpoint.by_dtype().items(), key=lambda kv: -kv[1]):
+        add(f"  {dtype:<10} {human_count(n):>10}  {n:>18,}  {percent(n, total):>7}")
+    if checkpoint.architecture:
+        add("Architecture")
+        for key, value in checkpoint.architecture.items():
+            add(f"  {key:<18} {value}")
+    memory = memory_summary(checkpoint)["weights"]
+    add("Weights in memory")
+    add("  " + "   ".join(f"{name} {human_bytes(n)}" for name, n in memory.items()))
+    add("")
+    add("Layer tree (repeated blocks folded)")
+    tree = fold_repeats(build_tree(checkpoint.tensors))
+    _tree_lines(tree, 0, depth, add, checkpoint.parameter_count)
+    return "\n".join(lines) + "\n"
+
+
+def _tree_lines(node: TreeNode, level: int, depth: int, add: Any, total: int) -> None:
+    for child in node.children[:40]:
+        label = "  " * level + child.name
+        shape = ""
+        if child.is_leaf and child.tensor is not None:
+            shape = f"{list(child.tensor.shape)} {child.tensor.dtype}"
+        add(f"  {label:<48.48} {human_count(child.parameters):>9} {percent(child.parameters, total):>7}  {shape}")
+        if level + 1 < depth:
+            _tree_lines(child, level + 1, depth, add, total)
+    if len(node.children) > 40:
+        add("  " + "  " * level + f"... {len(node.children) - 40} more")

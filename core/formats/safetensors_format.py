@@ -1,0 +1,161 @@
+"""safetensors reader: the header is parsed and validated by us, data never touched.
+
+The checks follow the reference implementation (``Metadata::validate`` in the
+safetensors Rust core) and go beyond it: duplicate keys, booleans or floats
+where integers belong, and trailing bytes are all refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from typing import Any
+
+from core import dtypes
+from core.checkpoint import Checkpoint, FileEntry, TensorInfo
+from core.errors import CheckpointError, MalformedFileError
+from core.io import FileReader
+
+MAX_HEADER_BYTES = 100_000_000
+_INT64_MAX = (1 << 63) - 1
+_SUB_BYTE = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}  # bits per element; must fill whole bytes
+
+
+def open_safetensors(paths: list[str], root_path: str) -> Checkpoint:
+    """One or more safetensors files (shards) as one Checkpoint; tensor names must be unique."""
+    tensors: list[TensorInfo] = []
+    files: list[FileEntry] = []
+    metadata: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for path in paths:
+        file_tensors, file_meta, size = read_header(path)
+        files.append(FileEntry(path, size))
+        for t in file_tensors:
+            if t.name in seen:
+                raise MalformedFileError(
+                    f"tensor {t.name[:80]!r} appears in two shards ({os.path.basename(seen[t.name])} "
+                    f"and {os.path.basename(path)})", path=root_path)
+            seen[t.name] = path
+        tensors.extend(file_tensors)
+        if file_meta:
+            if len(paths) == 1:
+                metadata.update(file_meta)
+            else:
+                metadata.setdefault("__metadata__", {})[os.path.basename(path)] = file_meta
+    return Checkpoint(format="safetensors", path=root_path, files=files, tensors=tensors, metadata=metadata)
+
+
+def read_header(path: str) -> tuple[list[TensorInfo], dict[str, str], int]:
+    """Validate one file's header; return its tensors (in file order), metadata and size."""
+    with FileReader(path) as reader:
+        size = reader.size
+        if size < 8:
+            raise MalformedFileError(f"truncated safetensors file ({size} bytes; the header length needs 8)",
+                                     path=path)
+        (header_len,) = struct.unpack("<Q", reader.read(0, 8))
+        if header_len > MAX_HEADER_BYTES:
+            raise MalformedFileError(f"header length {header_len:,} exceeds the 100 MB limit", path=path)
+        if 8 + header_len > size:
+            raise MalformedFileError(
+                f"truncated: header claims {header_len:,} bytes but the file has {size - 8:,} after the length",
+                path=path)
+        raw = reader.read(8, header_len)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise MalformedFileError("header is not valid UTF-8", path=path) from None
+    try:
+        header = json.loads(text, object_pairs_hook=_pairs_no_duplicates, parse_constant=_reject_constant)
+    except CheckpointError as exc:
+        raise MalformedFileError(exc.reason, path=path) from None
+    except (json.JSONDecodeError, ValueError, RecursionError) as exc:
+        raise MalformedFileError(f"header is not valid JSON ({str(exc).splitlines()[0][:100]})", path=path) from None
+    if not isinstance(header, dict):
+        raise MalformedFileError("header is not a JSON object", path=path)
+    metadata = _validate_metadata(header.pop("__metadata__", None), path)
+    data_start = 8 + header_len
+    tensors = [_tensor_entry(name, entry, path, data_start) for name, entry in header.items()]
+    _check_layout(tensors, data_start, size, path)
+    return tensors, metadata, size
+
+
+def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise CheckpointError(f"duplicate key {key[:80]!r} in header")
+        out[key] = value
+    return out
+
+
+def _reject_constant(name: str) -> None:
+    raise CheckpointError(f"header holds the non-JSON constant {name}")
+
+
+def _validate_metadata(meta: object, path: str) -> dict[str, str]:
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items()):
+        raise MalformedFileError("__metadata__ must map strings to strings", path=path)
+    return meta
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _tensor_entry(name: str, entry: object, path: str, data_start: int) -> TensorInfo:
+    shown = name[:80]
+    if not name:
+        raise MalformedFileError("a tensor has an empty name", path=path)
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise MalformedFileError(f"tensor {shown!r}: entry must have exactly dtype, shape and data_offsets",
+                                 path=path)
+    dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if not isinstance(dtype_name, str):
+        raise MalformedFileError(f"tensor {shown!r}: dtype is not a string", path=path)
+    if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= _INT64_MAX for d in shape):
+        raise MalformedFileError(f"tensor {shown!r}: shape must be a list of non-negative integers", path=path)
+    if (not isinstance(offsets, list) or len(offsets) != 2
+            or not all(_is_int(o) and 0 <= o <= _INT64_MAX for o in offsets)):
+        raise MalformedFileError(f"tensor {shown!r}: data_offsets must be two non-negative integers", path=path)
+    begin, end = offsets
+    if end < begin:
+        raise MalformedFileError(f"tensor {shown!r}: data_offsets end before they begin", path=path)
+    elements = 1
+    for dim in shape:
+        elements *= dim
+        if elements > _INT64_MAX:
+            raise MalformedFileError(f"tensor {shown!r}: element count overflows int64", path=path)
+    if dtype_name in _SUB_BYTE:
+        bits = elements * _SUB_BYTE[dtype_name]
+        if bits % 8:
+            raise MalformedFileError(f"tensor {shown!r}: {dtype_name} values do not fill whole bytes", path=path)
+        raise MalformedFileError(f"tensor {shown!r}: sub-byte dtype {dtype_name} is not supported yet", path=path)
+    dt = dtypes.lookup(dtype_name)
+    if dt is None or dt.is_quantized:
+        raise MalformedFileError(f"tensor {shown!r}: unknown dtype {dtype_name[:20]!r}", path=path)
+    nbytes = elements * dt.type_size
+    if nbytes != end - begin:
+        raise MalformedFileError(
+            f"tensor {shown!r}: {elements:,} x {dtype_name} needs {nbytes:,} bytes but its range holds "
+            f"{end - begin:,}", path=path)
+    return TensorInfo(name=name, shape=tuple(shape), dtype=dtype_name, elements=elements, nbytes=nbytes,
+                      file=path, offset=data_start + begin)
+
+
+def _check_layout(tensors: list[TensorInfo], data_start: int, size: int, path: str) -> None:
+    """Tensors tile the data section exactly: from 0, no gaps, no overlaps, ending at end of file."""
+    cursor = data_start
+    for t in sorted(tensors, key=lambda t: (t.offset, t.nbytes)):
+        if t.offset != cursor:
+            problem = "overlaps the previous tensor" if t.offset < cursor else "leaves a gap before it"
+            raise MalformedFileError(f"tensor {t.name[:80]!r} {problem} (offset {t.offset - data_start:,})",
+                                     path=path)
+        cursor = t.offset + t.nbytes
+    if cursor != size:
+        if cursor > size:
+            raise MalformedFileError(f"truncated: tensor data ends at byte {cursor:,} but the file has {size:,}",
+                                     path=path)
+        raise MalformedFileError(f"{size - cursor:,} unexpected trailing bytes after the last tensor", path=path)

@@ -1,0 +1,145 @@
+"""What each tensor is for, from its name, shape and dtype.
+
+Kind answers "what sort of number is this": a learned weight, a bias, an
+embedding vector table, or a buffer (non-learned state). Role answers "which
+part of the network uses it": attention q/k/v/o, MLP up/gate/down, norm,
+embedding, head, convolution. Naming schemes covered: Llama/Mistral/Qwen/Gemma
+(Hugging Face), Meta's original Llama, Phi, GPT-2, BERT, T5 and GGUF ``blk.N``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core import dtypes
+
+KINDS = ("weight", "bias", "embedding", "buffer")
+ROLES = (
+    "attention.q", "attention.k", "attention.v", "attention.o", "attention.qkv", "attention",
+    "mlp.up", "mlp.gate", "mlp.down", "mlp.gate_up", "mlp",
+    "norm", "embedding", "head", "convolution", "other",
+)
+
+KIND_HELP = {
+    "weight": "Weights are connection strengths: the learned numbers that multiply a layer's inputs.",
+    "bias": "Biases are baseline offsets: learned numbers added after the multiplication, one per output.",
+    "embedding": "Embeddings are the learned vectors that represent tokens (or positions): one row per token.",
+    "buffer": "Buffers are stored state that is not learned, such as position ids, masks or running averages.",
+}
+
+_EMBEDDING_MODULES = {
+    "embed_tokens", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings",
+    "token_embd", "tok_embeddings", "embed_positions", "embed_in", "shared", "position_embd", "token_types",
+    "embedding", "embeddings", "tok_embd", "pos_embd", "rel_pos_embd", "relative_attention_bias", "embed",
+}
+_BUFFER_LEAVES = {
+    "position_ids", "num_batches_tracked", "running_mean", "running_var", "inv_freq", "masked_bias",
+    "causal_mask", "attn_mask", "attention_mask", "mask", "token_type_ids", "_float_tensor", "freqs_cis",
+    "cos_cached", "sin_cached", "rope_freqs", "rope_factors_long", "rope_factors_short",
+}
+_INT_WEIGHT_LEAVES = {"weight", "qweight", "weight_packed", "weight_q"}
+
+# (pattern on the module path, role); first match wins. Patterns see the lower-cased name
+# without its final parameter component, with dots as separators.
+_ROLE_RULES: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(p), role)
+    for p, role in [
+        (r"(norm|(^|[._])ln(_?\d+|_f)?($|\.)|layernorm|layer_norm|rms|(^|\.)bn\d*$|batchnorm)", "norm"),
+        (r"(qkv|c_attn$|query_key_value|attn_qkv|in_proj)", "attention.qkv"),
+        (r"(q_proj|(^|\.)query$|attn_q$|(^|\.)wq$|q_lin$|selfattention\.q$|encdecattention\.q$|(^|\.)q$)",
+         "attention.q"),
+        (r"(k_proj|(^|\.)key$|attn_k$|(^|\.)wk$|k_lin$|attention\.k$|(^|\.)k$)", "attention.k"),
+        (r"(v_proj|(^|\.)value$|attn_v$|(^|\.)wv$|v_lin$|attention\.v$|(^|\.)v$)", "attention.v"),
+        (r"(o_proj|out_proj|attn_output|attention\.output\.dense|attention\.wo$|out_lin$|attention\.o$|"
+         r"(attn|attention)\.(c_proj|dense|proj)$|(^|\.)o$)", "attention.o"),
+        (r"(gate_up_proj|gate_up)", "mlp.gate_up"),
+        (r"(gate_proj|ffn_gate|feed_forward\.w1$|(^|\.)w1$|wi_0$|(^|\.)gate$)", "mlp.gate"),
+        (r"(up_proj|ffn_up|c_fc$|(^|\.)fc1$|intermediate\.dense|feed_forward\.w3$|(^|\.)w3$|(^|\.)wi$|wi_1$|"
+         r"dense_h_to_4h|fc_in$)", "mlp.up"),
+        (r"(down_proj|ffn_down|mlp\.c_proj$|(^|\.)fc2$|(^|\.)output\.dense$|feed_forward\.w2$|(^|\.)w2$|"
+         r"(^|\.)wo$|dense_4h_to_h|fc_out$)", "mlp.down"),
+        (r"(attn|attention)", "attention"),
+        (r"(mlp|ffn|feed_forward|densereludense|intermediate)", "mlp"),
+        (r"conv", "convolution"),
+    ]
+]
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """('model.layers.0.mlp.up_proj', 'weight') from a full tensor name."""
+    module, _, leaf = name.rpartition(".")
+    return module, leaf
+
+
+def classify(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
+    """Return (kind, role) for one tensor."""
+    kind = tensor_kind(name, shape, dtype)
+    return kind, tensor_role(name, shape, kind)
+
+
+def tensor_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
+    module, leaf = split_name(name)
+    leaf_l = leaf.lower()
+    module_last = module.rpartition(".")[2].lower()
+    dt = dtypes.lookup(dtype)
+    if leaf_l in _BUFFER_LEAVES or module_last in _BUFFER_LEAVES:
+        return "buffer"
+    if leaf_l == "bias" and len(shape) == 4 and re.search(r"(^|\.)(attn|attention)$", module.lower()):
+        return "buffer"  # GPT-2's causal mask is stored as "attn.bias"
+    if dt is not None and not dt.is_float and not (leaf_l in _INT_WEIGHT_LEAVES and len(shape) >= 2):
+        return "buffer"  # integer and bool state; packed integer weight matrices stay weights
+    if leaf_l.endswith("bias"):
+        return "bias"
+    if _is_embedding(module, leaf_l):
+        return "embedding"
+    return "weight"
+
+
+def _is_embedding(module: str, leaf: str) -> bool:
+    parts = module.lower().split(".") if module else []
+    last = parts[-1] if parts else leaf
+    if last in _EMBEDDING_MODULES and leaf in ("weight", "embedding", "embeddings", "") and "norm" not in last:
+        return True
+    return not module and leaf in _EMBEDDING_MODULES  # bare names such as GPT-2 "wte"
+
+
+def tensor_role(name: str, shape: tuple[int, ...], kind: str) -> str:
+    if kind == "embedding":
+        return "embedding"
+    module, leaf = split_name(name)
+    path = module.lower()
+    if not path:
+        path = leaf.lower()
+    if _is_head(path, name):
+        return "head"
+    for pattern, role in _ROLE_RULES:
+        if pattern.search(path):
+            return role
+    if len(shape) >= 3:
+        return "convolution"
+    return "other"
+
+
+_HEAD_MODULES = {"lm_head", "output", "classifier", "score", "head", "qa_outputs", "pooler", "predictions",
+                 "cls", "fc", "logits", "proj_out"}
+
+
+def _is_head(path: str, name: str) -> bool:
+    """Output heads sit outside the repeated blocks: lm_head, GGUF's output.weight, classifiers."""
+    if layer_index(name) is not None:
+        return False
+    parts = path.split(".")
+    if "norm" in parts[-1]:
+        return False
+    return parts[0] in ("lm_head", "cls", "classifier", "score", "qa_outputs") or parts[-1] in _HEAD_MODULES \
+        or (parts[0] == "output" and len(parts) == 1)
+
+
+_LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers?|h|blk|blocks?|block|encoder\.layer|decoder\.layer|transformer\.h)"
+                          r"\.(\d+)(?:\.|$)")
+
+
+def layer_index(name: str) -> int | None:
+    """The repeated block a tensor belongs to (``layers.7`` / ``h.7`` / ``blk.7`` -> 7), if any."""
+    match = _LAYER_INDEX.search(name)
+    return int(match.group(1)) if match else None
