@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.formats import open_checkpoint  # noqa: E402
-from tests.llama_shapes import (  # noqa: E402
+from core.formats import open_checkpoint
+from tests.llama_shapes import (
     LLAMA_31_405B,
     LLAMA_31_405B_PARAMETERS,
     write_sparse_sharded_model,

@@ -25,7 +25,7 @@ def test_good_file_opens_with_manifest_counts(entry: dict) -> None:
 
 @pytest.mark.parametrize("path", bad_files(), ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_bad_file_is_refused_with_one_line(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if path.name == "config.json" or path.name.endswith(".safetensors") and path.parent.name == "lfs-sharded":
+    if path.name == "config.json" or (path.name.endswith(".safetensors") and path.parent.name == "lfs-sharded"):
         target = path.parent  # the sharded folder is the unit a user opens
     else:
         target = path
