@@ -1,0 +1,562 @@
+"""Mergeable, exact summaries of tensor values, and the statistics derived from them.
+
+Two kinds of summary, both merge exactly (merge = add counts, or a pairwise
+moment combination), so a layer's or a model's statistics come from its
+tensors' summaries, never from re-reading:
+
+* PatternSummary: for types with at most 65,536 bit patterns (BF16, F16, F8,
+  I8/U8/BOOL, I16/U16) a count per pattern. Exact by construction; every
+  statistic, percentile and histogram follows from the counts.
+* FloatSummary: for F32/F64, dequantised GGUF quants and wide integers.
+  Moments (count, mean, M2, M3, M4) in float64, combined chunk by chunk with
+  Chan et al.'s pairwise formulas; exact min, max and special-value counts;
+  a 65,536-bin count of the top 16 bits of each value's float32 pattern (its
+  bf16 rounding toward zero) for percentiles and histograms to bf16
+  resolution; and the K smallest and K largest values, exact, which make the
+  tails (outlier counts, extreme percentiles, histogram edges) exact.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cache
+
+import numpy as np
+
+K_EXTREMES = 1024
+KEYS = 65536
+PERCENTILES = (0.1, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
+PATTERN_DTYPES = ("BF16", "F16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "I8", "U8", "BOOL", "I16", "U16")
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+# --------------------------------------------------------------------------- value tables
+@cache
+def pattern_values(fmt: str) -> np.ndarray:
+    """The float64 value of every bit pattern of ``fmt`` (read-only)."""
+    from core.checkpoint import decode
+
+    if fmt == "BF16":
+        table = (np.arange(KEYS, dtype=np.uint32) << 16).view(np.float32).astype(np.float64)
+    elif fmt == "F16":
+        table = np.arange(KEYS, dtype=np.uint16).view(np.float16).astype(np.float64)
+    elif fmt.startswith("F8_"):
+        table = decode(np.arange(256, dtype=np.uint8), fmt).astype(np.float64)
+    elif fmt == "I8":
+        table = np.arange(256, dtype=np.uint8).view(np.int8).astype(np.float64)
+    elif fmt == "U8":
+        table = np.arange(256, dtype=np.float64)
+    elif fmt == "BOOL":
+        table = np.minimum(np.arange(256, dtype=np.float64), 1.0)
+    elif fmt == "I16":
+        table = np.arange(KEYS, dtype=np.uint16).view(np.int16).astype(np.float64)
+    elif fmt == "U16":
+        table = np.arange(KEYS, dtype=np.float64)
+    else:
+        raise KeyError(fmt)
+    table.setflags(write=False)
+    return table
+
+
+def pattern_count(fmt: str) -> int:
+    return 256 if fmt.startswith("F8_") or fmt in ("I8", "U8", "BOOL") else KEYS
+
+
+def float_keys(values: np.ndarray) -> np.ndarray:
+    """bf16 keys (top 16 bits of the float32 pattern) of float64 values; overflow clamps to the largest finite."""
+    v32 = np.clip(values, -F32_MAX, F32_MAX).astype(np.float32)
+    return (v32.view(np.uint32) >> 16).astype(np.intp)
+
+
+@cache
+def _key_order() -> np.ndarray:
+    """Finite bf16 keys sorted by value: -max ... -0, +0 ... +max (specials excluded)."""
+    return np.concatenate([np.arange(0xFF7F, 0x7FFF, -1), np.arange(0, 0x7F80)]).astype(np.intp)
+
+
+@cache
+def _key_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper value bound of each key bin, in key-order (see _key_order)."""
+    order = _key_order().astype(np.uint32)
+    low_bits = np.where(order & 0x8000, (order << 16) | 0xFFFF, order << 16).astype(np.uint32)
+    high_bits = np.where(order & 0x8000, order << 16, (order << 16) | 0xFFFF).astype(np.uint32)
+    lo = low_bits.view(np.float32).astype(np.float64)
+    hi = high_bits.view(np.float32).astype(np.float64)
+    return lo, hi
+
+
+def key_value(key: int) -> float:
+    """The bf16 value a key stands for (the float32 rounded toward zero)."""
+    return float(np.array([key << 16], dtype=np.uint32).view(np.float32)[0])
+
+
+# --------------------------------------------------------------------------- summaries
+@dataclass
+class PatternSummary:
+    """Exact counts of every bit pattern of one 16- or 8-bit format."""
+
+    fmt: str
+    counts: np.ndarray  # int64, pattern_count(fmt) long
+    dtypes: tuple[str, ...] = ()
+
+    @classmethod
+    def empty(cls, fmt: str, dtypes: tuple[str, ...] = ()) -> PatternSummary:
+        return cls(fmt, np.zeros(pattern_count(fmt), dtype=np.int64), dtypes or (fmt,))
+
+    def copy(self) -> PatternSummary:
+        return PatternSummary(self.fmt, self.counts.copy(), self.dtypes)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum())
+
+    def to_float(self) -> FloatSummary:
+        """The same values as a FloatSummary (exact: moments from the table, keys and extremes by value)."""
+        table = pattern_values(self.fmt)
+        nz = np.flatnonzero(self.counts)
+        v, c = table[nz], self.counts[nz]
+        out = FloatSummary.empty(self.dtypes)
+        out.nan = int(c[np.isnan(v)].sum())
+        out.pos_inf = int(c[v == np.inf].sum())
+        out.neg_inf = int(c[v == -np.inf].sum())
+        fin = np.isfinite(v)
+        v, c = v[fin], c[fin]
+        if len(v) == 0:
+            return out
+        n, mean, m2, m3, m4 = _weighted_moments(v, c)
+        out.n, out.mean, out.m2, out.m3, out.m4 = n, mean, m2, m3, m4
+        out.vmin, out.vmax = float(v.min()), float(v.max())
+        out.zeros = int(c[v == 0].sum())
+        np.add.at(out.key_counts, float_keys(v), c)
+        order = np.argsort(v, kind="stable")
+        v, c = v[order], c[order]
+        out.bottom = _repeat_first(v, c, K_EXTREMES)
+        out.top = _repeat_first(v[::-1], c[::-1], K_EXTREMES)[::-1].copy()
+        return out
+
+
+@dataclass
+class FloatSummary:
+    """Moments, exact extremes and bf16-resolution counts of float values (see module doc)."""
+
+    dtypes: tuple[str, ...] = ()
+    n: int = 0  # finite values
+    scale_exp: int = 0  # moments are of values * 2**-scale_exp (keeps float64 F64 data from overflowing)
+    mean: float = 0.0
+    m2: float = 0.0
+    m3: float = 0.0
+    m4: float = 0.0
+    vmin: float = math.inf
+    vmax: float = -math.inf
+    zeros: int = 0
+    nan: int = 0
+    pos_inf: int = 0
+    neg_inf: int = 0
+    key_counts: np.ndarray = field(default_factory=lambda: np.zeros(KEYS, dtype=np.int64))
+    top: np.ndarray = field(default_factory=lambda: np.empty(0))  # K largest finite values, ascending
+    bottom: np.ndarray = field(default_factory=lambda: np.empty(0))  # K smallest finite values, ascending
+
+    @classmethod
+    def empty(cls, dtypes: tuple[str, ...] = ()) -> FloatSummary:
+        return cls(dtypes=dtypes)
+
+    def copy(self) -> FloatSummary:
+        out = FloatSummary(**{k: getattr(self, k) for k in self.__dataclass_fields__})
+        out.key_counts = self.key_counts.copy()
+        out.top, out.bottom = self.top.copy(), self.bottom.copy()
+        return out
+
+    @property
+    def total(self) -> int:
+        return self.n + self.nan + self.pos_inf + self.neg_inf
+
+    def merge(self, other: FloatSummary) -> None:
+        """Add ``other``'s values to this summary (Chan et al. pairwise update of M2..M4)."""
+        self.dtypes = _union(self.dtypes, other.dtypes)
+        self.zeros += other.zeros
+        self.nan += other.nan
+        self.pos_inf += other.pos_inf
+        self.neg_inf += other.neg_inf
+        self.key_counts += other.key_counts
+        if other.n == 0:
+            return
+        self.vmin, self.vmax = min(self.vmin, other.vmin), max(self.vmax, other.vmax)
+        self.top = np.sort(np.concatenate([self.top, other.top]))[-K_EXTREMES:]
+        self.bottom = np.sort(np.concatenate([self.bottom, other.bottom]))[:K_EXTREMES]
+        if self.n == 0:
+            self.n, self.scale_exp = other.n, other.scale_exp
+            self.mean, self.m2, self.m3, self.m4 = other.mean, other.m2, other.m3, other.m4
+            return
+        e = max(self.scale_exp, other.scale_exp)
+        a = _rescale(self.mean, self.m2, self.m3, self.m4, self.scale_exp - e)
+        b = _rescale(other.mean, other.m2, other.m3, other.m4, other.scale_exp - e)
+        self.n, self.mean, self.m2, self.m3, self.m4 = combine_moments(self.n, *a, other.n, *b)
+        self.scale_exp = e
+
+
+Summary = PatternSummary | FloatSummary
+
+
+def _union(a: tuple[str, ...], b: tuple[str, ...]) -> tuple[str, ...]:
+    return a + tuple(x for x in b if x not in a)
+
+
+def _rescale(mean: float, m2: float, m3: float, m4: float, shift: int) -> tuple[float, float, float, float]:
+    if shift == 0:
+        return mean, m2, m3, m4
+    return math.ldexp(mean, shift), math.ldexp(m2, 2 * shift), math.ldexp(m3, 3 * shift), math.ldexp(m4, 4 * shift)
+
+
+def combine_moments(
+    na: int, ma: float, m2a: float, m3a: float, m4a: float, nb: int, mb: float, m2b: float, m3b: float, m4b: float
+) -> tuple[int, float, float, float, float]:
+    """Pairwise combination of (count, mean, M2, M3, M4) of two disjoint sets (Chan, Golub, LeVeque; Pebay)."""
+    n = na + nb
+    delta = mb - ma
+    dn = delta / n
+    mean = ma + dn * nb
+    m2 = m2a + m2b + delta * dn * na * nb
+    m3 = m3a + m3b + delta * dn * dn * na * nb * (na - nb) + 3.0 * dn * (na * m2b - nb * m2a)
+    m4 = (m4a + m4b + delta * dn * dn * dn * na * nb * (na * na - na * nb + nb * nb)
+          + 6.0 * dn * dn * (na * na * m2b + nb * nb * m2a) + 4.0 * dn * (na * m3b - nb * m3a))
+    return n, mean, m2, m3, m4
+
+
+def _weighted_moments(v: np.ndarray, c: np.ndarray) -> tuple[int, float, float, float, float]:
+    """(n, mean, M2, M3, M4) of values ``v`` with integer multiplicities ``c``; two-pass for accuracy."""
+    w = c.astype(np.float64)
+    n = int(c.sum())
+    mean = float(np.dot(w, v)) / n
+    d = v - mean
+    corr = float(np.dot(w, d)) / n
+    mean += corr
+    d = d - corr
+    d2 = d * d
+    return n, mean, float(np.dot(w, d2)), float(np.dot(w, d2 * d)), float(np.dot(w, d2 * d2))
+
+
+def _repeat_first(v: np.ndarray, c: np.ndarray, k: int) -> np.ndarray:
+    """The first ``k`` values of ``v`` repeated by their counts ``c``."""
+    cum = np.cumsum(c)
+    cut = int(np.searchsorted(cum, k, side="left")) + 1
+    reps = c[:cut].copy()
+    if cum[min(cut, len(cum)) - 1] > k:
+        reps[-1] -= cum[cut - 1] - k
+    return np.repeat(v[:cut], reps)
+
+
+def merge(acc: Summary | None, item: Summary) -> Summary:
+    """Merge ``item`` into ``acc`` (which may be modified and is returned); None starts a new copy."""
+    if acc is None:
+        return item.copy()
+    if isinstance(acc, PatternSummary) and isinstance(item, PatternSummary) and acc.fmt == item.fmt:
+        acc.counts += item.counts
+        acc.dtypes = _union(acc.dtypes, item.dtypes)
+        return acc
+    out = acc.to_float() if isinstance(acc, PatternSummary) else acc
+    out.merge(item.to_float() if isinstance(item, PatternSummary) else item)
+    return out
+
+
+def merge_all(items: list[Summary]) -> Summary | None:
+    acc: Summary | None = None
+    for item in items:
+        acc = merge(acc, item)
+    return acc
+
+
+# --------------------------------------------------------------------------- derived statistics
+@dataclass(frozen=True)
+class HistSpec:
+    """Display histogram settings: ``bins`` equal bins over ``range`` (default: [min, max] of finite values)."""
+
+    bins: int = 256
+    range: tuple[float, float] | None = None
+    log_bins: int = 128
+
+
+@dataclass
+class TensorStats:
+    """Everything shown for one tensor or group. Kurtosis is the non-excess one (a Gaussian gives 3)."""
+
+    name: str
+    dtype: str
+    count: int
+    mean: float
+    std: float
+    min: float
+    max: float
+    abs_max: float
+    l2: float
+    zeros: int
+    nan: int
+    pos_inf: int
+    neg_inf: int
+    skewness: float
+    kurtosis: float
+    beyond_6_sigma: int
+    percentiles: dict[str, float]
+    hist_edges: np.ndarray
+    hist_counts: np.ndarray
+    log_edges: np.ndarray
+    log_counts: np.ndarray
+    exact: bool = True  # False only where beyond_6_sigma had to be estimated from bf16 bins
+    quant_type: str | None = None
+    bits_per_weight: float | None = None
+    tensors: int = 1
+
+
+def percentile_key(p: float) -> str:
+    return f"{p:g}"
+
+
+def derive(summary: Summary, name: str = "", spec: HistSpec = HistSpec()) -> TensorStats:
+    """All statistics of a summary. Moments, min/max, percentiles and histograms are over the finite values."""
+    if isinstance(summary, PatternSummary):
+        return _derive_pattern(summary, name, spec)
+    return _derive_float(summary, name, spec)
+
+
+def _quantile_positions(n: int) -> list[tuple[int, int, float]]:
+    """numpy's 'linear' method: for each percentile, the two ranks and the weight of the upper one."""
+    out = []
+    for p in PERCENTILES:
+        q = p / 100.0
+        virtual = n * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0
+        virtual = min(max(virtual, 0.0), n - 1.0)
+        lo = math.floor(virtual)
+        hi = min(lo + 1, n - 1)
+        out.append((lo, hi, virtual - lo))
+    return out
+
+
+def _lerp(a: float, b: float, t: float) -> float:
+    """numpy's _lerp, bit for bit."""
+    diff = b - a
+    if t >= 0.5:
+        return b - diff * (1.0 - t)
+    return a + diff * t
+
+
+def _percentiles(n: int, value_at_rank) -> dict[str, float]:
+    if n == 0:
+        return {percentile_key(p): math.nan for p in PERCENTILES}
+    return {
+        percentile_key(p): _lerp(value_at_rank(lo), value_at_rank(hi), t)
+        for p, (lo, hi, t) in zip(PERCENTILES, _quantile_positions(n), strict=True)
+    }
+
+
+def _common(name: str, dtypes: tuple[str, ...], n: int, mean: float, var: float, m3n: float, m4n: float) -> dict:
+    std = math.sqrt(var) if n else math.nan
+    if n and var > 0:
+        skew = m3n / var**1.5
+        kurt = m4n / (var * var)
+    else:
+        skew = kurt = math.nan
+    return {"name": name, "dtype": "+".join(dtypes), "count": n, "mean": mean if n else math.nan,
+            "std": std, "skewness": skew, "kurtosis": kurt}
+
+
+def _derive_pattern(s: PatternSummary, name: str, spec: HistSpec) -> TensorStats:
+    table = pattern_values(s.fmt)
+    nz = np.flatnonzero(s.counts)
+    v, c = table[nz], s.counts[nz]
+    nan = int(c[np.isnan(v)].sum())
+    pos_inf, neg_inf = int(c[v == np.inf].sum()), int(c[v == -np.inf].sum())
+    fin = np.isfinite(v)
+    v, c = v[fin], c[fin]
+    order = np.argsort(v, kind="stable")
+    v, c = v[order], c[order]
+    n = int(c.sum())
+    if n:
+        _, mean, m2, m3, m4 = _weighted_moments(v, c)
+        var = m2 / n
+        base = _common(name, s.dtypes, n, mean, var, m3 / n, m4 / n)
+        vmin, vmax = float(v[0]), float(v[-1])
+        l2 = math.sqrt(float(np.dot(c.astype(np.float64), v * v)))
+        std = base["std"]
+        beyond = int(c[np.abs(v - mean) > 6.0 * std].sum())
+        cum = np.cumsum(c)
+        percentiles = _percentiles(n, lambda r: float(v[np.searchsorted(cum, r, side="right")]))
+    else:
+        base = _common(name, s.dtypes, 0, 0.0, 0.0, 0.0, 0.0)
+        vmin = vmax = l2 = math.nan
+        beyond = 0
+        percentiles = _percentiles(0, None)
+    edges, counts = _weighted_hist(v, c, spec.bins, spec.range or ((vmin, vmax) if n else None))
+    log_edges, log_counts = _log_hist(v, c, spec.log_bins)
+    return TensorStats(**base, min=vmin, max=vmax, abs_max=max(abs(vmin), abs(vmax)) if n else math.nan, l2=l2,
+                       zeros=int(c[v == 0].sum()), nan=nan, pos_inf=pos_inf, neg_inf=neg_inf, beyond_6_sigma=beyond,
+                       percentiles=percentiles, hist_edges=edges, hist_counts=counts, log_edges=log_edges,
+                       log_counts=log_counts)
+
+
+def _weighted_hist(v: np.ndarray, c: np.ndarray, bins: int, rng: tuple[float, float] | None):
+    if rng is None:
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    counts, edges = np.histogram(v, bins=bins, range=rng, weights=c.astype(np.float64))
+    return edges, np.rint(counts).astype(np.int64)
+
+
+def _log_hist(v: np.ndarray, c: np.ndarray, bins: int):
+    keep = v != 0
+    if not keep.any():
+        return np.empty(0), np.empty(0, dtype=np.int64)
+    lv = np.log10(np.abs(v[keep]))
+    return _weighted_hist(lv, c[keep], bins, (float(lv.min()), float(lv.max())))
+
+
+def _point_masses(s: FloatSummary) -> np.ndarray:
+    """The exact values we hold (bottom and top K), without double counting when they overlap."""
+    if s.n <= len(s.top):
+        return s.top
+    if s.n <= len(s.top) + len(s.bottom):
+        return np.concatenate([s.bottom[: s.n - len(s.top)], s.top])
+    return np.concatenate([s.bottom, s.top])
+
+
+class _FloatCDF:
+    """Cumulative count of a FloatSummary's finite values below x: exact point masses plus bf16 bins
+    assumed uniform inside (clamped to [min, max])."""
+
+    def __init__(self, s: FloatSummary) -> None:
+        self.points = np.sort(_point_masses(s))
+        rest = s.key_counts.copy()
+        if len(self.points):
+            np.subtract.at(rest, float_keys(self.points), 1)
+        order = _key_order()
+        lo_all, hi_all = _key_bounds()
+        oc = rest[order]
+        keep = oc > 0
+        self.c = oc[keep].astype(np.float64)
+        self.lo = np.clip(lo_all[keep], s.vmin, s.vmax)
+        self.hi = np.clip(hi_all[keep], s.vmin, s.vmax)
+        self.cum = np.concatenate([[0.0], np.cumsum(self.c)])
+
+    def below(self, x: np.ndarray) -> np.ndarray:
+        """Expected number of values < x (bins) plus exact point masses < x."""
+        x = np.asarray(x, dtype=np.float64)
+        j = np.searchsorted(self.hi, x, side="left")  # bins with hi < x are fully below
+        full = self.cum[j]
+        jj = np.minimum(j, len(self.c) - 1) if len(self.c) else j
+        part = np.zeros_like(x)
+        if len(self.c):
+            inside = (j < len(self.c)) & (self.lo[jj] < x)
+            width = self.hi[jj] - self.lo[jj]
+            frac = np.where(width > 0, (x - self.lo[jj]) / np.where(width > 0, width, 1.0), 1.0)
+            part = np.where(inside, self.c[jj] * np.clip(frac, 0.0, 1.0), 0.0)
+        return full + part + np.searchsorted(self.points, x, side="left")
+
+
+def _derive_float(s: FloatSummary, name: str, spec: HistSpec) -> TensorStats:
+    n = s.n
+    quant = next((d for d in s.dtypes if not _is_plain(d)), None)
+    empty = np.empty(0)
+    if n == 0:
+        base = _common(name, s.dtypes, 0, 0.0, 0.0, 0.0, 0.0)
+        return TensorStats(**base, min=math.nan, max=math.nan, abs_max=math.nan, l2=math.nan, zeros=s.zeros,
+                           nan=s.nan, pos_inf=s.pos_inf, neg_inf=s.neg_inf, beyond_6_sigma=0,
+                           percentiles=_percentiles(0, None), hist_edges=empty, hist_counts=empty.astype(np.int64),
+                           log_edges=empty, log_counts=empty.astype(np.int64), quant_type=quant)
+    e = s.scale_exp
+    var_s = s.m2 / n  # variance in scaled units; skewness and kurtosis do not depend on the scale
+    base = _common(name, s.dtypes, n, math.ldexp(s.mean, e), var_s, s.m3 / n, s.m4 / n)
+    mean, std = base["mean"], math.ldexp(math.sqrt(var_s), e)
+    base["std"] = std
+    l2 = math.ldexp(math.sqrt(s.m2 + n * s.mean * s.mean), e)
+    cdf = _FloatCDF(s)
+    beyond, exact = _float_beyond(s, mean, 6.0 * std)
+    percentiles = _percentiles(n, lambda r: _float_rank_value(s, cdf, r))
+    rng = spec.range or (s.vmin, s.vmax)
+    edges = np.histogram_bin_edges(np.array(rng, dtype=np.float64), bins=spec.bins, range=rng)
+    counts = _cdf_hist(cdf, edges, spec.bins, rng)
+    log_edges, log_counts = _float_log_hist(s, spec.log_bins)
+    return TensorStats(**base, min=s.vmin, max=s.vmax, abs_max=max(abs(s.vmin), abs(s.vmax)), l2=l2, zeros=s.zeros,
+                       nan=s.nan, pos_inf=s.pos_inf, neg_inf=s.neg_inf, beyond_6_sigma=beyond, percentiles=percentiles,
+                       hist_edges=edges, hist_counts=counts, log_edges=log_edges, log_counts=log_counts, exact=exact,
+                       quant_type=quant)
+
+
+def _is_plain(dtype: str) -> bool:
+    from core import dtypes
+
+    found = dtypes.lookup(dtype)
+    return found is None or not found.is_quantized
+
+
+def _float_beyond(s: FloatSummary, mean: float, width: float) -> tuple[int, bool]:
+    """Values with |x - mean| > 6 sigma. Exact whenever each tail beyond the threshold holds fewer than K
+    values (then all of them are among the K stored extremes); otherwise estimated from the bf16 bins
+    (error at most the count of the one bf16 bin each threshold falls in) and marked inexact."""
+    exact = True
+    if s.n <= len(s.top) or s.top[0] - mean <= width:
+        upper = int(np.count_nonzero(s.top - mean > width))
+    else:
+        exact = False
+        upper = round(s.n - float(_FloatCDF(s).below(np.array([np.nextafter(mean + width, np.inf)]))[0]))
+    source = s.top if s.n <= len(s.top) else s.bottom
+    if s.n <= len(s.top) or mean - s.bottom[-1] <= width:
+        lower = int(np.count_nonzero(mean - source > width))
+    else:
+        exact = False
+        lower = round(float(_FloatCDF(s).below(np.array([mean - width]))[0]))
+    return upper + lower, exact
+
+
+def _float_rank_value(s: FloatSummary, cdf: _FloatCDF, r: int) -> float:
+    """The value of rank r (0-based, ascending): exact inside the stored extremes, else to bf16 resolution
+    (the bin's bound nearest zero, i.e. the bf16 rounding toward zero)."""
+    if s.n <= len(s.top):
+        return float(s.top[r])
+    if r < len(s.bottom):
+        return float(s.bottom[r])
+    above = s.n - 1 - r
+    if above < len(s.top):
+        return float(s.top[len(s.top) - 1 - above])
+    k = int(np.searchsorted(cdf.cum[1:], r - len(s.bottom), side="right"))
+    k = min(k, len(cdf.c) - 1)
+    lo, hi = cdf.lo[k], cdf.hi[k]
+    value = hi if hi <= 0 else lo
+    return float(min(max(value, s.vmin), s.vmax))
+
+
+def _cdf_hist(cdf: _FloatCDF, edges: np.ndarray, bins: int, rng: tuple[float, float]) -> np.ndarray:
+    """Integer counts per display bin: exact for the stored extremes, area-proportional inside bf16 bins."""
+    points, _ = np.histogram(cdf.points, bins=bins, range=rng)
+    if not len(cdf.c):
+        return points.astype(np.int64)
+    at = edges.copy()
+    at[-1] = np.nextafter(at[-1], np.inf)  # the last bin includes its right edge, as in numpy
+    f = np.rint(cdf.below(at) - np.searchsorted(cdf.points, at, side="left"))
+    return np.maximum(np.diff(f), 0).astype(np.int64) + points.astype(np.int64)
+
+
+def _float_log_hist(s: FloatSummary, bins: int):
+    """log10|w| histogram: bf16 bins at their geometric middle plus the exact extremes; zeros left out."""
+    points = _point_masses(s)
+    rest = s.key_counts.copy()
+    if len(points):
+        np.subtract.at(rest, float_keys(points), 1)
+    zeros = s.zeros - int(np.count_nonzero(points == 0))
+    take = min(zeros, int(rest[0]))
+    rest[0] -= take
+    rest[0x8000] -= min(zeros - take, int(rest[0x8000]))
+    nz = np.flatnonzero(rest > 0)
+    values = np.concatenate([_key_mid_magnitudes()[nz], np.abs(points)])
+    weights = np.concatenate([rest[nz], np.ones(len(points), dtype=np.int64)])
+    keep = values > 0
+    return _log_hist(values[keep], weights[keep], bins)
+
+
+@cache
+def _key_mid_magnitudes() -> np.ndarray:
+    """|w| at the geometric middle of each bf16 key bin (indexed by key)."""
+    keys = np.arange(KEYS, dtype=np.uint32)
+    lo = np.abs((keys << 16).view(np.float32).astype(np.float64))
+    hi = np.abs(((keys << 16) | 0xFFFF).view(np.float32).astype(np.float64))
+    with np.errstate(all="ignore"):
+        mid = np.where(lo > 0, np.sqrt(lo * hi), hi / 2)
+    mid[~np.isfinite(mid)] = 0.0
+    return mid
