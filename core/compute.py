@@ -25,6 +25,7 @@ import numpy as np
 
 from core import dtypes
 from core.checkpoint import Checkpoint, TensorInfo
+from core.errors import CheckpointError
 from core.stats_summary import (
     F32_MAX,
     K_EXTREMES,
@@ -322,23 +323,44 @@ def _touch_reader(checkpoint: Checkpoint, t: TensorInfo) -> None:
         opener(t.file)
 
 
+class DeviceError(CheckpointError):
+    """The requested device is unknown or not present on this machine."""
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def validate_device(device: str) -> None:
+    """Refuse a device name we do not know (availability is checked when the backend is made)."""
+    if device in DEVICES:
+        return
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return
+    raise DeviceError(f"unknown device {device!r} (use auto, cpu, cuda, cuda:N or mps)")
+
+
 def make_backend(device: str = "auto", impl: str | None = None, threads: int | None = None) -> Backend:
-    """The backend for ``--device``: auto picks CUDA, then MPS, then the CPU (torch if installed, else numpy)."""
-    if device not in ("auto", "cpu", "cuda", "mps") and not device.startswith("cuda:"):
-        raise ValueError(f"unknown device {device!r} (use auto, cpu, cuda or mps)")
-    torch = _try_torch()
+    """The backend for ``--device``: auto picks CUDA, then MPS, then the CPU (torch if installed, else numpy).
+
+    ``impl`` ("numpy" or "torch") chooses the CPU implementation; an unavailable device raises DeviceError.
+    """
+    validate_device(device)
+    torch = _try_torch() if impl != "numpy" or device != "cpu" else None
     if device != "cpu" and torch is not None:
         if (device.startswith("cuda") or device == "auto") and torch.cuda.is_available():
+            if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+                raise DeviceError(f"device {device!r} is not present ({torch.cuda.device_count()} CUDA device(s))")
             return TorchDeviceBackend("cuda" if device == "auto" else device)
         if device in ("mps", "auto") and getattr(torch.backends, "mps", None) is not None \
                 and torch.backends.mps.is_available():
             return TorchDeviceBackend("mps")
     if device not in ("auto", "cpu"):
-        raise ValueError(f"device {device!r} is not available on this machine")
+        why = "torch is not installed" if torch is None else "no such accelerator on this machine"
+        raise DeviceError(f"device {device!r} is not available ({why})")
     if impl == "numpy" or (impl is None and torch is None):
         return Backend(threads)
     if torch is None:
-        raise ValueError("torch is not installed")
+        raise DeviceError("the torch CPU backend needs torch, which is not installed")
     return TorchCPUBackend(threads)
 
 

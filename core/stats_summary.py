@@ -554,8 +554,9 @@ def _float_log_hist(s: FloatSummary, bins: int):
 def _key_mid_magnitudes() -> np.ndarray:
     """|w| at the geometric middle of each bf16 key bin (indexed by key)."""
     keys = np.arange(KEYS, dtype=np.uint32)
-    lo = np.abs((keys << 16).view(np.float32).astype(np.float64))
-    hi = np.abs(((keys << 16) | 0xFFFF).view(np.float32).astype(np.float64))
+    with np.errstate(invalid="ignore"):  # NaN patterns; zeroed below
+        lo = np.abs((keys << 16).view(np.float32).astype(np.float64))
+        hi = np.abs(((keys << 16) | 0xFFFF).view(np.float32).astype(np.float64))
     with np.errstate(all="ignore"):
         mid = np.where(lo > 0, np.sqrt(lo * hi), hi / 2)
     mid[~np.isfinite(mid)] = 0.0

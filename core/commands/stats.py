@@ -1,0 +1,195 @@
+"""Exact value statistics per tensor, role, layer or for the whole model, in one streaming pass."""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import sys
+from typing import Any
+
+from core.checkpoint import Checkpoint, TensorInfo
+from core.commands.common import fail, refuse_on_error
+from core.errors import CheckpointError
+from core.numbers import format_value, human_bytes, human_count
+from core.stats_summary import HistSpec, TensorStats
+
+GROUPS = ("tensor", "role", "layer", "model")
+NO_LAYER = "outside layers"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("path", help="a checkpoint file, a sharded index (*.index.json) or a model folder")
+    parser.add_argument("--tensor", action="append", default=[], metavar="NAME",
+                        help="analyse only this tensor (repeatable)")
+    parser.add_argument("--match", metavar="GLOB", help="analyse only tensors whose name matches this glob")
+    parser.add_argument("--group", choices=GROUPS, default="tensor",
+                        help="one entry per tensor (default), per role, per layer index, or one for the model")
+    parser.add_argument("--bins", type=int, default=256, help="histogram bins (default 256)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the statistics cache")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+
+
+@refuse_on_error
+def run(args: argparse.Namespace) -> int:
+    if args.bins < 1 or args.bins > 1_000_000:
+        return fail(f"--bins must be between 1 and 1000000 (got {args.bins})")
+    from core.compute import validate_device
+    from core.formats import open_checkpoint
+    from core.stats import analyze
+
+    validate_device(args.device)
+    with open_checkpoint(args.path) as checkpoint:
+        selected = choose_tensors(checkpoint, args.tensor, args.match)
+        progress = _Progress() if sys.stderr.isatty() else None
+        gen = analyze(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
+        try:
+            while True:
+                item = next(gen)
+                if progress is not None:
+                    progress.show(item.bytes_done, item.bytes_total, item.tensor)
+        except StopIteration as stop:
+            result = stop.value
+        finally:
+            if progress is not None:
+                progress.clear()
+        spec = HistSpec(bins=args.bins)
+        entries = group_stats(result, selected, args.group, spec)
+        model = result.model(spec)
+        if args.json:
+            json.dump(stats_json(result, entries, model), sys.stdout, allow_nan=False)
+            sys.stdout.write("\n")
+        else:
+            sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
+    return 0
+
+
+def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None) -> list[TensorInfo]:
+    """--tensor names (each must exist) and --match glob; neither means every tensor."""
+    from core.stats import analyzable
+
+    by_name = {t.name: t for t in checkpoint.tensors}
+    chosen: list[TensorInfo] = []
+    for name in names:
+        if name not in by_name:
+            raise CheckpointError(f"no tensor named {name[:200]!r} in this checkpoint")
+        chosen.append(by_name[name])
+    if pattern is not None:
+        matched = [t for t in checkpoint.tensors if fnmatch.fnmatchcase(t.name, pattern)]
+        if not matched:
+            raise CheckpointError(f"no tensor name matches {pattern[:200]!r}")
+        chosen = [t for t in chosen if fnmatch.fnmatchcase(t.name, pattern)] if names else matched
+    if not names and pattern is None:
+        chosen = list(checkpoint.tensors)
+    unique = {t.name: t for t in chosen}
+    return [t for t in unique.values() if analyzable(t)]
+
+
+def group_stats(result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec) -> list[TensorStats]:
+    """One TensorStats per tensor, role or layer (exact merges), or a single one for the model."""
+    if group == "tensor":
+        return [result.stats(t.name, spec) for t in tensors if t.name in result.summaries]
+    if group == "model":
+        model = result.model(spec)
+        return [] if model is None else [model]
+    buckets: dict[str, list[str]] = {}
+    for t in tensors:
+        buckets.setdefault(_bucket(t, group), []).append(t.name)
+    keys = list(buckets)
+    if group == "layer":
+        keys.sort(key=lambda k: (k == NO_LAYER, int(k.split()[-1]) if k != NO_LAYER else 0))
+    else:
+        keys.sort()
+    out = []
+    for key in keys:
+        ts = result.group(buckets[key], key, spec)
+        if ts is not None:
+            out.append(ts)
+    return out
+
+
+def _bucket(t: TensorInfo, group: str) -> str:
+    if group == "role":
+        return t.role
+    from core.taxonomy import layer_index
+
+    index = layer_index(t.name)
+    return NO_LAYER if index is None else f"layer {index}"
+
+
+def stats_json(result: Any, entries: list[TensorStats], model: TensorStats | None) -> dict[str, Any]:
+    from core.stats import stats_to_json
+
+    return {
+        "device": result.device,
+        "seconds": result.seconds,
+        "bytes_read": result.bytes_read,
+        "tensors": [stats_to_json(ts) for ts in entries],
+        "model": None if model is None else stats_to_json(model),
+    }
+
+
+_COLUMNS = [("name", 44), ("dtype", 9), ("count", 9), ("mean", 11), ("std", 10), ("min", 11), ("max", 11),
+            ("p1", 11), ("p50", 11), ("p99", 11), ("kurt", 8), (">6σ", 6), ("zeros", 7), ("nan/inf", 8)]
+
+
+def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], model: TensorStats | None,
+               group: str) -> str:
+    lines = [f"{checkpoint.path}",
+             f"device {result.device}   {result.seconds:.2f} s   read {human_bytes(result.bytes_read)}"
+             + ("   (from cache)" if result.bytes_read == 0 and result.summaries else ""), ""]
+    header = "  ".join(f"{title:<{width}}" if i < 2 else f"{title:>{width}}"
+                       for i, (title, width) in enumerate(_COLUMNS))
+    lines.append(header.rstrip())
+    lines.extend(_row(ts) for ts in entries)
+    if model is not None and group != "model":
+        lines.append("")
+        lines.append(_row(model))
+    quant = [ts for ts in entries if ts.quant_type]
+    if quant:
+        lines.append("")
+        lines.append("quantised tensors are dequantised and treated as F32: "
+                     + ", ".join(sorted({f"{ts.quant_type} {ts.bits_per_weight:g} bits/weight" for ts in quant})))
+    if any(not ts.exact for ts in [*entries, *([model] if model else [])]):
+        lines.append("* beyond-6σ count estimated from bf16-resolution bins (many outliers)")
+    return "\n".join(lines) + "\n"
+
+
+def _row(ts: TensorStats) -> str:
+    special = ts.nan + ts.pos_inf + ts.neg_inf
+    cells = [_shorten(ts.name, 44), ts.dtype[:9], human_count(ts.count), format_value(ts.mean), format_value(ts.std),
+             format_value(ts.min), format_value(ts.max), format_value(ts.percentiles["1"]),
+             format_value(ts.percentiles["50"]), format_value(ts.percentiles["99"]), format_value(ts.kurtosis),
+             f"{ts.beyond_6_sigma}{'' if ts.exact else '*'}", human_count(ts.zeros), human_count(special)]
+    return "  ".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}" for i, (c, (_, w)) in enumerate(zip(cells, _COLUMNS,
+                                                                                               strict=True))).rstrip()
+
+
+def _shorten(name: str, width: int) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1):]
+
+
+class _Progress:
+    """A one-line progress display on stderr (only when stderr is a terminal)."""
+
+    def __init__(self) -> None:
+        self.width = 0
+        try:
+            self.columns = os.get_terminal_size(sys.stderr.fileno()).columns
+        except OSError:
+            self.columns = 80
+
+    def show(self, done: int, total: int, tensor: str) -> None:
+        pct = 100.0 * done / total if total else 100.0
+        text = f"{pct:5.1f}%  {human_bytes(done)} / {human_bytes(total)}  {tensor}"[: self.columns - 1]
+        sys.stderr.write("\r" + text.ljust(self.width))
+        sys.stderr.flush()
+        self.width = len(text)
+
+    def clear(self) -> None:
+        if self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+

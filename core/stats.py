@@ -1,0 +1,326 @@
+"""The statistics engine: one streaming pass over a model's tensors, as a generator the GUI can drive.
+
+``analyze`` reads each tensor in chunks of about ``chunk_bytes`` (the backend reads
+each chunk in parallel blocks into per-thread buffers it reuses), turns every chunk
+into an exact, mergeable summary (core.stats_summary), and yields an
+AnalysisProgress after every chunk and at every tensor's end. Between chunks it
+asks ``should_stop`` and raises CancelledError, so a Cancel button takes effect
+within one chunk. Finished tensors' summaries are cached on disk
+(core.stats_cache): a second look at a model reads no tensor data at all.
+
+Group and model statistics are exact merges of per-tensor summaries, never re-reads.
+torch is imported only when a tensor actually has to be read.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from core import dtypes
+from core.checkpoint import DEFAULT_CHUNK_BYTES, Checkpoint, TensorInfo
+from core.errors import CancelledError, CheckpointError
+from core.stats_summary import (
+    FloatSummary,
+    HistSpec,
+    PatternSummary,
+    Summary,
+    TensorStats,
+    derive,
+    merge,
+    merge_all,
+)
+
+CACHED_DEVICE_LABEL = "cache"  # AnalysisResult.device when every summary came from the cache
+
+
+@dataclass
+class AnalysisResult:
+    """Summaries of the tensors analysed so far, and how they were computed.
+
+    ``summaries`` only ever grows (a finished summary is never changed), so the GUI
+    thread may read it while the worker is still analysing.
+    """
+
+    device: str
+    seconds: float = 0.0
+    bytes_read: int = 0
+    summaries: dict[str, Summary] = field(default_factory=dict)
+
+    def stats(self, name: str, spec: HistSpec = HistSpec()) -> TensorStats:
+        """Statistics of one analysed tensor (KeyError if it was not analysed, e.g. complex)."""
+        return _with_quant_info(derive(self.summaries[name], name, spec))
+
+    def group(self, names: Iterable[str], label: str, spec: HistSpec = HistSpec()) -> TensorStats | None:
+        """Exact statistics of the named tensors together (those not analysed are skipped); None if none were."""
+        found = [s for s in (self.summaries.get(n) for n in names) if s is not None]
+        merged = merge_all(found)
+        if merged is None:
+            return None
+        out = _with_quant_info(derive(merged, label, spec))
+        out.tensors = len(found)
+        return out
+
+    def model(self, spec: HistSpec = HistSpec()) -> TensorStats | None:
+        """Statistics over every floating-point tensor (quantised ones included, as their dequantised values)."""
+        items = list(self.summaries.items())  # one atomic copy: safe while the worker adds summaries
+        names = [name for name, s in items if is_float_summary(s)]
+        return self.group(names, "model", spec)
+
+
+@dataclass
+class AnalysisProgress:
+    """Yielded after every chunk and at each tensor's end."""
+
+    bytes_done: int
+    bytes_total: int
+    tensor: str
+    tensor_done: bool
+    partial: Summary | None  # a private copy: safe to derive from in another thread
+    result: AnalysisResult  # the live result (completed tensors so far)
+
+    @property
+    def fraction(self) -> float:
+        return self.bytes_done / self.bytes_total if self.bytes_total else 1.0
+
+
+def is_float_summary(s: Summary) -> bool:
+    """Whether every dtype that went into ``s`` is floating point (quants count as float)."""
+    return all(_is_float_dtype(d) for d in s.dtypes)
+
+
+def _is_float_dtype(name: str) -> bool:
+    found = dtypes.lookup(name)
+    return found is not None and found.is_float
+
+
+def _with_quant_info(ts: TensorStats) -> TensorStats:
+    if ts.quant_type is not None:
+        found = dtypes.lookup(ts.quant_type)
+        if found is not None:
+            ts.bits_per_weight = found.bits_per_element
+    return ts
+
+
+def analyzable(t: TensorInfo) -> bool:
+    """Complex tensors have no order and no histogram: they are listed but not summarised."""
+    return t.dtype not in ("C64", "C128") and dtypes.lookup(t.dtype) is not None
+
+
+def select_tensors(checkpoint: Checkpoint, tensors: Iterable[TensorInfo | str] | None) -> list[TensorInfo]:
+    """The TensorInfo records to analyse, in the order given; unknown names are refused."""
+    if tensors is None:
+        return [t for t in checkpoint.tensors if analyzable(t)]
+    by_name = {t.name: t for t in checkpoint.tensors}
+    out: list[TensorInfo] = []
+    seen: set[str] = set()
+    for item in tensors:
+        name = item if isinstance(item, str) else item.name
+        t = by_name.get(name)
+        if t is None:
+            raise CheckpointError(f"no tensor named {name[:200]!r} in this checkpoint")
+        if name not in seen and analyzable(t):
+            seen.add(name)
+            out.append(t)
+    return out
+
+
+def analyze(
+    checkpoint: Checkpoint | str | os.PathLike[str],
+    tensors: Iterable[TensorInfo | str] | None = None,
+    *,
+    device: str = "auto",
+    use_cache: bool = True,
+    should_stop: Callable[[], bool] | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+    backend: Any = None,
+) -> Generator[AnalysisProgress, None, AnalysisResult]:
+    """Stream statistics of ``tensors`` (default: all but complex ones); the generator's return value is the
+    final AnalysisResult (``result = yield from analyze(...)``, or see ``run``).
+
+    ``device`` is auto, cpu, cuda, cuda:N or mps; an unavailable one raises DeviceError (a CheckpointError).
+    ``backend`` (a core.compute.Backend) overrides ``device``: tests use it to compare implementations.
+    Raises CancelledError within one chunk after ``should_stop()`` turns true.
+    """
+    from core.compute import validate_device
+
+    validate_device(device)
+    own = not isinstance(checkpoint, Checkpoint)
+    if own:
+        from core.formats import open_checkpoint
+
+        checkpoint = open_checkpoint(os.fspath(checkpoint))
+    assert isinstance(checkpoint, Checkpoint)
+    engine = _Engine(checkpoint, device, backend)
+    try:
+        return (yield from engine.run(select_tensors(checkpoint, tensors), use_cache, should_stop,
+                                      max(1, int(chunk_bytes))))
+    finally:
+        engine.close()
+        if own:
+            checkpoint.close()
+
+
+def run(checkpoint: Checkpoint | str | os.PathLike[str], tensors: Iterable[TensorInfo | str] | None = None,
+        **kwargs: Any) -> AnalysisResult:
+    """``analyze`` without progress: drain the generator and return the result."""
+    gen = analyze(checkpoint, tensors, **kwargs)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+class _Engine:
+    """Holds the backend (made only when a tensor must really be read) for one analysis."""
+
+    def __init__(self, checkpoint: Checkpoint, device: str, backend: Any) -> None:
+        self.checkpoint = checkpoint
+        self.device = device
+        self.backend = backend
+        self.own_backend = backend is None
+        if self.backend is None and device not in ("auto", "cpu"):
+            self._make_backend()  # an explicit accelerator must exist even when everything is cached
+
+    def _make_backend(self) -> Any:
+        if self.backend is None:
+            from core.compute import make_backend
+
+            self.backend = make_backend(self.device)
+        return self.backend
+
+    def close(self) -> None:
+        if self.own_backend and self.backend is not None:
+            self.backend.close()
+            self.backend = None
+
+    def run(self, selected: list[TensorInfo], use_cache: bool, should_stop: Callable[[], bool] | None,
+            chunk_bytes: int) -> Generator[AnalysisProgress, None, AnalysisResult]:
+        start_time = time.perf_counter()
+        result = AnalysisResult(device=self.backend.label if self.backend is not None else CACHED_DEVICE_LABEL)
+        cache = None
+        if use_cache:
+            from core.stats_cache import StatsCache
+
+            cache = StatsCache.default()
+        total = sum(t.nbytes for t in selected)
+        done = 0
+
+        def stop_if_asked() -> None:
+            if should_stop is not None and should_stop():
+                result.seconds = time.perf_counter() - start_time
+                raise CancelledError("statistics cancelled")
+
+        for t in selected:
+            stop_if_asked()
+            cached = cache.get(t) if cache is not None else None
+            if cached is not None:
+                result.summaries[t.name] = cached
+                done += t.nbytes
+                result.seconds = time.perf_counter() - start_time
+                yield AnalysisProgress(done, total, t.name, True, cached.copy(), result)
+                continue
+            backend = self._make_backend()
+            result.device = backend.label
+            acc: Summary | None = None
+            step = _chunk_elements(t, chunk_bytes)
+            starts = range(0, t.elements, step)
+            if not starts:  # an empty tensor still gets a (zero-count) summary
+                acc = _empty_summary(t)
+            for i, first in enumerate(starts):
+                if i:
+                    stop_if_asked()
+                count = min(step, t.elements - first)
+                part = backend.summarize_range(self.checkpoint, t, first, count)
+                acc = part if acc is None else merge(acc, part)
+                nbytes = _range_bytes(t, first, first + count)
+                done += nbytes
+                result.bytes_read += nbytes
+                last = first + count >= t.elements
+                if last:
+                    result.summaries[t.name] = acc
+                    if cache is not None:
+                        cache.put(t, acc)
+                result.seconds = time.perf_counter() - start_time
+                yield AnalysisProgress(done, total, t.name, last, acc.copy(), result)
+            if not starts:
+                assert acc is not None
+                result.summaries[t.name] = acc
+                if cache is not None:
+                    cache.put(t, acc)
+                yield AnalysisProgress(done, total, t.name, True, acc.copy(), result)
+        result.seconds = time.perf_counter() - start_time
+        return result
+
+
+def _chunk_elements(t: TensorInfo, chunk_bytes: int) -> int:
+    """Elements per chunk. Strided PyTorch views are read whole (they are small and read as one span)."""
+    if t.strides is not None:
+        return max(t.elements, 1)
+    dt = dtypes.get(t.dtype)
+    # quant chunks need not align with blocks: the reader rounds out to whole blocks
+    return max(1, chunk_bytes * dt.block_size // dt.type_size)
+
+
+def _range_bytes(t: TensorInfo, first: int, end: int) -> int:
+    """Stored bytes of elements [first, end): telescopes to ``t.nbytes`` over a whole tensor."""
+    if t.elements == 0:
+        return 0
+    return t.nbytes * end // t.elements - t.nbytes * first // t.elements
+
+
+def _empty_summary(t: TensorInfo) -> Summary:
+    from core.compute import summary_kind
+
+    if summary_kind(t.dtype) == "pattern":
+        return PatternSummary.empty(t.dtype, (t.dtype,))
+    return FloatSummary.empty((t.dtype,))
+
+
+def stats_to_json(ts: TensorStats) -> dict[str, Any]:
+    """The ``main.py stats --json`` object for one tensor or group; NaN and Inf become strings."""
+    out: dict[str, Any] = {
+        "name": ts.name,
+        "dtype": ts.dtype,
+        "count": int(ts.count),
+        "mean": json_float(ts.mean),
+        "std": json_float(ts.std),
+        "min": json_float(ts.min),
+        "max": json_float(ts.max),
+        "abs_max": json_float(ts.abs_max),
+        "l2": json_float(ts.l2),
+        "zeros": int(ts.zeros),
+        "nan": int(ts.nan),
+        "pos_inf": int(ts.pos_inf),
+        "neg_inf": int(ts.neg_inf),
+        "skewness": json_float(ts.skewness),
+        "kurtosis": json_float(ts.kurtosis),
+        "beyond_6_sigma": int(ts.beyond_6_sigma),
+        "percentiles": {k: json_float(v) for k, v in ts.percentiles.items()},
+        "histogram": {"edges": [json_float(x) for x in ts.hist_edges],
+                      "counts": [int(c) for c in ts.hist_counts]},
+        "log10_abs_histogram": {"edges": [json_float(x) for x in ts.log_edges],
+                                "counts": [int(c) for c in ts.log_counts]},
+        "exact": bool(ts.exact),
+        "tensors": int(ts.tensors),
+    }
+    if ts.quant_type is not None:
+        out["quant_type"] = ts.quant_type
+        out["bits_per_weight"] = ts.bits_per_weight
+    return out
+
+
+def json_float(x: float) -> float | str:
+    """A float for JSON: NaN and infinities as the strings "NaN", "Infinity", "-Infinity"."""
+    x = float(x)
+    if x != x:
+        return "NaN"
+    if x == float("inf"):
+        return "Infinity"
+    if x == float("-inf"):
+        return "-Infinity"
+    return x
