@@ -223,7 +223,11 @@ class Checkpoint:
         last_block = math.ceil((start + count) / dt.block_size)
         raw = np.empty((last_block - first_block) * dt.type_size, dtype=np.uint8)
         self._reader(t.file).read_into(t.offset + first_block * dt.type_size, raw)
-        values = dequantize(raw, GGMLQuantizationType[dt.name]).reshape(-1).astype(np.float32, copy=False)
+        try:
+            values = dequantize(raw, GGMLQuantizationType[dt.name]).reshape(-1).astype(np.float32, copy=False)
+        except NotImplementedError:  # Q8_1, Q8_K, Q1_0 ...: listed fine, but the gguf package cannot decode them
+            raise ReadError(f"cannot decode {dt.name} values of tensor {t.name[:80]!r}: the gguf package has no "
+                            "dequantiser for this type", path=t.file) from None
         skip = start - first_block * dt.block_size
         return values[skip : skip + count]
 
