@@ -1,0 +1,487 @@
+"""PyTorch checkpoints (torch.save zip files and the legacy pre-1.6 format), read without unpickling.
+
+The pickle is interpreted by ``pickle_vm`` into inert records; tensors become
+TensorInfo records pointing at their bytes in the file (zip member data or the
+legacy file's raw storages), which are never read while opening.
+
+Naming: every tensor is listed under its key path in the pickled object
+("optimizer.state.0.exp_avg"). One exception keeps names matching the model's
+own: when the top object is a dict whose only tensor-holding entry is a
+``state_dict`` / ``model`` / ``model_state_dict`` / ``module`` dict, that
+wrapper is dropped (metadata["state_dict_key"] records which). Values that are
+not tensors (epoch, hyper-parameters, placeholders) go to metadata as inert,
+size-capped JSON values under their dotted key paths.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from core import dtypes
+from core.checkpoint import Checkpoint, FileEntry, TensorInfo
+from core.errors import CheckpointError, MalformedFileError, UnsafeFileError, UnsupportedFormatError
+from core.formats import pickle_vm
+from core.formats.pickle_vm import ByteSource, Global, Placeholder, SetRecord, StorageRef, TensorRecord
+from core.formats.pytorch_zip import ZipMember, read_member, read_members
+from core.io import FileReader
+
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+MAX_PICKLE_BYTES = 256 << 20
+MAX_SCAN_BYTES = 64 << 20
+MAX_DEPTH = 64
+MAX_WALK = 2_000_000
+MAX_TENSORS = 1_000_000
+MAX_METADATA_ENTRIES = 400
+WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
+
+
+def open_pytorch(paths: list[str], root_path: str) -> Checkpoint:
+    """One PyTorch file, or the shards of a ``pytorch_model.bin.index.json``, as one Checkpoint."""
+    tensors: list[TensorInfo] = []
+    files: list[FileEntry] = []
+    metadata: dict[str, Any] = {}
+    seen: dict[str, str] = {}
+    for path in paths:
+        try:
+            file_tensors, file_meta, size = read_pytorch_file(path)
+        except CheckpointError as exc:
+            if exc.path is None:
+                raise type(exc)(exc.reason, path=path) from None
+            raise
+        files.append(FileEntry(path, size))
+        for t in file_tensors:
+            if t.name in seen:
+                first = os.path.basename(seen[t.name])
+                raise MalformedFileError(f"tensor {t.name[:80]!r} appears in two shards ({first} and "
+                                         f"{os.path.basename(path)})", path=root_path)
+            seen[t.name] = path
+        tensors.extend(file_tensors)
+        if len(paths) == 1:
+            metadata.update(file_meta)
+        else:
+            shard_meta = {k: v for k, v in file_meta.items() if k != "serialization"}
+            metadata.setdefault("serialization", file_meta.get("serialization"))
+            if shard_meta:
+                metadata.setdefault("shards", {})[os.path.basename(path)] = shard_meta
+    return Checkpoint(format="pytorch", path=root_path, files=files, tensors=tensors, metadata=metadata)
+
+
+def read_pytorch_file(path: str) -> tuple[list[TensorInfo], dict[str, Any], int]:
+    """List one file's tensors (in pickle order), its metadata and its size; errors carry no path."""
+    with FileReader(path) as reader:
+        if reader.size < 4:
+            raise MalformedFileError(f"too small to be a PyTorch file ({reader.size} bytes)")
+        head = reader.read(0, 4)
+        if head in (b"PK\x03\x04", b"PK\x05\x06"):
+            obj, fmt = _read_zip(reader), "zip (torch.save)"
+        else:
+            obj, fmt = _read_legacy(reader), "legacy (torch.save before 1.6)"
+        named, metadata = _collect(obj)
+        tensors = [_tensor_info(name, record, path) for name, record in named]
+        metadata = {"serialization": fmt, **metadata}
+        return tensors, metadata, reader.size
+
+
+# --- zip (torch.save since 1.6) --------------------------------------------------------------------------------------
+def _is_torchscript(name: str) -> bool:
+    parts = name.split("/")
+    return ("code" in parts[:2] and len(parts) > 1) or (parts[-1] == "constants.pkl" and len(parts) <= 2)
+
+
+def _refuse_torchscript(names: list[str]) -> None:
+    if any(_is_torchscript(n) for n in names):
+        raise UnsupportedFormatError("a TorchScript archive (torch.jit.save): it holds code as well as weights; "
+                                     "Weightscope opens state dicts saved with torch.save")
+
+
+def _read_zip(reader: FileReader) -> Any:
+    members = read_members(reader, _refuse_torchscript)
+    try:
+        return _read_torch_zip(reader, members)
+    except UnsafeFileError:
+        raise
+    except CheckpointError:
+        _scan_for_danger(reader, members)
+        raise
+
+
+def _zip_layout(members: list[ZipMember]) -> tuple[str, ZipMember]:
+    unsafe = [m.name for m in members if m.unsafe_name]
+    if unsafe:
+        raise MalformedFileError(f"zip member name {unsafe[0][:80]!r} points outside the archive (path traversal)")
+    roots = {m.name.split("/", 1)[0] for m in members if "/" in m.name}
+    rootless = [m.name for m in members if "/" not in m.name]
+    if rootless or len(roots) != 1:
+        if any(n == "data.pkl" for n in rootless):
+            raise MalformedFileError("zip archive has data.pkl at its top level, without the root folder that "
+                                     "torch.save writes: not a PyTorch checkpoint")
+        if not roots and not rootless:
+            raise MalformedFileError("empty zip archive: not a PyTorch checkpoint")
+        raise MalformedFileError("zip archive is not a PyTorch checkpoint (torch.save writes one root folder "
+                                 "holding data.pkl)")
+    root = roots.pop()
+    data = [m for m in members if m.name == f"{root}/data.pkl"]
+    if not data:
+        raise MalformedFileError(f"zip archive has no {root}/data.pkl: not a PyTorch checkpoint")
+    return root, data[0]
+
+
+def _read_torch_zip(reader: FileReader, members: list[ZipMember]) -> Any:
+    root, data_pkl = _zip_layout(members)
+    by_name = {m.name: m for m in members}
+    byteorder = by_name.get(f"{root}/byteorder")
+    if byteorder is not None:
+        order = read_member(reader, byteorder, 64)
+        if order == b"big":
+            raise UnsupportedFormatError("a big-endian PyTorch file; only little-endian files are supported")
+        if order != b"little":
+            raise MalformedFileError(f"unknown byte order {order[:16]!r}")
+    pickle_bytes = read_member(reader, data_pkl, MAX_PICKLE_BYTES)
+    storages: dict[str, StorageRef] = {}
+
+    def persistent_load(pid: Any) -> StorageRef:
+        storage_type, key, location, numel = _storage_pid(pid, 5)
+        member = by_name.get(f"{root}/data/{key}")
+        if member is None:
+            raise MalformedFileError(f"storage {key[:40]!r} has no record data/{key[:40]} in the archive")
+        ref = _storage_ref(storage_type, key, location, numel)
+        if ref.nbytes != member.size:
+            raise MalformedFileError(
+                f"storage {key[:40]!r} claims {numel:,} elements of torch.{ref.torch_dtype} ({ref.nbytes:,} bytes) "
+                f"but its record holds {member.size:,} bytes")
+        ref.file = reader.path
+        ref.data_offset = member.data_offset
+        known = storages.setdefault(f"{key}:{ref.torch_dtype}", ref)
+        return known
+
+    obj, _vm = pickle_vm.run_pickle(ByteSource.from_bytes(pickle_bytes), persistent_load)
+    return obj
+
+
+def _scan_for_danger(reader: FileReader, members: list[ZipMember]) -> None:
+    """Before refusing a broken archive, look for a pickle reaching for code, so the refusal can name it."""
+    for member in members:
+        if member.size > MAX_SCAN_BYTES or member.size < 2:
+            continue
+        data = reader.read(member.data_offset, member.size)
+        if not (member.name.endswith(".pkl") or (data[0] == 0x80 and data[1] <= 5)):
+            continue
+        try:
+            pickle_vm.run_pickle(ByteSource.from_bytes(data), lambda pid: None)
+        except UnsafeFileError:
+            raise
+        except CheckpointError:
+            continue
+
+
+def _storage_pid(pid: Any, length: int) -> tuple[Global, str, str, int]:
+    if not isinstance(pid, tuple) or len(pid) != length or _ascii(pid[0]) != "storage":
+        kind = _ascii(pid[0]) if isinstance(pid, tuple) and pid else type(pid).__name__
+        if kind == "module":
+            raise UnsupportedFormatError("the file pickles a whole nn.Module (torch.save(model)), which needs its "
+                                         "Python classes to load; save model.state_dict() instead")
+        raise MalformedFileError(f"unexpected persistent id ({str(kind)[:40]}): not a PyTorch storage")
+    _tag, storage_type, key, location, numel = pid[:5]
+    if not isinstance(storage_type, Global) or storage_type.kind != "storage_type":
+        raise MalformedFileError("a storage's type is not a torch storage class")
+    key = _ascii(key)
+    location = _ascii(location)
+    if not isinstance(key, str) or not key or len(key) > 256 or not isinstance(location, str):
+        raise MalformedFileError("a storage's key or location is not a short string")
+    if not isinstance(numel, int) or isinstance(numel, bool) or numel < 0 or numel >= 1 << 62:
+        raise MalformedFileError(f"storage {key[:40]!r} has an invalid element count")
+    return storage_type, key, location[:64], numel
+
+
+def _ascii(value: Any) -> Any:
+    if isinstance(value, bytes):
+        try:
+            return value.decode("ascii")
+        except UnicodeDecodeError:
+            raise MalformedFileError("a storage field is not ASCII") from None
+    return value
+
+
+def _storage_ref(storage_type: Global, key: str, location: str, numel: int) -> StorageRef:
+    dtype_name, torch_name = storage_type.info
+    itemsize = dtypes.get(dtype_name).type_size if dtype_name else 1
+    return StorageRef(key, dtype_name, torch_name, numel, location, numel * itemsize)
+
+
+# --- legacy (torch.save before 1.6, or _use_new_zipfile_serialization=False) ----------------------------------------
+def _read_legacy(reader: FileReader) -> Any:
+    source = ByteSource(reader.read, 0, min(reader.size, MAX_PICKLE_BYTES))
+
+    def no_storage(pid: Any) -> Any:
+        raise MalformedFileError("a plain pickle that refers to tensor storages it does not contain: not a "
+                                 "PyTorch checkpoint")
+
+    magic, vm = pickle_vm.run_pickle(source, no_storage)
+    if type(magic) is not int or magic != MAGIC_NUMBER:
+        raise UnsupportedFormatError(f"a plain Python pickle (holding {_describe(magic)}), not a PyTorch checkpoint")
+    if vm.globals_seen:
+        raise MalformedFileError(f"the legacy magic number is computed by {vm.globals_seen[0]}, not written as a "
+                                 "literal")
+    version, vm = pickle_vm.run_pickle(source)
+    if type(version) is not int or version != LEGACY_PROTOCOL_VERSION or vm.globals_seen:
+        raise MalformedFileError(f"unknown legacy PyTorch protocol version {str(version)[:20]}")
+    sys_info, vm = pickle_vm.run_pickle(source)
+    if not isinstance(sys_info, dict):
+        raise MalformedFileError("legacy PyTorch file: system info is not a dict")
+    if sys_info.get("little_endian") is False:
+        raise UnsupportedFormatError("a big-endian legacy PyTorch file; only little-endian files are supported")
+    roots: dict[str, StorageRef] = {}
+    views: list[StorageRef] = []
+
+    def persistent_load(pid: Any) -> StorageRef:
+        if not isinstance(pid, tuple) or len(pid) != 6:
+            _storage_pid(pid, 6)  # raises the right error
+        storage_type, key, location, numel = _storage_pid(pid[:5], 5)
+        ref = _storage_ref(storage_type, key, location, numel)
+        root = roots.setdefault(key, ref)
+        if root.torch_dtype != ref.torch_dtype or root.numel != numel:
+            raise MalformedFileError(f"storage {key[:40]!r} is used with two types or sizes")
+        view = pid[5]
+        if view is None:
+            return root
+        if not isinstance(view, tuple) or len(view) != 3:
+            raise MalformedFileError(f"storage {key[:40]!r} has a malformed view")
+        _view_key, offset, size = view
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in (offset, size)) \
+                or offset + size > numel:
+            raise MalformedFileError(f"a view of storage {key[:40]!r} lies outside it")
+        itemsize = root.nbytes // numel if numel else 1
+        ref = StorageRef(key, root.dtype, root.torch_dtype, size, location, size * itemsize,
+                         view_of=root, view_offset=offset * itemsize)
+        views.append(ref)
+        return ref
+
+    obj, _vm = pickle_vm.run_pickle(source, persistent_load)
+    keys, vm = pickle_vm.run_pickle(source)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or vm.globals_seen:
+        raise MalformedFileError("legacy PyTorch file: the storage key list is not a list of strings")
+    if len(set(keys)) != len(keys) or set(keys) != set(roots):
+        raise MalformedFileError(f"legacy PyTorch file: the storage key list ({len(keys)} keys) does not match the "
+                                 f"{len(roots)} storages its tensors use")
+    pos = source.pos
+    for key in keys:
+        root = roots[key]
+        if pos + 8 > reader.size:
+            raise MalformedFileError(f"truncated legacy PyTorch file: storage {key[:40]!r} is missing")
+        count = int.from_bytes(reader.read(pos, 8), "little", signed=True)
+        if count != root.numel:
+            raise MalformedFileError(f"storage {key[:40]!r} holds {count:,} elements in the file but its tensors "
+                                     f"expect {root.numel:,}")
+        root.file = reader.path
+        root.data_offset = pos + 8
+        pos = root.data_offset + root.nbytes
+        if pos > reader.size:
+            raise MalformedFileError(f"truncated legacy PyTorch file: storage {key[:40]!r} needs {root.nbytes:,} "
+                                     f"bytes at offset {root.data_offset:,}, the file has {reader.size:,}")
+    if pos != reader.size:
+        raise MalformedFileError(f"{reader.size - pos:,} unexpected bytes after the last storage")
+    for view in views:
+        assert view.view_of is not None
+        view.file = view.view_of.file
+        view.data_offset = view.view_of.data_offset + view.view_offset
+    return obj
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, dict):
+        return f"a dict of {len(value):,} entries"
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value):,} items"
+    if isinstance(value, Placeholder):
+        return f"a {value.cls}"
+    return f"a {type(value).__name__}"
+
+
+# --- from the pickled object to named tensors and metadata ----------------------------------------------------------
+class _Walker:
+    """Finds every tensor under its key path, bounded in depth and work, safe against cycles."""
+
+    def __init__(self) -> None:
+        self.budget = MAX_WALK
+        self.holds: dict[int, bool] = {}
+        self.tensors: list[tuple[str, TensorRecord]] = []
+        self.metadata: dict[str, Any] = {}
+        self.skipped_metadata = 0
+
+    def spend(self) -> None:
+        self.budget -= 1
+        if self.budget < 0:
+            raise MalformedFileError("pickled object is too large to list")
+
+    def holds_tensor(self, obj: Any, depth: int = 0) -> bool:
+        if isinstance(obj, TensorRecord):
+            return True
+        children = _children(obj)
+        if children is None:
+            return False
+        key = id(obj)
+        if key in self.holds:
+            return self.holds[key]
+        if depth > MAX_DEPTH:
+            raise MalformedFileError(f"pickled object is nested deeper than {MAX_DEPTH} levels")
+        self.holds[key] = False  # cycles: assume no until shown otherwise
+        found = False
+        for _k, child in children:
+            self.spend()
+            if self.holds_tensor(child, depth + 1):
+                found = True
+                break
+        self.holds[key] = found
+        return found
+
+    def walk(self, obj: Any, path: tuple[str, ...], on_path: set[int]) -> None:
+        self.spend()
+        if isinstance(obj, TensorRecord):
+            if len(self.tensors) >= MAX_TENSORS:
+                raise MalformedFileError(f"more than {MAX_TENSORS:,} tensors")
+            self.tensors.append((".".join(path) or "tensor", obj))
+            return
+        children = _children(obj)
+        if children is None or not self.holds_tensor(obj) or id(obj) in on_path:
+            self.add_metadata(path, obj)
+            return
+        if len(path) > MAX_DEPTH:
+            raise MalformedFileError(f"pickled object is nested deeper than {MAX_DEPTH} levels")
+        on_path.add(id(obj))
+        for key, child in children:
+            self.walk(child, (*path, _key_text(key)), on_path)
+        on_path.discard(id(obj))
+
+    def add_metadata(self, path: tuple[str, ...], obj: Any) -> None:
+        if not path:
+            return
+        if len(self.metadata) >= MAX_METADATA_ENTRIES:
+            self.skipped_metadata += 1
+            return
+        self.metadata[".".join(path)] = inert(obj)
+
+
+def _children(obj: Any) -> list[tuple[Any, Any]] | None:
+    if isinstance(obj, dict):
+        return list(obj.items())
+    if isinstance(obj, (list, tuple)):
+        return list(enumerate(obj))
+    if isinstance(obj, Placeholder) and isinstance(obj.state, dict):
+        return list(obj.state.items())
+    return None
+
+
+def _key_text(key: Any) -> str:
+    if isinstance(key, str):
+        return key[:1000]
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return str(key)
+    return str(inert(key))[:200]
+
+
+def _collect(obj: Any) -> tuple[list[tuple[str, TensorRecord]], dict[str, Any]]:
+    walker = _Walker()
+    metadata: dict[str, Any] = {}
+    if isinstance(obj, dict):
+        holders = [k for k, v in obj.items() if walker.holds_tensor(v)]
+        if len(holders) == 1 and holders[0] in WRAPPER_KEYS and isinstance(obj[holders[0]], dict):
+            wrapper = holders[0]
+            metadata["state_dict_key"] = wrapper
+            walker.walk(obj[wrapper], (), {id(obj)})
+            for key, value in obj.items():
+                if key != wrapper:
+                    walker.walk(value, (_key_text(key),), {id(obj)})
+        else:
+            walker.walk(obj, (), set())
+    else:
+        walker.walk(obj, (), set())
+        if not walker.tensors and not walker.metadata:
+            walker.metadata["object"] = inert(obj)
+    metadata.update(walker.metadata)
+    if walker.skipped_metadata:
+        metadata["..."] = f"{walker.skipped_metadata:,} more values not shown"
+    names: dict[str, int] = {}
+    out: list[tuple[str, TensorRecord]] = []
+    for name, record in walker.tensors:
+        if name in names:
+            names[name] += 1
+            name = f"{name}#{names[name]}"
+        names.setdefault(name, 1)
+        out.append((name, record))
+    return out, metadata
+
+
+def inert(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
+    """A size-capped JSON value that shows what the pickle held; nothing in it came from a call."""
+    budget = budget if budget is not None else [2000]
+    budget[0] -= 1
+    if budget[0] < 0:
+        return "..."
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, str):
+        return value if len(value) <= 1000 else value[:1000] + f"... ({len(value):,} characters)"
+    if isinstance(value, bytes):
+        return f"<{len(value):,} bytes>"
+    if isinstance(value, complex):
+        return str(value)
+    if isinstance(value, Global):
+        return f"<{value.qualname}>"
+    if isinstance(value, TensorRecord):
+        return f"<tensor {list(value.shape)} {value.dtype}>"
+    if isinstance(value, StorageRef):
+        return f"<storage {value.key}>"
+    if depth >= 6:
+        return f"<{_describe(value)}>"
+    if isinstance(value, Placeholder):
+        if value.cls == "numpy.ndarray" and isinstance(value.state, tuple) and len(value.state) >= 3:
+            return {"__class__": "numpy.ndarray", "shape": inert(value.state[1], depth + 1, budget)}
+        out: dict[str, Any] = {"__class__": value.cls}
+        if value.args:
+            out["args"] = inert(value.args, depth + 1, budget)
+        if isinstance(value.state, dict):
+            out.update(inert(value.state, depth + 1, budget))
+        elif value.state is not None:
+            out["state"] = inert(value.state, depth + 1, budget)
+        return out
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {_key_text(k): inert(v, depth + 1, budget) for k, v in items[:64]}
+        if len(items) > 64:
+            out["..."] = f"{len(items) - 64:,} more entries"
+        return out
+    if isinstance(value, (list, tuple, SetRecord)):
+        shown = [inert(v, depth + 1, budget) for v in value[:32]]
+        if len(value) > 32:
+            shown.append(f"... ({len(value):,} items)")
+        return shown
+    return f"<{type(value).__name__}>"
+
+
+def _tensor_info(name: str, record: TensorRecord, path: str) -> TensorInfo:
+    dt = dtypes.get(record.dtype)
+    itemsize = dt.type_size
+    elements = 1
+    for dim in record.shape:
+        elements *= dim
+    storage = record.storage
+    offset = storage.data_offset + record.storage_offset * itemsize
+    strides = None
+    span = None
+    if elements and not _contiguous(record.shape, record.strides):
+        strides = record.strides
+        span = (sum((d - 1) * s for d, s in zip(record.shape, record.strides, strict=True)) + 1) * itemsize
+    return TensorInfo(name=name, shape=record.shape, dtype=record.dtype, elements=elements,
+                      nbytes=elements * itemsize, file=storage.file or path, offset=offset,
+                      strides=strides, span_bytes=span)
+
+
+def _contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    expected = 1
+    for dim, stride in zip(reversed(shape), reversed(strides), strict=True):
+        if dim != 1 and stride != expected:
+            return False
+        expected *= dim
+    return True
