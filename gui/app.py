@@ -1,0 +1,80 @@
+"""The application object: names for QSettings, and FileOpen events that may arrive before the window.
+
+On macOS, double-clicking a checkpoint starts the app with a QFileOpenEvent,
+often before ``exec()`` and before the main window exists; orange-canvas-core
+queues those and replays them, and so do we.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
+from PySide6.QtCore import QEvent
+from PySide6.QtGui import QFileOpenEvent
+from PySide6.QtWidgets import QApplication
+
+ORGANIZATION = "Weightscope"
+APPLICATION = "Weightscope"
+
+
+class WeightscopeApp(QApplication):
+    """QApplication that forwards OS FileOpen requests to one open function, queueing them until it is set."""
+
+    def __init__(self, argv: list[str] | None = None) -> None:
+        super().__init__(argv if argv is not None else sys.argv[:1])
+        configure(self)
+        self._pending: list[str] = []
+        self._opener: Callable[[list[str]], None] | None = None
+
+    def set_opener(self, opener: Callable[[list[str]], None] | None) -> None:
+        """Where FileOpen paths go from now on; queued ones are replayed at once."""
+        self._opener = opener
+        if opener is not None and self._pending:
+            pending, self._pending = self._pending, []
+            opener(pending)
+
+    @property
+    def pending_paths(self) -> list[str]:
+        return list(self._pending)
+
+    def event(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.FileOpen and isinstance(event, QFileOpenEvent):
+            path = event.file() or event.url().toLocalFile()
+            if path:
+                if self._opener is not None:
+                    self._opener([path])
+                else:
+                    self._pending.append(path)
+            return True
+        return super().event(event)
+
+
+def configure(app: QApplication) -> None:
+    """Names that place our QSettings, and the look shared by every window."""
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName(APPLICATION)
+    app.setStyle("Fusion")
+    from gui.style import apply_palette
+
+    apply_palette(app)
+
+
+def get_app(argv: list[str] | None = None) -> QApplication:
+    """The running application, created (as a WeightscopeApp) if there is none."""
+    app = QApplication.instance()
+    if app is None:
+        app = WeightscopeApp(argv)
+    return app  # type: ignore[return-value]
+
+
+def resource_path(*parts: str) -> str:
+    """A file under resources/, in a checkout or in a PyInstaller bundle."""
+    base = getattr(sys, "_MEIPASS", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(base, "resources", *parts)
+
+
+def sample_model_path() -> str:
+    return resource_path("samples", "tiny-llama")

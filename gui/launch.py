@@ -1,0 +1,119 @@
+"""Start the desktop app: ``main.py [--screenshot OUT.png] [--select NAME] [--size WxH] [PATH...]``.
+
+The window is shown before anything heavy is imported: torch loads only when
+the first analysis starts, inside a worker. ``--screenshot`` runs offscreen,
+waits until opening and the whole-model analysis are done, optionally selects
+a tensor, saves the window as a PNG and exits (2 with ``error: ...`` on stderr
+when a path is refused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import re
+import sys
+
+SCREENSHOT_TIMEOUT_MS = 600_000
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="main.py", description="Open checkpoints in the Weightscope window.")
+    parser.add_argument("paths", nargs="*", metavar="PATH", help="checkpoint files, index files or model folders")
+    parser.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen to a PNG and exit")
+    parser.add_argument("--select", metavar="NAME", help="with --screenshot: the tensor (or tree path) to select")
+    parser.add_argument("--size", default="1400x900", metavar="WxH", help="with --screenshot: window size")
+    parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap"],
+                        help="with --screenshot: the panel to show")
+    args = parser.parse_args(argv)
+    match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", args.size)
+    if not match:
+        parser.error(f"--size must look like 1400x900, not {args.size!r}")
+    args.width, args.height = int(match.group(1)), int(match.group(2))
+    return args
+
+
+def launch(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.screenshot:
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    with contextlib.ExitStack() as stack:
+        app = _setup_app(stack)
+        window = _setup_window(stack, app, interactive=not args.screenshot)
+        if args.screenshot:
+            return _screenshot(app, window, args)
+        window.show()
+        if args.paths:
+            window.open_paths(args.paths)
+        return app.exec()
+    return 0
+
+
+def _setup_app(stack: contextlib.ExitStack):
+    from gui.app import WeightscopeApp, get_app
+
+    app = get_app([sys.argv[0] if sys.argv else "weightscope"])
+    if isinstance(app, WeightscopeApp):
+        stack.callback(app.set_opener, None)
+    return app
+
+
+def _setup_window(stack: contextlib.ExitStack, app, interactive: bool):
+    from gui.app import WeightscopeApp
+    from gui.main_window import MainWindow
+
+    window = MainWindow(interactive=interactive)
+    stack.callback(window.deleteLater)
+    stack.callback(window.close)
+    if isinstance(app, WeightscopeApp):
+        app.set_opener(window.open_paths)
+    return window
+
+
+def _screenshot(app, window, args: argparse.Namespace) -> int:
+    from PySide6.QtCore import QTimer
+
+    window.resize(args.width, args.height)
+    window.show()
+    outcome: dict[str, int] = {}
+
+    def finish(code: int) -> None:
+        outcome.setdefault("code", code)
+        app.exit(code)
+
+    def opened_all() -> None:
+        if window.errors:
+            for _path, exc in window.errors:
+                from gui.errors import reason
+
+                print(f"error: {reason(exc)}", file=sys.stderr)
+            finish(2)
+            return
+        view = window.current_view()
+        if view is not None and args.select and not view.select_path(args.select):
+            print(f"error: no tensor or tree path named {args.select!r}", file=sys.stderr)
+            finish(2)
+            return
+        if view is not None and args.tab:
+            view.tabs.setCurrentIndex(["summary", "distribution", "depth", "heatmap"].index(args.tab))
+        window.run_when_idle(save)
+
+    def save() -> None:
+        app.processEvents()
+        pixmap = window.grab()
+        if not pixmap.save(args.screenshot, "PNG"):
+            print(f"error: cannot write {args.screenshot}", file=sys.stderr)
+            finish(2)
+            return
+        finish(0)
+
+    def timeout() -> None:
+        print("error: timed out waiting for the model to open and be analysed", file=sys.stderr)
+        finish(2)
+
+    QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, timeout)
+    window.open_paths(args.paths)
+    window.run_when_idle(opened_all)
+    app.exec()
+    return outcome.get("code", 2)

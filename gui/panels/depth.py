@@ -1,0 +1,149 @@
+"""A chosen statistic against block index, one line per role, so that an odd layer stands out.
+
+Data come from core.depth (computed in a worker); clicking a point asks for
+that tensor to be selected.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from core.depth import STATISTICS, DepthSeries
+from gui.style import ROLE_COLORS, SERIES_COLORS
+
+STAT_HELP = {
+    "std": "Standard deviation of each tensor: the typical size of its values.",
+    "abs_max": "The largest magnitude in each tensor; a spike marks a layer holding an extreme weight.",
+    "kurtosis": "Tail weight of each tensor (3 for a Gaussian); spikes mark layers with rare, huge values.",
+    "l2": "Overall size of each tensor (square root of the sum of squares).",
+    "outliers": "How many values of each tensor lie more than 6 standard deviations from its mean.",
+}
+_DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
+
+
+class DepthPanel(QWidget):
+    """Lines per role; ``sig_tensor_clicked(name)`` when a point is clicked."""
+
+    sig_tensor_clicked = Signal(str)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.profiles: dict[str, list[DepthSeries]] | None = None
+        self.curves: dict[str, pg.PlotDataItem] = {}
+        self._highlight_name: str | None = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(8, 6, 8, 8)
+        head = QHBoxLayout()
+        self.title = QLabel("Depth profile")
+        self.title.setObjectName("PanelTitle")
+        self.subtitle = QLabel("Waiting for the whole-model analysis…")
+        self.subtitle.setObjectName("Muted")
+        titles = QVBoxLayout()
+        titles.setSpacing(0)
+        titles.addWidget(self.title)
+        titles.addWidget(self.subtitle)
+        head.addLayout(titles, 1)
+        head.addWidget(QLabel("Statistic:"))
+        self.statistic = QComboBox(objectName="depth_statistic")
+        for key, (label, _) in STATISTICS.items():
+            self.statistic.addItem(label, key)
+            self.statistic.setItemData(self.statistic.count() - 1, STAT_HELP[key], Qt.ItemDataRole.ToolTipRole)
+        self.log_y = QCheckBox("Log scale", objectName="depth_log")
+        head.addWidget(self.statistic)
+        head.addWidget(self.log_y)
+        layout.addLayout(head)
+        self.plot = pg.PlotWidget()
+        self.plot.setMenuEnabled(False)
+        self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.setLabel("bottom", "layer (block index)")
+        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="#1f2937", brush=(255, 255, 255, 210),
+                                          colCount=2)
+        self.ring = pg.ScatterPlotItem(size=16, pen=pg.mkPen("#111827", width=2), brush=None, symbol="o")
+        self.ring.setZValue(10)
+        self.plot.addItem(self.ring)
+        layout.addWidget(self.plot, 1)
+        self.statistic.currentIndexChanged.connect(self._redraw)
+        self.log_y.toggled.connect(self._redraw)
+
+    @property
+    def current_statistic(self) -> str:
+        return self.statistic.currentData()
+
+    def set_waiting(self, text: str) -> None:
+        if self.profiles is None:
+            self.subtitle.setText(text)
+
+    def set_profiles(self, profiles: dict[str, list[DepthSeries]], note: str = "") -> None:
+        self.profiles = profiles
+        self._note = note
+        self._redraw()
+
+    def series(self) -> list[DepthSeries]:
+        return list(self.profiles.get(self.current_statistic, [])) if self.profiles else []
+
+    def _redraw(self) -> None:
+        for curve in self.curves.values():
+            self.plot.removeItem(curve)
+        self.curves = {}
+        self.legend.clear()
+        lines = self.series()
+        key = self.current_statistic
+        label = STATISTICS[key][0]
+        self.statistic.setToolTip(STAT_HELP[key])
+        self.plot.setLabel("left", label)
+        self.plot.setLogMode(False, self.log_y.isChecked())
+        if not lines:
+            self.subtitle.setText("No repeated blocks with analysed weights in this model" if self.profiles
+                                  is not None else self.subtitle.text())
+            return
+        layers = {p[0] for line in lines for p in line.points}
+        self.title.setText(f"Depth profile · {label}")
+        self.subtitle.setText(f"{len(lines)} lines × {len(layers)} layers · click a point to select its tensor"
+                              + (f" · {self._note}" if getattr(self, "_note", "") else ""))
+        used_colors: dict[str, int] = {}
+        for i, line in enumerate(lines):
+            base = ROLE_COLORS.get(line.role)
+            n = used_colors.get(line.role, 0)
+            used_colors[line.role] = n + 1
+            color = base if base and n == 0 else SERIES_COLORS[i % len(SERIES_COLORS)]
+            x = np.array([p[0] for p in line.points], dtype=float)
+            y = np.array([p[1] for p in line.points], dtype=float)
+            if self.log_y.isChecked():
+                y = np.where(y > 0, y, np.nan)
+            pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
+            curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
+                                    symbolPen=pg.mkPen(color), name=line.label,
+                                    data=[p[2] for p in line.points], connect="finite")
+            curve.sigPointsClicked.connect(self._clicked)
+            curve.setToolTip(line.pattern)
+            self.plot.addItem(curve)
+            self.curves[line.label] = curve
+        self.plot.enableAutoRange()
+        self._draw_highlight()
+
+    def _clicked(self, _item, points, _ev=None) -> None:
+        if len(points):
+            name = points[0].data()
+            if isinstance(name, str):
+                self.sig_tensor_clicked.emit(name)
+
+    def highlight(self, name: str | None) -> None:
+        """Ring the point of the selected tensor, if it is on a line."""
+        self._highlight_name = name
+        self._draw_highlight()
+
+    def _draw_highlight(self) -> None:
+        self.ring.setData([], [])
+        if not self._highlight_name:
+            return
+        for line in self.series():
+            for layer, value, name in line.points:
+                if name == self._highlight_name and math.isfinite(value):
+                    y = math.log10(value) if self.log_y.isChecked() and value > 0 else value
+                    self.ring.setData([layer], [y])
+                    return

@@ -1,0 +1,289 @@
+"""The layer tree as a QAbstractItemModel over core.tree, and a proxy that sorts and filters it.
+
+The model only adapts: nodes, counts and folding come from core.tree. One
+top-level row stands for the whole model so that it, like any group, can be
+selected to see its merged statistics.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt
+
+from core.numbers import human_bytes, human_count, percent
+from core.taxonomy import KIND_HELP
+from core.tree import TreeNode
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+NODE_ROLE = Qt.ItemDataRole.UserRole + 2
+
+Index = QModelIndex | QPersistentModelIndex
+
+
+@dataclass(frozen=True)
+class Column:
+    title: str
+    help: str
+    numeric: bool = False
+
+
+COLUMNS = (
+    Column("Name", "The tensor or group, from the dotted names in the file. Folded rows such as "
+                   "\"layers.0-31 (x32)\" stand for identical repeated blocks; their counts add up all of them."),
+    Column("Kind / role", "Kind: weight, bias, embedding or buffer. Role: the part of the network that uses it "
+                          "(attention q/k/v/o, MLP up/gate/down, norm, embedding, head)."),
+    Column("Shape", "The tensor's dimensions, e.g. 4096 × 11008 (rows × columns)."),
+    Column("Dtype", "How each number is stored: F32 = 4 bytes, BF16/F16 = 2 bytes, Q4_K etc. = quantised blocks."),
+    Column("Parameters", "Learned numbers in this row: weights + biases + embeddings (buffers are not counted).",
+           True),
+    Column("Weights", KIND_HELP["weight"], True),
+    Column("Biases", KIND_HELP["bias"], True),
+    Column("Embeddings", KIND_HELP["embedding"], True),
+    Column("Bytes", "Bytes this row takes in the file, at its stored dtype.", True),
+    Column("Share", "This row's parameters as a share of the whole model's parameters.", True),
+)
+COL_NAME, COL_KIND, COL_SHAPE, COL_DTYPE, COL_PARAMS, COL_WEIGHTS, COL_BIASES, COL_EMBEDDINGS, COL_BYTES, COL_SHARE = \
+    range(len(COLUMNS))
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return " × ".join(str(d) for d in shape) if shape else "scalar"
+
+
+def _natural_key(text: str) -> str:
+    return re.sub(r"\d+", lambda m: m.group(0).zfill(12), text.lower())
+
+
+class LayerTreeModel(QAbstractItemModel):
+    """Read-only adapter: rows are TreeNodes; one root row for the whole model."""
+
+    def __init__(self, root: TreeNode, title: str, total_parameters: int | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self._title = title
+        self._root = root
+        self._total = total_parameters if total_parameters is not None else root.parameters
+        self._parents: dict[int, TreeNode | None] = {}
+        self._rows: dict[int, int] = {}
+        self._index_tree(root)
+
+    # -- structure ------------------------------------------------------------
+    def set_root(self, root: TreeNode) -> None:
+        self.beginResetModel()
+        self._root = root
+        self._index_tree(root)
+        self.endResetModel()
+
+    @property
+    def root(self) -> TreeNode:
+        return self._root
+
+    def _index_tree(self, root: TreeNode) -> None:
+        self._parents = {id(root): None}
+        self._rows = {id(root): 0}
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            for row, child in enumerate(node.children):
+                self._parents[id(child)] = node
+                self._rows[id(child)] = row
+                stack.append(child)
+
+    def node(self, index: Index) -> TreeNode | None:
+        return index.internalPointer() if index.isValid() else None
+
+    def index_of(self, node: TreeNode, column: int = 0) -> QModelIndex:
+        if id(node) not in self._rows:
+            return QModelIndex()
+        return self.createIndex(self._rows[id(node)], column, node)
+
+    def find_tensor(self, name: str) -> QModelIndex:
+        """The row showing exactly this one tensor (absent when folding merged it with others)."""
+        for node in self._root.walk():
+            if len(node.tensors) == 1 and node.tensors[0].name == name and not node.children:
+                return self.index_of(node)
+        return QModelIndex()
+
+    def find_path(self, path: str) -> QModelIndex:
+        node = self._root.find(path)
+        return self.index_of(node) if node is not None else QModelIndex()
+
+    def index(self, row: int, column: int, parent: Index = QModelIndex()) -> QModelIndex:
+        if not parent.isValid():
+            return self.createIndex(row, column, self._root) if row == 0 else QModelIndex()
+        node = parent.internalPointer()
+        if 0 <= row < len(node.children):
+            return self.createIndex(row, column, node.children[row])
+        return QModelIndex()
+
+    def parent(self, index: Index = QModelIndex()) -> QModelIndex:  # type: ignore[override]
+        if not index.isValid():
+            return QModelIndex()
+        parent = self._parents.get(id(index.internalPointer()))
+        if parent is None:
+            return QModelIndex()
+        return self.createIndex(self._rows[id(parent)], 0, parent)
+
+    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802
+        if not parent.isValid():
+            return 1
+        if parent.column() > 0:
+            return 0
+        return len(parent.internalPointer().children)
+
+    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: N802
+        return len(COLUMNS)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole):  # noqa: N802
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(COLUMNS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return COLUMNS[section].title
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMNS[section].help
+        if role == Qt.ItemDataRole.TextAlignmentRole and COLUMNS[section].numeric:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    # -- cells ----------------------------------------------------------------
+    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole):
+        if not index.isValid():
+            return None
+        node: TreeNode = index.internalPointer()
+        col = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self._display(node, col)
+        if role == SORT_ROLE:
+            return self._sort_key(node, col)
+        if role == NODE_ROLE:
+            return node
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return self._tooltip(node, col)
+        if role == Qt.ItemDataRole.TextAlignmentRole and COLUMNS[col].numeric:
+            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        if role == Qt.ItemDataRole.ForegroundRole and col != COL_NAME and self._display(node, col) == "–":
+            from PySide6.QtGui import QColor
+
+            return QColor("#9ca3af")
+        return None
+
+    def _is_root(self, node: TreeNode) -> bool:
+        return node is self._root
+
+    def _display(self, node: TreeNode, col: int) -> str:
+        leaf = node.tensor if not node.children else None
+        if col == COL_NAME:
+            return self._title if self._is_root(node) else node.name
+        if col == COL_KIND:
+            if leaf is not None:
+                return f"{leaf.kind} · {leaf.role}"
+            blocks = f"{node.repeat} blocks · " if node.repeat > 1 else ""
+            return f"{blocks}{node.tensor_count:,} tensor{'s' if node.tensor_count != 1 else ''}"
+        if col == COL_SHAPE:
+            return shape_text(leaf.shape) if leaf is not None else ""
+        if col == COL_DTYPE:
+            return ", ".join(node.dtypes)
+        if col == COL_PARAMS:
+            return _count(node.parameters)
+        if col in (COL_WEIGHTS, COL_BIASES, COL_EMBEDDINGS):
+            return _count(node.by_kind.get(("weight", "bias", "embedding")[col - COL_WEIGHTS], 0))
+        if col == COL_BYTES:
+            return human_bytes(node.nbytes)
+        if col == COL_SHARE:
+            return percent(node.parameters, self._total) if self._total else "–"
+        return ""
+
+    def _sort_key(self, node: TreeNode, col: int):
+        if col == COL_NAME:
+            return _natural_key(node.name)
+        if col in (COL_PARAMS, COL_SHARE):
+            return node.parameters
+        if col in (COL_WEIGHTS, COL_BIASES, COL_EMBEDDINGS):
+            return node.by_kind.get(("weight", "bias", "embedding")[col - COL_WEIGHTS], 0)
+        if col == COL_BYTES:
+            return node.nbytes
+        if col == COL_SHAPE:
+            leaf = node.tensor if not node.children else None
+            return leaf.elements if leaf is not None else -1
+        return self._display(node, col)
+
+    def _tooltip(self, node: TreeNode, col: int) -> str:
+        leaf = node.tensor if not node.children else None
+        if col == COL_NAME:
+            what = node.path or self._title
+            if leaf is not None and len(node.tensors) == 1:
+                return f"{leaf.name}\n{KIND_HELP.get(leaf.kind, '')}"
+            if node.repeat > 1:
+                return (f"{what}\n{node.repeat} identical blocks folded into one row; every count here is the sum "
+                        f"over all {node.repeat}. Untick \"Fold repeated blocks\" to see each one.")
+            return f"{what}\n{node.tensor_count:,} tensors below this row."
+        if col == COL_KIND and leaf is not None:
+            return KIND_HELP.get(leaf.kind, "")
+        if col in (COL_PARAMS, COL_WEIGHTS, COL_BIASES, COL_EMBEDDINGS):
+            value = node.parameters if col == COL_PARAMS else node.by_kind.get(
+                ("weight", "bias", "embedding")[col - COL_WEIGHTS], 0)
+            return f"{value:,} exactly.\n{COLUMNS[col].help}"
+        if col == COL_BYTES:
+            return f"{node.nbytes:,} bytes.\n{COLUMNS[col].help}"
+        return COLUMNS[col].help
+
+
+def _count(n: int) -> str:
+    return human_count(n) if n else "–"
+
+
+# --------------------------------------------------------------------------- filtering
+FILTER_MODES = ("Substring", "Glob", "Regex")
+
+
+def make_matcher(text: str, mode: str) -> Callable[[str], bool] | None:
+    """A case-insensitive test for one name; None for an empty pattern. Raises re.error for a bad regex."""
+    text = text.strip()
+    if not text:
+        return None
+    if mode == "Regex":
+        pattern = re.compile(text, re.IGNORECASE)
+        return lambda s: pattern.search(s) is not None
+    if mode == "Glob":
+        glob = text.lower()
+        return lambda s: fnmatch.fnmatchcase(s.lower(), glob)
+    needle = text.lower()
+    return lambda s: needle in s.lower()
+
+
+class TreeFilterProxy(QSortFilterProxyModel):
+    """Sorts by the model's SORT_ROLE; keeps a row if its path, its name or one of its tensors' names matches,
+    along with its ancestors (so matches stay in context) and its children."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setSortRole(SORT_ROLE)
+        self.setRecursiveFilteringEnabled(True)
+        self.setAutoAcceptChildRows(True)
+        self._matcher: Callable[[str], bool] | None = None
+        self.error = ""
+
+    def set_pattern(self, text: str, mode: str = "Substring") -> bool:
+        """Apply a filter; False (and ``error`` set, filter cleared) for an invalid regex."""
+        try:
+            matcher = make_matcher(text, mode)
+            self.error = ""
+        except re.error as exc:
+            matcher, self.error = None, f"invalid regular expression: {exc}"
+        self.beginFilterChange()
+        self._matcher = matcher
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
+        return not self.error
+
+    def filterAcceptsRow(self, source_row: int, source_parent: Index) -> bool:  # noqa: N802
+        if self._matcher is None:
+            return True
+        model = self.sourceModel()
+        node = model.node(model.index(source_row, 0, source_parent))
+        if node is None or node is model.root:
+            return False  # the root row stays only as an ancestor of matches
+        match = self._matcher
+        return match(node.path) or match(node.name) or any(match(t.name) for t in node.tensors)
