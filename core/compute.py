@@ -27,7 +27,6 @@ from core import dtypes
 from core.checkpoint import Checkpoint, TensorInfo
 from core.errors import CheckpointError
 from core.stats_summary import (
-    F32_MAX,
     K_EXTREMES,
     KEYS,
     PATTERN_DTYPES,
@@ -36,6 +35,7 @@ from core.stats_summary import (
     Summary,
     _key_bounds,
     _key_order,
+    f64_keys,
     merge_all,
     pattern_count,
 )
@@ -70,7 +70,7 @@ def numpy_float_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> FloatSum
         keys = x.view(np.uint32) >> 16
     else:
         x = x.astype(np.float64, copy=False)
-        keys = np.clip(x, -F32_MAX, F32_MAX).astype(np.float32).view(np.uint32) >> 16
+        keys = f64_keys(x)
     kc = np.bincount(keys, minlength=KEYS).astype(np.int64)
     if kc[_SPECIAL_KEYS].any():
         s.nan = int(np.count_nonzero(np.isnan(x)))
@@ -115,7 +115,7 @@ def numpy_extremes(x: np.ndarray, kc: np.ndarray, is_f64: bool) -> tuple[np.ndar
     order = _key_order()
     lo, hi = _key_bounds()
     oc = kc[order]
-    margin = 1 if is_f64 else 0  # float32 rounding of F64 values may cross into the next key
+    margin = 1 if is_f64 else 0  # a safety margin only: f64_keys already keeps values inside their key
     i_top = int(np.searchsorted(np.cumsum(oc[::-1]), k))
     i_top = max(len(oc) - 1 - i_top - margin, 0)
     cand = x[x >= lo[i_top]]
@@ -158,7 +158,10 @@ def torch_float_summary(x: Any, dtype_names: tuple[str, ...]) -> FloatSummary:
         keys = (x.view(torch.int32) >> 16) & 0xFFFF
     else:
         x = x.to(torch.float64)
-        keys = (x.clamp(-F32_MAX, F32_MAX).to(torch.float32).view(torch.int32) >> 16) & 0xFFFF
+        bits = x.to(torch.float32).view(torch.int32)  # as f64_keys: round toward zero, overflow to the max
+        over = bits.view(torch.float32).abs().to(torch.float64) > x.abs()
+        keys = ((bits - over.to(torch.int32)) >> 16) & 0xFFFF
+        del bits, over
     kc = torch.bincount(keys, minlength=KEYS).cpu().numpy().astype(np.int64)
     del keys
     if kc[_SPECIAL_KEYS].any():
@@ -282,37 +285,37 @@ class TorchDeviceBackend(Backend):
         import torch
 
         dt = dtypes.get(t.dtype)
-        if dt.is_quantized or t.strides is not None:
-            data = checkpoint.read_raw(t, start, count) if t.strides is None else checkpoint.read_raw(t)[
-                start : start + count]
-        else:
-            nbytes = count * dt.type_size
-            if self._host is None or self._host.nbytes < nbytes:
-                pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
-                self._host = pinned.numpy()
-            host = self._host[:nbytes]
-            _touch_reader(checkpoint, t)
-            blocks = [(s, min(BLOCK_ELEMENTS, start + count - s)) for s in range(start, start + count, BLOCK_ELEMENTS)]
-
-            def read(block: tuple[int, int]) -> None:
-                s, c = block
-                off = (s - start) * dt.type_size
-                checkpoint.read_raw(t, s, c, out=host[off : off + c * dt.type_size])
-
-            if self._pool is not None:
-                list(self._pool.map(read, blocks))
-            else:
-                for b in blocks:
-                    read(b)
-            data = host.view(np.dtype(dt.storage))
         kind = summary_kind(t.dtype)
+        if dt.is_quantized or t.strides is not None or not dt.is_float or (self.device.type == "mps"
+                                                                           and kind != "pattern"):
+            # dequantising is CPU work anyway, integers and strided views are small, and MPS has no float64:
+            # those take the CPU path (same results)
+            return super().summarize_range(checkpoint, t, start, count)
+        nbytes = count * dt.type_size
+        if self._host is None or self._host.nbytes < nbytes:
+            self._host = None
+            pinned = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self.device.type == "cuda")
+            self._host = pinned.numpy()
+        host = self._host[:nbytes]
+        _touch_reader(checkpoint, t)
+        blocks = [(s, min(BLOCK_ELEMENTS, start + count - s)) for s in range(start, start + count, BLOCK_ELEMENTS)]
+
+        def read(block: tuple[int, int]) -> None:
+            s, c = block
+            off = (s - start) * dt.type_size
+            checkpoint.read_raw(t, s, c, out=host[off : off + c * dt.type_size])
+
+        if self._pool is not None:
+            list(self._pool.map(read, blocks))
+        else:
+            for b in blocks:
+                read(b)
+        data = host.view(np.dtype(dt.storage))
         if kind == "pattern":
             raw = torch.from_numpy(data.reshape(-1).view(np.uint8 if data.itemsize == 1 else np.int16))
             counts = torch_pattern_counts(raw.to(self.device, non_blocking=True), t.dtype)
             return PatternSummary(t.dtype, counts, (t.dtype,))
-        if self.device.type == "mps":  # no float64 on MPS: moments stay on the CPU
-            return numpy_float_summary(np.asarray(data), (t.dtype,))
-        x = torch.from_numpy(np.ascontiguousarray(data)).to(self.device)
+        x = torch.from_numpy(data).to(self.device)
         return torch_float_summary(x, (t.dtype,))
 
 

@@ -14,6 +14,8 @@ tensors' summaries, never from re-reading:
   bf16 rounding toward zero) for percentiles and histograms to bf16
   resolution; and the K smallest and K largest values, exact, which make the
   tails (outlier counts, extreme percentiles, histogram edges) exact.
+  F64 values beyond float32's range share the outermost bins: percentiles
+  among them are exact only while they are among the K stored extremes.
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ def pattern_values(fmt: str) -> np.ndarray:
     """The float64 value of every bit pattern of ``fmt`` (read-only)."""
     from core.checkpoint import decode
 
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN patterns and E8M0's 2**128 are expected
+        return _pattern_table(fmt, decode)
+
+
+def _pattern_table(fmt: str, decode) -> np.ndarray:
     if fmt == "BF16":
         table = (np.arange(KEYS, dtype=np.uint32) << 16).view(np.float32).astype(np.float64)
     elif fmt == "F16":
@@ -64,9 +71,23 @@ def pattern_count(fmt: str) -> int:
 
 
 def float_keys(values: np.ndarray) -> np.ndarray:
-    """bf16 keys (top 16 bits of the float32 pattern) of float64 values; overflow clamps to the largest finite."""
-    v32 = np.clip(values, -F32_MAX, F32_MAX).astype(np.float32)
-    return (v32.view(np.uint32) >> 16).astype(np.intp)
+    """bf16 keys of float64 values, as the backends compute them (see f64_keys)."""
+    return f64_keys(np.asarray(values, dtype=np.float64)).astype(np.intp)
+
+
+def f64_keys(x: np.ndarray) -> np.ndarray:
+    """bf16 keys (top 16 bits of the float32 pattern) of float64 values, rounded toward zero.
+
+    Rounding toward zero keeps every value inside its key's bin, as for float32 data;
+    finite values beyond float32's range take the largest finite key, infinities and
+    NaN keep their special keys (so the backends can count them).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        v32 = x.astype(np.float32)
+        over = np.abs(v32) > np.abs(x)  # rounded away from zero, or a finite value overflowed to inf
+    bits = v32.view(np.uint32)
+    bits[over] -= 1
+    return bits >> 16
 
 
 @cache
@@ -313,17 +334,19 @@ def percentile_key(p: float) -> str:
 
 def derive(summary: Summary, name: str = "", spec: HistSpec = HistSpec()) -> TensorStats:
     """All statistics of a summary. Moments, min/max, percentiles and histograms are over the finite values."""
-    if isinstance(summary, PatternSummary):
-        return _derive_pattern(summary, name, spec)
-    return _derive_float(summary, name, spec)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # extreme values give inf, not warnings
+        if isinstance(summary, PatternSummary):
+            return _derive_pattern(summary, name, spec)
+        return _derive_float(summary, name, spec)
 
 
 def _quantile_positions(n: int) -> list[tuple[int, int, float]]:
-    """numpy's 'linear' method: for each percentile, the two ranks and the weight of the upper one."""
+    """numpy's 'linear' method (its default): for each percentile, the two ranks and the weight of the upper one,
+    computed with the same float operations as numpy (virtual index (n - 1) * q)."""
     out = []
     for p in PERCENTILES:
         q = p / 100.0
-        virtual = n * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0
+        virtual = (n - 1) * q
         virtual = min(max(virtual, 0.0), n - 1.0)
         lo = math.floor(virtual)
         hi = min(lo + 1, n - 1)
@@ -393,10 +416,31 @@ def _derive_pattern(s: PatternSummary, name: str, spec: HistSpec) -> TensorStats
                        log_counts=log_counts)
 
 
+def hist_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """numpy's histogram edges for ``bins`` bins over [lo, hi]; where numpy gives up (a range wider than float64,
+    or too narrow for distinct edges) equal steps computed without overflow, duplicates dropped."""
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):
+            edges = np.histogram_bin_edges(np.empty(0), bins=bins, range=(lo, hi))
+        if np.isfinite(edges).all():
+            return edges
+    except ValueError:
+        pass
+    t = np.arange(bins + 1, dtype=np.float64) / bins
+    edges = lo * (1.0 - t) + hi * t
+    edges[0], edges[-1] = lo, hi
+    return np.unique(edges)
+
+
 def _weighted_hist(v: np.ndarray, c: np.ndarray, bins: int, rng: tuple[float, float] | None):
     if rng is None:
         return np.empty(0), np.empty(0, dtype=np.int64)
-    counts, edges = np.histogram(v, bins=bins, range=rng, weights=c.astype(np.float64))
+    edges = hist_edges(rng[0], rng[1], bins)
+    w = c.astype(np.float64)
+    if len(edges) == bins + 1 and np.isfinite(rng[1] - rng[0]):
+        counts, edges = np.histogram(v, bins=bins, range=rng, weights=w)  # bit for bit numpy's binning
+    else:
+        counts, edges = np.histogram(v, bins=edges, weights=w)
     return edges, np.rint(counts).astype(np.int64)
 
 
@@ -462,21 +506,29 @@ def _derive_float(s: FloatSummary, name: str, spec: HistSpec) -> TensorStats:
                            log_edges=empty, log_counts=empty.astype(np.int64), quant_type=quant)
     e = s.scale_exp
     var_s = s.m2 / n  # variance in scaled units; skewness and kurtosis do not depend on the scale
-    base = _common(name, s.dtypes, n, math.ldexp(s.mean, e), var_s, s.m3 / n, s.m4 / n)
-    mean, std = base["mean"], math.ldexp(math.sqrt(var_s), e)
+    base = _common(name, s.dtypes, n, _ldexp(s.mean, e), var_s, s.m3 / n, s.m4 / n)
+    mean, std = base["mean"], _ldexp(math.sqrt(var_s), e)
     base["std"] = std
-    l2 = math.ldexp(math.sqrt(s.m2 + n * s.mean * s.mean), e)
+    l2 = _ldexp(math.sqrt(s.m2 + n * s.mean * s.mean), e)  # inf when the true norm is beyond float64
     cdf = _FloatCDF(s)
     beyond, exact = _float_beyond(s, mean, 6.0 * std)
     percentiles = _percentiles(n, lambda r: _float_rank_value(s, cdf, r))
     rng = spec.range or (s.vmin, s.vmax)
-    edges = np.histogram_bin_edges(np.array(rng, dtype=np.float64), bins=spec.bins, range=rng)
-    counts = _cdf_hist(cdf, edges, spec.bins, rng)
+    edges = hist_edges(rng[0], rng[1], spec.bins)
+    counts = _cdf_hist(cdf, edges)
     log_edges, log_counts = _float_log_hist(s, spec.log_bins)
     return TensorStats(**base, min=s.vmin, max=s.vmax, abs_max=max(abs(s.vmin), abs(s.vmax)), l2=l2, zeros=s.zeros,
                        nan=s.nan, pos_inf=s.pos_inf, neg_inf=s.neg_inf, beyond_6_sigma=beyond, percentiles=percentiles,
                        hist_edges=edges, hist_counts=counts, log_edges=log_edges, log_counts=log_counts, exact=exact,
                        quant_type=quant)
+
+
+def _ldexp(x: float, e: int) -> float:
+    """x * 2**e, infinite (not an exception) when the result is beyond float64."""
+    try:
+        return math.ldexp(x, e)
+    except OverflowError:
+        return math.copysign(math.inf, x)
 
 
 def _is_plain(dtype: str) -> bool:
@@ -522,9 +574,9 @@ def _float_rank_value(s: FloatSummary, cdf: _FloatCDF, r: int) -> float:
     return float(min(max(value, s.vmin), s.vmax))
 
 
-def _cdf_hist(cdf: _FloatCDF, edges: np.ndarray, bins: int, rng: tuple[float, float]) -> np.ndarray:
+def _cdf_hist(cdf: _FloatCDF, edges: np.ndarray) -> np.ndarray:
     """Integer counts per display bin: exact for the stored extremes, area-proportional inside bf16 bins."""
-    points, _ = np.histogram(cdf.points, bins=bins, range=rng)
+    points, _ = np.histogram(cdf.points, bins=edges)
     if not len(cdf.c):
         return points.astype(np.int64)
     at = edges.copy()
