@@ -192,6 +192,9 @@ def resolve_global(module: str, name: str) -> Global:
 def refusal_reason(module: str, name: str) -> str:
     qualname = f"{module}.{name}"[:200]
     root = module.split(".", 1)[0]
+    if module.startswith("torch.nn.modules.") or module.startswith("__torch__"):
+        return (f"pickle imports {qualname}: the file pickles a whole model (torch.save(model)), and loading it "
+                "runs the model's Python code; open a file saved from model.state_dict() instead")
     if root in _DANGEROUS_MODULES or _DANGEROUS_NAMES.search(name):
         return f"pickle calls {qualname}: the file would run code if loaded with torch"
     return (f"pickle imports {qualname}, which is not a known tensor or data class: the file could run code "
@@ -202,7 +205,7 @@ def refusal_reason(module: str, name: str) -> str:
 class ByteSource:
     """Sequential, bounds-checked reads over ``[start, end)`` of a file or buffer, buffered in chunks."""
 
-    CHUNK = 1 << 20
+    CHUNK = 64 << 10
 
     def __init__(self, fetch: Callable[[int, int], bytes], start: int, end: int) -> None:
         self._fetch = fetch
@@ -244,8 +247,11 @@ class ByteSource:
     def readline(self) -> bytes:
         """One newline-terminated argument (without the newline), at most MAX_LINE bytes."""
         n = min(MAX_LINE + 1, self.end - self.pos)
-        rel = self._ensure(n)
-        idx = self._buf.find(b"\n", rel, rel + n)
+        rel = self.pos - self._buf_start
+        idx = self._buf.find(b"\n", rel, rel + n) if 0 <= rel <= len(self._buf) else -1
+        if idx < 0:
+            rel = self._ensure(n)
+            idx = self._buf.find(b"\n", rel, rel + n)
         if idx < 0:
             raise MalformedFileError(f"truncated pickle: no end of line within {MAX_LINE:,} bytes at offset "
                                      f"{self.pos:,}")
