@@ -303,13 +303,14 @@ def _describe_value(value: Any) -> str:
 LAYER_COLUMNS = ["Layer", "Parameters", "Share", "Mean", "Std", "Max |w|", "Kurtosis"]
 
 
-def layer_rows(checkpoint: Checkpoint, result: Any) -> tuple[list[list[str]], list[int], int]:
-    """Rows of the folded tree (single-child chains joined: ``q_proj.weight``), their depths, and how many
-    rows were left out beyond MAX_TABLE_ROWS."""
+def layer_rows(checkpoint: Checkpoint, result: Any) -> tuple[list[list[str]], list[int], int, set[int]]:
+    """Rows of the folded tree (single-child chains joined: ``q_proj.weight``), their depths, how many
+    rows were left out beyond MAX_TABLE_ROWS, and which rows are groups (have rows below them)."""
     tree = fold_repeats(build_tree(checkpoint.tensors))
     total = checkpoint.parameter_count
     rows: list[list[str]] = []
     depths: list[int] = []
+    groups: set[int] = set()
     skipped = 0
 
     def visit(node: TreeNode, depth: int) -> None:
@@ -321,6 +322,8 @@ def layer_rows(checkpoint: Checkpoint, result: Any) -> tuple[list[list[str]], li
         if len(rows) >= MAX_TABLE_ROWS:
             skipped += 1
         else:
+            if node.children:
+                groups.add(len(rows))
             rows.append(_layer_row(label, node, result, total))
             depths.append(depth)
         for child in node.children:
@@ -328,7 +331,7 @@ def layer_rows(checkpoint: Checkpoint, result: Any) -> tuple[list[list[str]], li
 
     for child in tree.children:
         visit(child, 0)
-    return rows, depths, skipped
+    return rows, depths, skipped, groups
 
 
 def _layer_row(label: str, node: TreeNode, result: Any, total: int) -> list[str]:
@@ -345,14 +348,15 @@ def _layer_row(label: str, node: TreeNode, result: Any, total: int) -> list[str]
 
 
 def layer_table_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
-    rows, depths, skipped = layer_rows(checkpoint, result)
+    rows, depths, skipped, groups = layer_rows(checkpoint, result)
     note = f"… {skipped:,} more rows not shown" if skipped else ""
     return [
         Heading("Layers"),
         Paragraph("The layer tree with repeated blocks folded: a row such as “layers.0-31 (x32)” stands for 32 "
                   "identical blocks, and the rows below it sum or merge the matching tensors of every block. "
                   "Statistics are exact over all the values a row covers.", style="note"),
-        Table(LAYER_COLUMNS, rows, "lrrrrrr", [5.2, 1.3, 1.0, 1.2, 1.2, 1.2, 1.2], indents=depths, note=note),
+        Table(LAYER_COLUMNS, rows, "lrrrrrr", [5.2, 1.3, 1.0, 1.2, 1.2, 1.2, 1.2], indents=depths, note=note,
+              bold_rows=groups),
     ]
 
 
@@ -433,6 +437,12 @@ def depth_profiles(checkpoint: Checkpoint, result: Any) -> dict[str, dict[str, l
     return out
 
 
+def wide_range(series: list[Series], ratio: float = 8.0) -> bool:
+    """A log axis only when the positive values span more than ``ratio``: otherwise it hides the detail."""
+    values = [y for s in series for y in s.y if math.isfinite(y) and y > 0]
+    return bool(values) and max(values) / min(values) > ratio
+
+
 def plot_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
     spec = HistSpec(bins=HIST_BINS, log_bins=HIST_BINS)
     model = result.model(spec)
@@ -447,17 +457,16 @@ def plot_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
     if groups:
         plots: list[Histogram | LinePlot] = [histogram(result.group(names, role, spec), f"{role}")
                                              for role, names in groups.items()]
-        blocks.append(PlotGrid(plots, columns=3, title="By role"))
+        blocks.append(PlotGrid(plots, columns=3 if len(plots) <= 9 else 4, title="By role"))
     profiles = depth_profiles(checkpoint, result)
     blocks.append(Heading("Depth profiles"))
     if profiles:
         blocks.append(Paragraph("How each role's weights change from the first layer to the last: a smooth curve is "
                                 "typical, a spike marks a layer that differs from its neighbours.", style="note"))
         lines = []
-        for key, label, log in (("std", "standard deviation", True), ("abs_max", "max |w|", True),
-                                ("kurtosis", "kurtosis", True)):
+        for key, label in (("std", "standard deviation"), ("abs_max", "max |w|"), ("kurtosis", "kurtosis")):
             series = [Series(role, p["layer"], p[key]) for role, p in profiles.items()]
-            lines.append(LinePlot(f"{label} by layer", series, ylabel=label, log_y=log))
+            lines.append(LinePlot(f"{label} by layer", series, ylabel=label, log_y=wide_range(series)))
         blocks.append(PlotGrid(lines, columns=1))
     else:
         blocks.append(Paragraph("This model has no numbered, repeated layers, so there is no depth profile.",

@@ -318,7 +318,7 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
         return [lo] if math.isfinite(lo) else []
     raw = (hi - lo) / max(1, target)
     power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.7)
     first = math.ceil(lo / step - 1e-9) * step
     ticks = []
     value = first
@@ -589,6 +589,13 @@ def write_report(checkpoint: Any, result: Any, out_path: str | os.PathLike[str],
         if os.path.getsize(tmp) == 0:
             raise ExportError(f"cannot write {out_path}: the PDF came out empty")
     return pages
+
+
+def export_report_dialog(parent: Any, checkpoint: Any, result: Any = None, **options: Any) -> str | None:
+    """File > Export Report (PDF): see gui.report_worker.export_report_dialog."""
+    from gui.report_worker import export_report_dialog as run_dialog
+
+    return run_dialog(parent, checkpoint, result, **options)
 
 
 def ensure_app() -> Any:

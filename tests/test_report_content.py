@@ -157,7 +157,7 @@ def test_report_content(llama: tuple[Path, dict[str, np.ndarray]]) -> None:
         report = build_report(ck, result)
         assert model_name(ck) == "tiny-llama"  # model.safetensors is generic: the folder names the model
         assert default_report_name(ck) == "tiny-llama-report.pdf"
-        rows, depths, skipped = layer_rows(ck, result)
+        rows, depths, skipped, groups = layer_rows(ck, result)
         profiles = depth_profiles(ck, result)
     assert report.parameter_count == exact
     facts = dict(report.facts)
@@ -177,6 +177,7 @@ def test_report_content(llama: tuple[Path, dict[str, np.ndarray]]) -> None:
     merged = np.concatenate([tensors[f"model.layers.{i}.mlp.down_proj.weight"].ravel() for i in range(LAYERS)])
     assert float(down[4]) == pytest.approx(merged.astype(np.float64).std(), rel=1e-3)  # 4 significant digits
     assert depths[labels.index("down_proj.weight")] > depths[labels.index("layers.0-5 (x6)")]
+    assert labels.index("layers.0-5 (x6)") in groups and labels.index("down_proj.weight") not in groups
     # depth profile of mlp.down: std per layer equals numpy's
     prof = profiles["mlp.down"]
     assert prof["layer"] == [float(i) for i in range(LAYERS)]
