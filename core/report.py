@@ -294,6 +294,10 @@ def _describe_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         head = ", ".join(clip(v, 24) for v in value[:5])
         return clip(f"[{len(value):,} items] {head}{', …' if len(value) > 5 else ''}")
+    if isinstance(value, dict) and isinstance(value.get("summary"), str):  # a long GGUF array, summarised
+        first = value.get("first")
+        head = ", ".join(clip(v, 24) for v in first[:5]) if isinstance(first, list) else ""
+        return clip(f"{value['summary']} {head}{', …' if head else ''}")
     if isinstance(value, dict):
         return clip(f"{{{len(value):,} keys}} " + ", ".join(clip(k, 24) for k in list(value)[:5]))
     return clip(value)

@@ -27,6 +27,8 @@ from PySide6.QtGui import (
     QPdfWriter,
     QPen,
     QTextDocument,
+    QTextLayout,
+    QTextOption,
 )
 
 from core.errors import CheckpointError
@@ -47,7 +49,6 @@ PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e
            "#17becf", "#393b79", "#ad494a"]
 
 Op = Callable[[QPainter], None]
-WRAP_WORDS = int(Qt.AlignmentFlag.AlignLeft) | int(Qt.TextFlag.TextWordWrap)
 
 
 def mm(value: float) -> float:
@@ -99,9 +100,30 @@ class _Layout:
     def metrics(self, f: QFont) -> QFontMetricsF:
         return QFontMetricsF(f, self.device)
 
-    def text_height(self, f: QFont, width: float, text: str, flags: int) -> float:
-        rect = self.metrics(f).boundingRect(QRectF(0, 0, width, 1e7), flags, text)
-        return max(rect.height(), self.metrics(f).height())
+    def wrap(self, text: str, f: QFont, width: float) -> list[str]:
+        """Lines of ``text`` no wider than ``width``: broken between words, or anywhere inside a word too long
+        for a line (tensor names have no spaces)."""
+        fm = self.metrics(f)
+        if "\n" not in text and fm.horizontalAdvance(text) <= width:
+            return [text]
+        option = QTextOption()
+        option.setWrapMode(QTextOption.WrapMode.WrapAtWordBoundaryOrAnywhere)
+        lines: list[str] = []
+        for part in text.split("\n"):
+            layout = QTextLayout(part, f, self.device)
+            layout.setTextOption(option)
+            layout.beginLayout()
+            while True:
+                line = layout.createLine()
+                if not line.isValid():
+                    break
+                line.setLineWidth(width)
+                lines.append(part[line.textStart() : line.textStart() + line.textLength()].rstrip())
+            layout.endLayout()
+        return lines or [""]
+
+    def line_height(self, f: QFont) -> float:
+        return self.metrics(f).lineSpacing()
 
     # --- text -----------------------------------------------------------------
     def document(self, html_text: str, size: float, width: float, color: QColor = INK) -> QTextDocument:
@@ -130,18 +152,25 @@ class _Layout:
         self.y += height + gap_after
 
     def line_text(self, text: str, f: QFont, color: QColor = INK, gap_after: float = 0.0, x: float = LEFT,
-                  width: float = CONTENT_W, flags: int = WRAP_WORDS, keep_with: float = 0.0) -> None:
-        height = self.text_height(f, width, text, flags)
+                  width: float = CONTENT_W, keep_with: float = 0.0) -> None:
+        lines = self.wrap(text, f, width)
+        height = len(lines) * self.line_height(f)
         self.ensure(height + keep_with)
-        rect = QRectF(x, self.y, width, height)
-
-        def draw(p: QPainter) -> None:
-            p.setFont(f)
-            p.setPen(color)
-            p.drawText(rect, flags, text)
-
-        self.add(draw)
+        self.add(text_op(lines, f, color, x, self.y, width, self.line_height(f)))
         self.y += height + gap_after
+
+
+def text_op(lines: list[str], f: QFont, color: QColor, x: float, y: float, width: float, step: float,
+            align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignLeft) -> Op:
+    """Plain text, line by line: whatever the lines hold is shown as characters, never interpreted."""
+
+    def draw(p: QPainter) -> None:
+        p.setFont(f)
+        p.setPen(color)
+        for i, line in enumerate(lines):
+            p.drawText(QRectF(x, y + i * step, width, step), int(align), line)
+
+    return draw
 
 
 # --------------------------------------------------------------------------- blocks
@@ -193,32 +222,32 @@ def _table(lay: _Layout, block: Table) -> None:
     widths = _column_widths(lay, block, (bold_font, head_font), pad)
     xs = [LEFT + sum(widths[:i]) for i in range(len(widths))]
 
-    def cell_flags(col: int) -> int:
-        align = Qt.AlignmentFlag.AlignRight if block.align[col] == "r" else Qt.AlignmentFlag.AlignLeft
-        return int(align) | int(Qt.AlignmentFlag.AlignTop) | int(Qt.TextFlag.TextWrapAnywhere)
+    def cell_align(col: int) -> Qt.AlignmentFlag:
+        return Qt.AlignmentFlag.AlignRight if block.align[col] == "r" else Qt.AlignmentFlag.AlignLeft
 
     def indent(row: int, col: int) -> float:
         if col == 0 and block.indents is not None and row >= 0:
             return mm(3.2) * block.indents[row]
         return 0.0
 
+    def cell_lines(cells: list[str], f: QFont, row: int) -> list[list[str]]:
+        return [lay.wrap(text, f, widths[c] - 2 * pad - indent(row, c)) for c, text in enumerate(cells)]
+
     def row_height(cells: list[str], f: QFont, row: int) -> float:
-        return max(lay.text_height(f, widths[c] - 2 * pad - indent(row, c), cells[c], cell_flags(c))
-                   for c in range(len(cells))) + 2 * pad * 0.6
+        return max(len(lines) for lines in cell_lines(cells, f, row)) * lay.line_height(f) + 2 * pad * 0.6
 
     def place_row(cells: list[str], f: QFont, background: QColor | None, row: int, header: bool) -> None:
         height = row_height(cells, f, row)
         y = lay.y
+        ops = [text_op(lines, f, INK, xs[c] + pad + indent(row, c), y + pad * 0.6, widths[c] - 2 * pad - indent(row, c),
+                       lay.line_height(f), cell_align(c))
+               for c, lines in enumerate(cell_lines(cells, f, row))]
 
         def draw(p: QPainter) -> None:
             if background is not None:
                 p.fillRect(QRectF(LEFT, y, CONTENT_W, height), background)
-            p.setFont(f)
-            p.setPen(INK)
-            for c, text in enumerate(cells):
-                dx = indent(row, c)
-                rect = QRectF(xs[c] + pad + dx, y + pad * 0.6, widths[c] - 2 * pad - dx, height - pad * 0.6)
-                p.drawText(rect, cell_flags(c), text)
+            for op in ops:
+                op(p)
             if header:
                 p.setPen(QPen(MUTED, mm(0.25)))
                 p.drawLine(QPointF(LEFT, y + height), QPointF(LEFT + CONTENT_W, y + height))
@@ -230,7 +259,8 @@ def _table(lay: _Layout, block: Table) -> None:
     header_h = row_height(header, head_font, -1) if header else 0.0
     fonts = [bold_font if i in block.bold_rows else body_font for i in range(len(block.rows))]
     heights = [row_height(cells, fonts[i], i) for i, cells in enumerate(block.rows)]
-    title_h = lay.text_height(font(10.5, bold=True), CONTENT_W, block.title, 0) + mm(3) if block.title else 0.0
+    title_f = font(10.5, bold=True)
+    title_h = len(lay.wrap(block.title, title_f, CONTENT_W)) * lay.line_height(title_f) + mm(3) if block.title else 0.0
     whole = title_h + header_h + sum(heights)
     if whole <= (lay.bottom - TOP) * 0.45:
         lay.ensure(whole)  # a short table is never split
@@ -296,8 +326,7 @@ def _plot_op(plot: Histogram | LinePlot, rect: QRectF) -> Op:
 def _title_page(lay: _Layout, report: Report) -> None:
     lay.y = TOP + mm(38)
     lay.line_text(report.subtitle.upper(), font(10, bold=True), ACCENT, gap_after=mm(3))
-    lay.line_text(report.title, font(28, bold=True), INK, gap_after=mm(4),
-                  flags=int(Qt.AlignmentFlag.AlignLeft) | int(Qt.TextFlag.TextWrapAnywhere))
+    lay.line_text(report.title, font(28, bold=True), INK, gap_after=mm(4))
     y = lay.y
     lay.add(lambda p: p.fillRect(QRectF(LEFT, y, mm(40), mm(1.2)), ACCENT))
     lay.y += mm(10)
@@ -374,6 +403,22 @@ def _axes(p: QPainter, rect: QRectF, title: str, xlabel: str, ylabel: str, legen
     return area
 
 
+def _x_ticks(p: QPainter, lo: float, hi: float, area: QRectF, fx: Callable[[float], float],
+             label: Callable[[float], str], integers: bool = False) -> list[tuple[float, str]]:
+    """As many round x ticks as fit without their labels touching (at least two where the range allows)."""
+    fm = QFontMetricsF(font(7), p.device())
+    best: list[tuple[float, str]] = []
+    for target in range(8, 1, -1):
+        values = [t for t in nice_ticks(lo, hi, target) if lo <= t <= hi and (not integers or float(t).is_integer())]
+        ticks = [(fx(t), label(t)) for t in values]
+        widths = [fm.horizontalAdvance(text) for _, text in ticks]
+        gaps = [ticks[i + 1][0] - ticks[i][0] - (widths[i] + widths[i + 1]) / 2 for i in range(len(ticks) - 1)]
+        best = ticks
+        if all(g >= mm(1.5) for g in gaps):
+            break
+    return best
+
+
 def _frame(p: QPainter, area: QRectF, xticks: list[tuple[float, str]], yticks: list[tuple[float, str]]) -> None:
     """Grid lines, the axis box and tick labels (positions already in device coordinates)."""
     label_f = font(7)
@@ -435,8 +480,8 @@ def draw_histogram(p: QPainter, plot: Histogram, rect: QRectF) -> None:
 
         yt = [t for t in nice_ticks(0, y_hi, 4) if t <= y_hi]
     lo, hi, fx = _x_scale(edges[0], edges[-1], area)
-    xt = [t for t in nice_ticks(lo, hi, 5) if lo <= t <= hi]
-    _frame(p, area, [(fx(t), tick_label(t)) for t in xt], [(fy(t), _count_label(t)) for t in yt])
+    xt = _x_ticks(p, lo, hi, area, fx, tick_label)
+    _frame(p, area, xt, [(fy(t), _count_label(t)) for t in yt])
     path = QPainterPath(QPointF(fx(edges[0]), area.bottom()))
     for i, c in enumerate(counts):
         y = fy(c) if c > 0 else area.bottom()
@@ -494,8 +539,8 @@ def draw_lines(p: QPainter, plot: LinePlot, rect: QRectF) -> None:
             return area.bottom() - (v - y_lo) / (y_hi - y_lo) * area.height()
 
         ticks = [t for t in nice_ticks(y_lo, y_hi, 4) if y_lo <= t <= y_hi]
-    xt = [t for t in nice_ticks(lo, hi, 8) if lo <= t <= hi and float(t).is_integer()]
-    _frame(p, area, [(fx(t), f"{t:.0f}") for t in xt], [(fy(t), tick_label(t)) for t in ticks])
+    xt = _x_ticks(p, lo, hi, area, fx, lambda t: f"{t:.0f}", integers=True)
+    _frame(p, area, xt, [(fy(t), tick_label(t)) for t in ticks])
     p.save()
     p.setClipRect(area.adjusted(-mm(1), -mm(1), mm(1), mm(1)))
     for k, s in enumerate(series):
