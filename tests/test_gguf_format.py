@@ -383,6 +383,15 @@ def test_two_to_the_sixty_tensors_in_a_tiny_file(tmp_path) -> None:
     refused(variant(tmp_path, n_tensors=2**64 - 1), "tensors", "bytes left")
 
 
+def test_counts_beyond_the_caps_in_a_big_sparse_file(tmp_path) -> None:
+    """Counts the bytes could hold but no model needs: capped, since each costs a Python object."""
+    for counts, needle in (({"n_tensors": gguf_format.MAX_TENSORS + 1}, "more than the 1,000,000 this reader"),
+                           ({"n_kv": gguf_format.MAX_KV + 1}, "key/values, more than the 1,000,000")):
+        path = variant(tmp_path, **counts)
+        os.truncate(path, 64 << 20)  # sparse: room for the counts, no disk used
+        refused(path, needle)
+
+
 def test_huge_key_value_count(tmp_path) -> None:
     refused(variant(tmp_path, n_kv=2**62), "metadata key/values", "bytes left")
     refused(variant(tmp_path, n_kv=3, infos=[], data=b"", alignment=1), "truncated", "metadata key/value 3 of 3")

@@ -31,6 +31,10 @@ LIST_LIMIT = 64  # arrays up to this long are kept whole in the metadata
 HEAD_ITEMS = 8  # longer arrays are summarised with their first items
 MAX_STRING_BYTES = 64 << 10  # longer metadata strings are cut (they stay inert text either way)
 FIRST_READ = 64 << 10  # the header is read in growing bounded chunks starting with this many bytes
+# Python objects cost ~10x their bytes on disk: beyond the byte bounds, cap the counts no real model nears
+# (real files hold dozens of keys and at most thousands of tensors)
+MAX_TENSORS = 1_000_000
+MAX_KV = 1_000_000
 
 _INT64_MAX = (1 << 63) - 1
 _STRING, _ARRAY = 8, 9
@@ -243,6 +247,11 @@ class _Parser:
         if n_tensors * _MIN_TENSOR_INFO_BYTES + n_kv * _MIN_KV_BYTES > self.left():
             raise self.fail(f"header claims {n_tensors:,} tensors and {n_kv:,} key/values, more than the "
                             f"{self.left():,} bytes left could hold")
+        if n_tensors > MAX_TENSORS:
+            raise self.fail(f"header claims {n_tensors:,} tensors, more than the {MAX_TENSORS:,} this reader accepts")
+        if n_kv > MAX_KV:
+            raise self.fail(f"header claims {n_kv:,} metadata key/values, more than the {MAX_KV:,} this reader "
+                            "accepts")
         return version, n_tensors, n_kv
 
     def key_values(self, n_kv: int) -> tuple[dict[str, Any], dict[str, int]]:
