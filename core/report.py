@@ -144,6 +144,10 @@ def default_report_name(checkpoint: Checkpoint) -> str:
     return f"{safe[:80]}-report.pdf"
 
 
+def plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n:,} {one if n == 1 else (many or one + 's')}"
+
+
 def clip(text: str, limit: int = MAX_TEXT) -> str:
     text = " ".join(str(text).split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -178,7 +182,9 @@ def build_report(checkpoint: Checkpoint, result: Any, now: _dt.datetime | None =
 def title_facts(checkpoint: Checkpoint, result: Any, now: _dt.datetime) -> list[tuple[str, str]]:
     analysed = len(result.summaries)
     device = f"{result.device}, {result.seconds:.1f} s, {human_bytes(result.bytes_read)} read"
-    if result.device == "cache":
+    if not result.summaries:
+        device = "nothing to analyse (no tensors with values)"
+    elif result.device == "cache":
         device = "statistics from the local cache (no tensor data read)"
     return [
         ("Format", checkpoint.format),
@@ -213,8 +219,9 @@ def summary_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
     by_kind = checkpoint.by_kind()
     blocks: list[Block] = [Heading("Summary")]
     blocks.append(Paragraph(
-        f"The model holds {human_count(params)} parameters ({params:,}) in {len(checkpoint.tensors):,} tensors, "
-        f"{human_bytes(checkpoint.file_bytes)} on disk. Buffers (state that is not learned) add "
+        f"The model holds {human_count(params)} parameters ({params:,}) in "
+        f"{plural(len(checkpoint.tensors), 'tensor')}, {human_bytes(checkpoint.file_bytes)} on disk. "
+        "Buffers (state that is not learned) add "
         f"{by_kind.get('buffer', 0):,} elements."))
     kinds = [(k, n) for k, n in by_kind.items() if k != "buffer"]
     rows = _share_rows(kinds, params)
@@ -463,7 +470,7 @@ def plot_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
                                              for role, names in groups.items()]
         blocks.append(PlotGrid(plots, columns=3 if len(plots) <= 9 else 4, title="By role"))
     profiles = depth_profiles(checkpoint, result)
-    blocks.append(Heading("Depth profiles"))
+    blocks.append(Heading("Depth profiles", level=1 if profiles else 2))
     if profiles:
         blocks.append(Paragraph("How each role's weights change from the first layer to the last: a smooth curve is "
                                 "typical, a spike marks a layer that differs from its neighbours.", style="note"))
@@ -483,9 +490,9 @@ def findings_blocks(found: Findings) -> list[Block]:
     blocks: list[Block] = [Heading("Findings")]
     problems = len(found.non_finite) + sum(1 for f in found.all_zero if f.severity == "warning")
     blocks.append(Paragraph(
-        f"{found.analysed:,} tensors analysed. {len(found.non_finite):,} with NaN or Inf values, "
+        f"{plural(found.analysed, 'tensor')} analysed. {len(found.non_finite):,} with NaN or Inf values, "
         f"{len(found.all_zero):,} all-zero, {len(found.sibling_outliers):,} unlike their siblings in other layers "
-        f"({found.sibling_groups:,} families of repeated tensors compared). "
+        f"({plural(found.sibling_groups, 'family', 'families')} of repeated tensors compared). "
         + ("Nothing here looks broken." if problems == 0 else "Some tensors need a look: see below.")))
     blocks.append(Heading("NaN and infinite values", level=2))
     blocks += _finding_list(found.non_finite, "No NaN or infinite values anywhere.")

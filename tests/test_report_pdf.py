@@ -23,6 +23,7 @@ import main
 from core.errors import CheckpointError
 from core.formats import open_checkpoint
 from core.stats import run
+from tests.corpus import CORPUS
 from tests.test_report_content import llama_tensors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +104,30 @@ def test_markup_in_names_and_metadata_is_shown_literally(qapp, tmp_path: Path) -
     assert "<h1>big</h1> & <a href='http://x'>link</a>" in everything
     assert "<b>key</b>" in everything and "&nbsp;" in everything
     assert "<i>odd<i>&amp;name" in everything  # the title
+
+
+def test_corpus_metadata_with_script_tags_stays_text(qapp, tmp_path: Path) -> None:
+    path = CORPUS / "good" / "safetensors" / "modelaudit-script_injection.safetensors"
+    with open_checkpoint(str(path)) as ck:
+        scripts = [v for v in ck.metadata.values() if isinstance(v, str) and "<script>" in v]
+    assert scripts
+    out = tmp_path / "r.pdf"
+    write(path, out)
+    everything = " ".join(page_texts(out))
+    for value in scripts:
+        assert " ".join(value.split()) in everything
+
+
+def test_model_without_tensors(qapp, tmp_path: Path) -> None:
+    path = CORPUS / "good" / "gguf" / "ggml-vocab-phi-3.gguf"
+    out = tmp_path / "r.pdf"
+    write(path, out)
+    texts = page_texts(out)
+    assert "Parameters 0 Tensors 0 (0 analysed)" in texts[0]
+    assert "nothing to analyse" in texts[0]
+    assert any("no finite values" in t for t in texts)
+    assert any("This model has no numbered, repeated layers" in t for t in texts)
+    assert texts[-1].startswith("All tensors") and texts[-1].endswith(f"Page {len(texts)} of {len(texts)}")
 
 
 def test_long_tables_repeat_their_header(qapp, tmp_path: Path) -> None:
