@@ -17,7 +17,8 @@ import torch
 
 from core.errors import CheckpointError, MalformedFileError, UnsafeFileError
 from core.formats import open_checkpoint
-from core.formats.pickle_vm import ByteSource, Placeholder, run_pickle
+from core.formats.pickle_vm import ByteSource, run_pickle
+from core.formats.pytorch_globals import Placeholder
 
 REPO = Path(__file__).resolve().parents[1]
 

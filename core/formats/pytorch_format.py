@@ -22,7 +22,8 @@ from core import dtypes
 from core.checkpoint import Checkpoint, FileEntry, TensorInfo
 from core.errors import CheckpointError, MalformedFileError, UnsafeFileError, UnsupportedFormatError
 from core.formats import pickle_vm
-from core.formats.pickle_vm import ByteSource, Global, Placeholder, SetRecord, StorageRef, TensorRecord
+from core.formats.pickle_vm import ByteSource
+from core.formats.pytorch_globals import Global, Placeholder, SetRecord, StorageRef, TensorRecord
 from core.formats.pytorch_zip import ZipMember, read_member, read_members
 from core.io import FileReader
 
@@ -161,19 +162,29 @@ def _read_torch_zip(reader: FileReader, members: list[ZipMember]) -> Any:
 
 
 def _scan_for_danger(reader: FileReader, members: list[ZipMember]) -> None:
-    """Before refusing a broken archive, look for a pickle reaching for code, so the refusal can name it."""
+    """Before refusing a broken archive, look for a pickle reaching for code, so the refusal can name it.
+
+    Only members that are pickles by name, or small ones that start like a pickle, are read: never tensor data.
+    """
+    budget = MAX_SCAN_BYTES
     for member in members:
-        if member.size > MAX_SCAN_BYTES or member.size < 2:
+        if member.size < 2 or member.size > budget:
             continue
+        if not member.name.endswith(".pkl") and (
+                member.size > 1 << 20 or not _looks_like_pickle(reader.read(member.data_offset, 2))):
+            continue
+        budget -= member.size
         data = reader.read(member.data_offset, member.size)
-        if not (member.name.endswith(".pkl") or (data[0] == 0x80 and data[1] <= 5)):
-            continue
         try:
             pickle_vm.run_pickle(ByteSource.from_bytes(data), lambda pid: None)
         except UnsafeFileError:
             raise
         except CheckpointError:
             continue
+
+
+def _looks_like_pickle(head: bytes) -> bool:
+    return (head[0] == 0x80 and head[1] <= 5) or head[:1] in (b"c", b"(", b"}", b"]")
 
 
 def _storage_pid(pid: Any, length: int) -> tuple[Global, str, str, int]:
