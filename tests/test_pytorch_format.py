@@ -336,6 +336,8 @@ def test_hand_built_zip_opens_so_the_variants_below_test_one_rule_each(tmp_path:
     (FakeTensor(FakeStorage("9", 6), 0, (6,), (1,)), {"0": SIX_FLOATS}, "no record data/9"),
     (FakeTensor(FakeStorage("0", -1), 0, (6,), (1,)), {"0": SIX_FLOATS}, "invalid element count"),
     (FakeTensor(FakeStorage("0", 3, torch.DoubleStorage), 0, (6,), (1,)), {"0": SIX_FLOATS}, "past the end"),
+    (FakeTensor(FakeStorage("0", 6), 0, (1, 6), (1 << 70, 1)), {"0": SIX_FLOATS}, "below 2"),
+    (FakeTensor(FakeStorage("0", 6), 0, (1 << 40, 1 << 20), (0, 0)), {"0": SIX_FLOATS}, "implausibly often"),
 ])
 def test_bad_storages_and_views_are_refused(tmp_path: Path, tensor: FakeTensor, storages: dict, match: str) -> None:
     with pytest.raises(MalformedFileError, match=match):

@@ -21,6 +21,8 @@ from core.errors import MalformedFileError, UnsafeFileError, UnsupportedFormatEr
 
 MAX_KEY_NODES = 1_000
 MAX_KEY_DEPTH = 32
+MAX_DIM = 1 << 62
+MAX_REPEAT = 64  # a view may show its storage's bytes this many times over (plus 1 MiB)
 
 
 # --- records: what the interpreter builds instead of live objects ------------------------------------------------
@@ -347,8 +349,9 @@ def _is_int(value: Any) -> bool:
 
 
 def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
-    if not isinstance(value, (tuple, list)) or len(value) > 64 or not all(_is_int(v) and v >= 0 for v in value):
-        raise MalformedFileError(f"tensor {what} must be a short tuple of non-negative integers")
+    if not isinstance(value, (tuple, list)) or len(value) > 64 \
+            or not all(_is_int(v) and 0 <= v < MAX_DIM for v in value):
+        raise MalformedFileError(f"tensor {what} must be a short tuple of non-negative integers below 2^62")
     return tuple(value)
 
 
@@ -357,7 +360,7 @@ def make_tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | 
     """A tensor view of ``storage``, checked: non-negative ints, and every element inside the storage."""
     if not isinstance(storage, StorageRef):
         raise MalformedFileError("a tensor is rebuilt from something other than a storage")
-    if not _is_int(offset) or offset < 0:
+    if not _is_int(offset) or not 0 <= offset < MAX_DIM:
         raise MalformedFileError("a tensor's storage offset is not a non-negative integer")
     shape = _int_tuple(size, "sizes")
     strides = _int_tuple(stride, "strides")
@@ -378,6 +381,10 @@ def make_tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | 
             f"of its storage {storage.key!r} ({storage.nbytes:,} bytes)")
     if elements >= 1 << 63:
         raise MalformedFileError("a tensor's element count overflows int64")
+    if elements * itemsize > MAX_REPEAT * storage.nbytes + (1 << 20):
+        # stride-0 views (expand) are legitimate, but reading one materialises every element
+        raise MalformedFileError(f"a tensor view of {elements:,} elements repeats its storage {storage.key!r} "
+                                 f"({storage.nbytes:,} bytes) implausibly often")
     return TensorRecord(storage, offset, shape, strides, dtype)
 
 
