@@ -61,6 +61,7 @@ def _no_constants(name: str) -> None:
     raise AssertionError(f"bare {name} in JSON output")
 
 
+@pytest.mark.slow
 def test_json_contract_in_a_subprocess(model: tuple[Path, dict], cache_dir: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     path, values = model

@@ -1,0 +1,232 @@
+"""Throughput and memory of exact statistics, against a plain numpy baseline and a memory copy.
+
+1. Writes a bf16 safetensors checkpoint of about ``--gb`` GB (default 2) of normally distributed values.
+2. Ours: ``core.stats.analyze`` (``--device``, default cpu; no cache), in a subprocess so that its max RSS
+   is its own. The baseline: safetensors ``get_tensor``, conversion to float32, ``numpy.histogram`` with 256
+   bins plus mean, std, min and max, per tensor, in another subprocess. A plain memory copy of the same
+   number of bytes (``ndarray.copy``; ``np.copyto`` into touched memory is printed too, as the ceiling) and a
+   plain read of the file (into one reused 64 MB buffer) for scale. Our one-time start-up (importing torch)
+   is printed apart from the throughput.
+3. A sparse bf16 file of ``--sparse-gb`` GB (default 32, larger than many machines' memory; made with
+   truncate, so it reads as zeros) analysed with max RSS under 2 GB. ``--quick`` skips it.
+
+Targets: ours >= 8x the baseline, >= 30% of the copy speed, max RSS < 1 GB (sparse file: < 2 GB).
+Figures are printed, not asserted; the exit status is 1 if a target is missed. On a shared machine the
+numbers are noisy: run it when the machine is otherwise idle for figures worth quoting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+TENSOR_ROWS, TENSOR_COLS = 4096, 8192  # 64 MiB per bf16 tensor
+GB = 1e9
+
+
+# --------------------------------------------------------------------------- files
+def _header(tensors: list[tuple[str, tuple[int, ...]]]) -> tuple[bytes, int]:
+    meta, offset = {}, 0
+    for name, shape in tensors:
+        nbytes = int(np.prod(shape)) * 2
+        meta[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(meta).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw, offset
+
+
+def _layout(total_bytes: float) -> list[tuple[str, tuple[int, int]]]:
+    per = TENSOR_ROWS * TENSOR_COLS * 2
+    count = max(1, round(total_bytes / per))
+    return [(f"model.layers.{i // 4}.mlp.{('up', 'gate', 'down', 'extra')[i % 4]}_proj.weight",
+             (TENSOR_ROWS, TENSOR_COLS)) for i in range(count)]
+
+
+def write_normal_bf16(path: Path, total_bytes: float) -> int:
+    """A bf16 checkpoint of normal values (std 0.02, like trained weights), written tensor by tensor."""
+    tensors = _layout(total_bytes)
+    header, size = _header(tensors)
+    rng = np.random.default_rng(0)
+    rows_per_step = 512
+    with open(path, "wb") as f:
+        f.write(header)
+        for _name, (rows, cols) in tensors:
+            for _ in range(0, rows, rows_per_step):
+                x = rng.standard_normal(rows_per_step * cols, dtype=np.float32) * np.float32(0.02)
+                bits = x.view(np.uint32)
+                bits += 0x7FFF + ((bits >> 16) & 1)  # round to nearest even
+                f.write((bits >> 16).astype(np.uint16).tobytes())
+    return size
+
+
+def write_sparse_bf16(path: Path, total_bytes: float) -> int:
+    """A bf16 checkpoint whose data is a hole (reads as zeros): no disk, any size."""
+    tensors = _layout(total_bytes)
+    header, size = _header(tensors)
+    with open(path, "wb") as f:
+        f.write(header)
+        f.truncate(len(header) + size)
+    return size
+
+
+# --------------------------------------------------------------------------- measured in child processes
+def child_ours(path: str, device: str) -> dict:
+    """Start-up (importing torch, making the backend: once per process) is timed apart from the analysis."""
+    start = time.perf_counter()
+    from core.compute import make_backend
+    from core.stats import run
+
+    backend = make_backend(device)
+    startup = time.perf_counter() - start
+    start = time.perf_counter()
+    result = run(path, backend=backend, use_cache=False)
+    seconds = time.perf_counter() - start
+    backend.close()
+    model = result.model()
+    assert model is not None
+    return {"seconds": seconds, "startup": startup, "bytes": result.bytes_read, "device": result.device,
+            "rss": _max_rss(), "mean": model.mean, "std": model.std, "count": model.count}
+
+
+def child_baseline(path: str) -> dict:
+    import torch  # noqa: F401  (safetensors' bf16 needs the torch framework)
+    from safetensors import safe_open
+
+    start = time.perf_counter()
+    nbytes = 0
+    with safe_open(path, framework="pt") as f:
+        for name in f.keys():  # noqa: SIM118  (safe_open has keys(), not iteration)
+            x = f.get_tensor(name).float().numpy()
+            nbytes += x.size * 2
+            np.histogram(x, bins=256)
+            x.mean(), x.std(), x.min(), x.max()
+            del x
+    return {"seconds": time.perf_counter() - start, "bytes": nbytes, "rss": _max_rss()}
+
+
+def child_copy(nbytes: int) -> dict:
+    """A plain copy of the bytes (``bytes.copy()`` into new memory, as a program copying data does), and, for
+    the ceiling, ``np.copyto`` into memory already touched (no page faults)."""
+    src = np.ones(nbytes, dtype=np.uint8)
+    plain = touched = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        dst = src.copy()
+        plain = min(plain, time.perf_counter() - start)
+        del dst
+    dst = np.zeros_like(src)
+    for _ in range(3):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        touched = min(touched, time.perf_counter() - start)
+    return {"seconds": plain, "touched_seconds": touched, "bytes": nbytes}
+
+
+def child_read(path: str) -> dict:
+    from core.io import FileReader
+
+    buf = np.empty(64 << 20, dtype=np.uint8)
+    with FileReader(path) as reader:
+        size = reader.size
+        start = time.perf_counter()
+        for offset in range(0, size - len(buf) + 1, len(buf)):
+            reader.read_into(offset, buf)
+        seconds = time.perf_counter() - start
+    return {"seconds": seconds, "bytes": size - size % len(buf)}
+
+
+def _max_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def _child(kind: str, *args: str) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, *args], capture_output=True, text=True,
+                          cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode:
+        raise SystemExit(f"{kind} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gb", type=float, default=2.0, help="size of the normal bf16 checkpoint (default 2)")
+    parser.add_argument("--sparse-gb", type=float, default=32.0, help="size of the sparse file (default 32)")
+    parser.add_argument("--quick", action="store_true", help="skip the sparse file")
+    parser.add_argument("--device", default="cpu", help="device for our engine (default cpu)")
+    parser.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, *rest = args.child
+        out = {"ours": lambda: child_ours(rest[0], rest[1]), "baseline": lambda: child_baseline(rest[0]),
+               "copy": lambda: child_copy(int(rest[0])), "read": lambda: child_read(rest[0])}[kind]()
+        print(json.dumps(out))
+        return 0
+
+    missed: list[str] = []
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
+        path = Path(tmp) / "normal-bf16.safetensors"
+        start = time.perf_counter()
+        data_bytes = write_normal_bf16(path, args.gb * GB)
+        print(f"wrote {path.name}: {data_bytes / GB:.2f} GB of bf16 in {time.perf_counter() - start:.1f} s "
+              f"(cores: {os.cpu_count()}, load average {os.getloadavg()[0]:.1f})")
+        _child("read", str(path))  # warm the page cache: every contender then reads from memory
+        ours = _child("ours", str(path), args.device)
+        base = _child("baseline", str(path))
+        copy = _child("copy", str(data_bytes))
+        read = _child("read", str(path))
+        ours_speed = ours["bytes"] / ours["seconds"] / GB
+        base_speed = base["bytes"] / base["seconds"] / GB
+        copy_speed = copy["bytes"] / copy["seconds"] / GB
+        read_speed = read["bytes"] / read["seconds"] / GB
+        print(f"ours ({ours['device']}): {ours_speed:6.2f} GB/s  ({ours['seconds']:.2f} s after a one-time "
+              f"start-up of {ours['startup']:.2f} s importing torch; max RSS {ours['rss'] / 2**20:.0f} MiB; "
+              f"model mean {ours['mean']:.3e} std {ours['std']:.5f})")
+        print(f"baseline (get_tensor, float32, np.histogram 256 + mean/std/min/max): {base_speed:6.2f} GB/s  "
+              f"({base['seconds']:.2f} s, max RSS {base['rss'] / 2**20:.0f} MiB)")
+        touched_speed = copy["bytes"] / copy["touched_seconds"] / GB
+        print(f"plain memory copy of {data_bytes / GB:.2f} GB (ndarray.copy): {copy_speed:6.2f} GB/s; "
+              f"into touched memory (np.copyto, the bandwidth ceiling): {touched_speed:6.2f} GB/s "
+              f"(ours = {100 * ours_speed / touched_speed:.0f}% of that)")
+        print(f"file read into a reused 64 MB buffer (page cache): {read_speed:6.2f} GB/s")
+        ratio, share = ours_speed / base_speed, ours_speed / copy_speed
+        _target(missed, f"ours / baseline = {ratio:.1f}x", ratio >= 8, ">= 8x")
+        _target(missed, f"ours / memory copy = {100 * share:.0f}%", share >= 0.30, ">= 30%")
+        _target(missed, f"max RSS {ours['rss'] / 2**20:.0f} MiB", ours["rss"] < 2**30, "< 1 GiB")
+        path.unlink()
+        if not args.quick:
+            sparse = Path(tmp) / "sparse-bf16.safetensors"
+            size = write_sparse_bf16(sparse, args.sparse_gb * GB)
+            result = _child("ours", str(sparse), args.device)
+            speed = result["bytes"] / result["seconds"] / GB
+            print(f"sparse file {size / GB:.1f} GB (zeros): {speed:.2f} GB/s, {result['seconds']:.1f} s, "
+                  f"count {result['count']:,}")
+            _target(missed, f"sparse max RSS {result['rss'] / 2**20:.0f} MiB", result["rss"] < 2 * 2**30,
+                    "< 2 GiB")
+    print("all targets met" if not missed else f"targets missed: {', '.join(missed)}")
+    return 1 if missed else 0
+
+
+def _target(missed: list[str], text: str, ok: bool, goal: str) -> None:
+    print(f"  {text:<34} target {goal:<8} {'met' if ok else 'MISSED'}")
+    if not ok:
+        missed.append(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
