@@ -28,7 +28,7 @@ from core.findings import (
 from core.memory import memory_summary
 from core.numbers import count_with_exact, format_value, human_bytes, human_count, percent
 from core.stats_summary import HistSpec, TensorStats
-from core.taxonomy import KIND_HELP, layer_index
+from core.taxonomy import KIND_HELP
 from core.tree import TreeNode, build_tree, fold_repeats
 from core.version import __version__
 
@@ -421,30 +421,18 @@ def role_groups(checkpoint: Checkpoint, result: Any) -> dict[str, list[str]]:
 
 
 def depth_profiles(checkpoint: Checkpoint, result: Any) -> dict[str, dict[str, list[float]]]:
-    """Per role, over the layer index: std, max |w| and kurtosis of that role's weight tensors in each layer."""
-    from core.stats import is_float_summary
+    """Per line of core.depth (a role's tensor in every block: "q", "down", "norm · input_layernorm"), over
+    the block index: std, max |w| and kurtosis. The same lines as the app's depth panel."""
+    from core.depth import depth_profiles as block_lines
 
-    by_role: dict[str, dict[int, list[str]]] = {}
-    for t in checkpoint.tensors:
-        index = layer_index(t.name)
-        summary = result.summaries.get(t.name)
-        if index is None or summary is None or t.kind != "weight" or not is_float_summary(summary):
-            continue
-        by_role.setdefault(t.role, {}).setdefault(index, []).append(t.name)
+    lines = block_lines(checkpoint.tensors, dict(list(result.summaries.items())))
     out: dict[str, dict[str, list[float]]] = {}
-    for role, layers in by_role.items():
-        if len(layers) < 2:
-            continue
-        profile: dict[str, list[float]] = {"layer": [], "std": [], "abs_max": [], "kurtosis": []}
-        for index in sorted(layers):
-            ts = result.group(layers[index], f"{role}@{index}", STATS_ONLY)
-            if ts is None or ts.count == 0:
+    for key in ("std", "abs_max", "kurtosis"):
+        for line in lines[key]:
+            if len(line.points) < 2:
                 continue
-            profile["layer"].append(float(index))
-            profile["std"].append(ts.std)
-            profile["abs_max"].append(ts.abs_max)
-            profile["kurtosis"].append(ts.kurtosis)
-        out[role] = profile
+            entry = out.setdefault(line.label, {"layer": [float(p[0]) for p in line.points]})
+            entry[key] = [p[1] for p in line.points]
     return out
 
 

@@ -1,18 +1,21 @@
 """File > Export Report (PDF): ask where, analyse first if needed (progress, cancel), then write.
 
-The analysis and the report's content (pure core work) run on a QThreadPool
-thread; only the drawing, which needs the painter and fonts, runs on the UI
+The analysis and the report's content (pure core work) run as a gui.workers
+job; only the drawing, which needs the painter and fonts, runs on the UI
 thread. The user waits in a window-modal progress dialog whose Cancel stops
-the analysis within one chunk.
+the analysis within one chunk. A result that is still filling in (the tab's
+own analysis has not finished) is completed first: only the tensors it lacks
+are read.
 """
 
 from __future__ import annotations
 
 import os
-import threading
+import time
+from collections.abc import Generator
 from typing import Any
 
-from PySide6.QtCore import QEventLoop, QObject, QRunnable, QStandardPaths, Qt, QThreadPool, Signal, Slot
+from PySide6.QtCore import QEventLoop, QObject, QStandardPaths, Qt, Slot
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog, QWidget
 
 from core.checkpoint import DEFAULT_CHUNK_BYTES, Checkpoint
@@ -23,59 +26,50 @@ from core.report import build_report, default_report_name
 PROGRESS_STEPS = 1000
 
 
-class ReportSignals(QObject):
-    sig_progress = Signal(float, str)  # fraction done, tensor being read
-    sig_done = Signal(object)  # (AnalysisResult, Report)
-    sig_failed = Signal(str)  # one-line reason
-    sig_cancelled = Signal()
+def missing_tensors(checkpoint: Checkpoint, result: Any) -> list[Any]:
+    """Analysable tensors that ``result`` has no summary of (all of them when there is no result)."""
+    from core.stats import select_tensors
+
+    have = result.summaries if result is not None else {}
+    return [t for t in select_tensors(checkpoint, None) if t.name not in have]
 
 
-class ReportJob(QRunnable):
-    """Analyse (unless a result is given) and build the report's content, off the UI thread."""
+def report_job(checkpoint: Checkpoint, result: Any = None, *, device: str = "auto", use_cache: bool = True,
+               chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Any:
+    """A gui.workers job: analyse what ``result`` lacks (a live result may be unfinished), then build the
+    report's content. Yields (fraction, tensor) at most PROGRESS_STEPS times; returns (result, report)."""
 
-    def __init__(self, checkpoint: Checkpoint, result: Any = None, *, device: str = "auto", use_cache: bool = True,
-                 chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
-        super().__init__()
-        self.setAutoDelete(False)
-        self.checkpoint = checkpoint
-        self.result = result
-        self.options = {"device": device, "use_cache": use_cache, "chunk_bytes": chunk_bytes}
-        self.signals = ReportSignals()
-        self._stop = threading.Event()
-        self.finished = threading.Event()
+    def job(should_stop: Any) -> Generator[tuple[float, str], None, tuple[Any, Any]]:
+        from core.stats import AnalysisResult, analyze
 
-    def cancel(self) -> None:
-        self._stop.set()
+        known = dict(list(result.summaries.items())) if result is not None else {}  # one atomic copy
+        todo = [t for t in missing_tensors(checkpoint, result) if t.name not in known]
+        final = result
+        if todo or result is None:
+            gen = analyze(checkpoint, todo, device=device, use_cache=use_cache, should_stop=should_stop,
+                          chunk_bytes=chunk_bytes)
+            last = -1
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    fresh = stop.value
+                    break
+                step = int(item.fraction * PROGRESS_STEPS)
+                if step != last:
+                    last = step
+                    yield item.fraction, item.tensor
+            merged = {**known, **fresh.summaries}
+            order = [t.name for t in checkpoint.tensors if t.name in merged]
+            final = AnalysisResult(device=fresh.device if fresh.bytes_read or result is None else result.device,
+                                   seconds=fresh.seconds + (result.seconds if result is not None else 0.0),
+                                   bytes_read=fresh.bytes_read + (result.bytes_read if result is not None else 0),
+                                   summaries={name: merged[name] for name in order})
+        if should_stop():
+            raise CancelledError("report cancelled")
+        return final, build_report(checkpoint, final)
 
-    def run(self) -> None:
-        try:
-            result = self.result if self.result is not None else self._analyse()
-            if self._stop.is_set():
-                raise CancelledError("report cancelled")
-            self.signals.sig_done.emit((result, build_report(self.checkpoint, result)))
-        except CancelledError:
-            self.signals.sig_cancelled.emit()
-        except CheckpointError as exc:
-            self.signals.sig_failed.emit(str(exc))
-        except Exception as exc:  # a bug: still reported, never lost in a pool thread
-            self.signals.sig_failed.emit(f"unexpected error while preparing the report: {exc!r}")
-        finally:
-            self.finished.set()
-
-    def _analyse(self) -> Any:
-        from core.stats import analyze
-
-        gen = analyze(self.checkpoint, should_stop=self._stop.is_set, **self.options)
-        last = -1
-        while True:
-            try:
-                item = next(gen)
-            except StopIteration as stop:
-                return stop.value
-            step = int(item.fraction * PROGRESS_STEPS)
-            if step != last:  # at most PROGRESS_STEPS signals, however many chunks
-                last = step
-                self.signals.sig_progress.emit(item.fraction, item.tensor)
+    return job
 
 
 class _Waiter(QObject):
@@ -91,8 +85,9 @@ class _Waiter(QObject):
         if not self.outcome:
             self.loop.exec()
 
-    @Slot(float, str)
-    def on_progress(self, fraction: float, tensor: str) -> None:
+    @Slot(object)
+    def on_progress(self, update: tuple[float, str]) -> None:
+        fraction, tensor = update
         self.dialog.setValue(int(fraction * PROGRESS_STEPS))
         self.dialog.setLabelText(f"Analysing values for the report…\n{tensor[:80]}")
 
@@ -100,9 +95,9 @@ class _Waiter(QObject):
     def on_done(self, value: Any) -> None:
         self._end("done", value)
 
-    @Slot(str)
-    def on_failed(self, reason: str) -> None:
-        self._end("failed", reason)
+    @Slot(object)
+    def on_failed(self, exc: BaseException) -> None:
+        self._end("failed", exc)
 
     @Slot()
     def on_cancelled(self) -> None:
@@ -132,9 +127,11 @@ def ask_report_path(parent: QWidget | None, checkpoint: Checkpoint) -> str | Non
 def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any = None,
                    **options: Any) -> tuple[Any, Any] | None:
     """(result, report) after a progress dialog; None when cancelled. Raises CheckpointError on failure."""
-    job = ReportJob(checkpoint, result, **options)
-    label = "Analysing values for the report…" if result is None else "Preparing the report…"
-    dialog = QProgressDialog(label, "Cancel", 0, PROGRESS_STEPS if result is None else 0, parent)
+    from gui.workers import Worker
+
+    analysing = result is None or bool(missing_tensors(checkpoint, result))
+    label = "Analysing values for the report…" if analysing else "Preparing the report…"
+    dialog = QProgressDialog(label, "Cancel", 0, PROGRESS_STEPS if analysing else 0, parent)
     dialog.setObjectName("report_progress")
     dialog.setWindowTitle("Export Report")
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
@@ -142,23 +139,29 @@ def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any =
     dialog.setAutoClose(False)
     dialog.setAutoReset(False)
     dialog.setValue(0)
+    worker = Worker(report_job(checkpoint, result, **options), "report")
     waiter = _Waiter(dialog)
-    job.signals.sig_progress.connect(waiter.on_progress)
-    job.signals.sig_done.connect(waiter.on_done)
-    job.signals.sig_failed.connect(waiter.on_failed)
-    job.signals.sig_cancelled.connect(waiter.on_cancelled)
-    dialog.canceled.connect(job.cancel)
-    QThreadPool.globalInstance().start(job)
+    worker.signals.sig_yielded.connect(waiter.on_progress)
+    worker.signals.sig_returned.connect(waiter.on_done)
+    worker.signals.sig_errored.connect(waiter.on_failed)
+    worker.signals.sig_aborted.connect(waiter.on_cancelled)
+    dialog.canceled.connect(worker.quit)
+    worker.start()
     try:
         waiter.wait()
     finally:
-        job.cancel()
-        job.finished.wait(30)
+        worker.quit()
+        deadline = time.monotonic() + 30
+        while not worker.is_done and time.monotonic() < deadline:
+            time.sleep(0.01)
         dialog.close()
         dialog.deleteLater()
     outcome = waiter.outcome
     if "failed" in outcome:
-        raise CheckpointError(outcome["failed"])
+        exc = outcome["failed"]
+        if isinstance(exc, CheckpointError):
+            raise CheckpointError(str(exc))
+        raise CheckpointError(f"unexpected error while preparing the report: {exc!r}")
     return outcome.get("done")
 
 

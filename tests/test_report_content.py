@@ -178,8 +178,9 @@ def test_report_content(llama: tuple[Path, dict[str, np.ndarray]]) -> None:
     assert float(down[4]) == pytest.approx(merged.astype(np.float64).std(), rel=1e-3)  # 4 significant digits
     assert depths[labels.index("down_proj.weight")] > depths[labels.index("layers.0-5 (x6)")]
     assert labels.index("layers.0-5 (x6)") in groups and labels.index("down_proj.weight") not in groups
-    # depth profile of mlp.down: std per layer equals numpy's
-    prof = profiles["mlp.down"]
+    # depth profile of the down-projections: std and max |w| per layer equal numpy's
+    assert set(profiles) == {"q", "k", "v", "o", "gate", "up", "down", "norm"}
+    prof = profiles["down"]
     assert prof["layer"] == [float(i) for i in range(LAYERS)]
     for i in range(LAYERS):
         a = tensors[f"model.layers.{i}.mlp.down_proj.weight"].astype(np.float64)

@@ -80,6 +80,23 @@ def test_export_with_a_finished_analysis(qapp, model: Path, tmp_path: Path, monk
     assert "cuda:7 (a device this test names)" in text  # the given result was used, not a new analysis
 
 
+def test_unfinished_result_is_completed_first(qapp, model: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tab's own analysis may still be running: the report reads only what the live result lacks."""
+    out = tmp_path / "r.pdf"
+    Answers(monkeypatch, out)
+    with open_checkpoint(str(model)) as ck:
+        partial = run(ck, ["fc1.weight"], use_cache=False)
+        assert list(partial.summaries) == ["fc1.weight"]
+        assert export_report_dialog(None, ck, partial, use_cache=False) == str(out)
+        fc2 = np.asarray(ck.read_tensor("fc2.weight"), dtype=np.float64)
+    texts = [" ".join(p.extract_text().split()) for p in pypdf.PdfReader(str(out)).pages]
+    assert "Tensors 3 (3 analysed)" in texts[0]
+    assert f"1024×1024 F32 {1024 * 1024:,} " in texts[-1]
+    row = texts[-1].split("fc2.weight 1024×1024 F32 1,048,576 ")[1].split()
+    assert float(row[1]) == pytest.approx(fc2.std(), rel=1e-3)  # printed to 4 significant digits
+
+
 def test_cancel_stops_the_analysis_and_writes_nothing(qapp, model: Path, tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     out = tmp_path / "r.pdf"

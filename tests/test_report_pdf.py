@@ -84,7 +84,7 @@ def test_known_model_pages_text_and_plots(qapp, llama: tuple[Path, dict[str, np.
     distributions = texts[starts["Value distributions"]]
     assert "Whole model: values" in distributions and "count (log scale)" in distributions
     depth = texts[starts["Depth profiles"]]
-    assert "standard deviation by layer" in depth and "layer" in depth and "mlp.down" in depth
+    assert "standard deviation by layer" in depth and "layer" in depth and " down " in depth  # legend
     findings = " ".join(texts[starts["Findings"]:starts["All tensors"]])
     assert "model.layers.2.mlp.down_proj.weight" in findings and "Unlike their siblings" in findings
 
