@@ -65,6 +65,9 @@ _ROLE_RULES: list[tuple[re.Pattern[str], str]] = [
 ]
 
 
+_OPTIMIZER_STATE = re.compile(r"(^|\.)(optimizer|optimizer_states(\.\d+)?|optim)\.state(\.|$)")
+
+
 def split_name(name: str) -> tuple[str, str]:
     """('model.layers.0.mlp.up_proj', 'weight') from a full tensor name."""
     module, _, leaf = name.rpartition(".")
@@ -84,6 +87,8 @@ def tensor_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
     dt = dtypes.lookup(dtype)
     if leaf_l in _BUFFER_LEAVES or module_last in _BUFFER_LEAVES:
         return "buffer"
+    if _OPTIMIZER_STATE.search(name):
+        return "buffer"  # Adam moments and other optimizer state are not learned parameters
     if leaf_l == "bias" and len(shape) == 4 and re.search(r"(^|\.)(attn|attention)$", module.lower()):
         return "buffer"  # GPT-2's causal mask is stored as "attn.bias"
     if dt is not None and not dt.is_float and not (leaf_l in _INT_WEIGHT_LEAVES and len(shape) >= 2):

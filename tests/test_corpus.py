@@ -62,3 +62,10 @@ def test_modelaudit_metadata_is_kept_as_inert_text() -> None:
     with open_checkpoint(str(CORPUS / "good/safetensors/modelaudit-script_injection.safetensors")) as checkpoint:
         assert checkpoint.metadata["html_description"] == "<script>alert('XSS')</script>"
         assert checkpoint.metadata["model_type"] == "transformer"
+
+
+def test_protocol0_pickle_starting_with_a_string_opcode_names_the_call(capsys: pytest.CaptureFixture[str]) -> None:
+    """Detection by content: a text pickle that starts with `V` is still a pickle, and its payload is named."""
+    assert main.main(["info", str(CORPUS / "hostile" / "picklescan-malicious-invalid-bytes.pkl")]) == 2
+    err = capsys.readouterr().err
+    assert "os.system" in err and "run code" in err

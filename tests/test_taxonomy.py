@@ -85,3 +85,9 @@ def test_kind_and_role(name: str, shape: tuple, dtype: str, kind: str, role: str
                                              ("bert.encoder.layer.11.output.dense.bias", 11)])
 def test_layer_index(name: str, index: int | None) -> None:
     assert layer_index(name) == index
+
+
+@pytest.mark.parametrize("name", ["optimizer.state.0.exp_avg", "optimizer_states.0.state.3.exp_avg_sq",
+                                  "optim.state.12.momentum_buffer"])
+def test_optimizer_state_is_a_buffer_not_a_parameter(name: str) -> None:
+    assert classify(name, (4, 4), "F32")[0] == "buffer"

@@ -64,7 +64,7 @@ def sniff(path: str) -> str:
         if head[2:3] == b"\x8a":  # LONG1: the legacy format starts with the magic number as a long
             return "pytorch-legacy"
         return "pickle"
-    if head[:1] in (b"(", b"}", b"]", b"c") and _looks_like_old_pickle(head):
+    if _looks_like_old_pickle(head):
         return "pickle"
     if len(head) >= 9 and _looks_like_safetensors(head, size):
         return "safetensors"
@@ -93,6 +93,9 @@ def _looks_like_old_pickle(head: bytes) -> bool:
     if head[:1] == b"c":
         line = head[1:].split(b"\n", 1)[0]
         return b"\n" in head[1:] and all(32 < ch < 127 for ch in line)
+    if head[:1] in (b"V", b"S", b"I", b"L", b"F", b"g", b"p", b"P"):  # text opcodes with a newline-ended argument
+        line = head[1:].split(b"\n", 1)[0]
+        return b"\n" in head[1:] and len(line) > 0 and all(32 <= ch < 127 for ch in line) and " " not in line.decode()
     return head[:1] in (b"}", b"]") or (head[:1] == b"(" and len(head) > 1 and head[1:2] in b"dlt(cIFSVN")
 
 
