@@ -27,6 +27,7 @@ from core import dtypes
 from core.checkpoint import Checkpoint, TensorInfo
 from core.errors import CheckpointError
 from core.stats_summary import (
+    INT_SPAN,
     K_EXTREMES,
     KEYS,
     PATTERN_DTYPES,
@@ -65,6 +66,8 @@ def numpy_float_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> FloatSum
     """Summary of one block of float (or wide integer) values."""
     s = FloatSummary.empty(dtype_names)
     if x.dtype.kind in "iub":
+        if x.size:
+            s.int_base, s.int_counts = _int_counts(x)
         x = x.astype(np.float64)
     if x.dtype == np.float32:
         keys = x.view(np.uint32) >> 16
@@ -96,6 +99,15 @@ def numpy_float_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> FloatSum
     s.m2, s.m3, s.m4 = float(d2.sum()), float(np.dot(d2, xd)), float(np.dot(d2, d2))
     s.bottom, s.top = numpy_extremes(x, kc, x.dtype == np.float64)
     return s
+
+
+def _int_counts(x: np.ndarray) -> tuple[int, np.ndarray | None]:
+    """Exact counts per value of an integer block whose range is below INT_SPAN (else None)."""
+    lo, hi = int(x.min()), int(x.max())
+    if hi - lo >= INT_SPAN:
+        return 0, None
+    offsets = (x - x.dtype.type(lo)).astype(np.intp)  # no overflow: every difference is below INT_SPAN
+    return lo, np.bincount(offsets.reshape(-1), minlength=hi - lo + 1).astype(np.int64)
 
 
 def _scale_exponent(is_f64: bool, vmin: float, vmax: float) -> int:

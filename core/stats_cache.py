@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from core.checkpoint import TensorInfo
-from core.stats_summary import KEYS, FloatSummary, PatternSummary, Summary, pattern_count
+from core.stats_summary import INT_SPAN_MERGED, KEYS, FloatSummary, PatternSummary, Summary, pattern_count
 
-VERSION = 1
+VERSION = 2
 ENV_DIR = "WEIGHTSCOPE_CACHE_DIR"
 
 
@@ -89,11 +89,15 @@ class StatsCache:
             return
         path, key = self._entry(t, now)
         try:
+            payload = _encode(summary, key)
+        except Exception:  # a summary we cannot store is simply not cached
+            return
+        try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=os.path.dirname(path))
             try:
                 with os.fdopen(fd, "wb") as f:
-                    np.savez(f, **_encode(summary, key))
+                    np.savez(f, **payload)
                 os.replace(tmp, path)
             except BaseException:
                 _remove(tmp)
@@ -141,8 +145,13 @@ def _encode(s: Summary, key: str) -> dict[str, Any]:
     idx, cnt = _sparse(s.key_counts)
     ints = np.array([s.n, s.scale_exp, s.zeros, s.nan, s.pos_inf, s.neg_inf], dtype=np.int64)
     floats = np.array([s.mean, s.m2, s.m3, s.m4, s.vmin, s.vmax], dtype=np.float64)
-    return {**common, "kind": np.array("float"), "ints": ints, "floats": floats, "idx": idx, "cnt": cnt,
-            "top": np.asarray(s.top, dtype=np.float64), "bottom": np.asarray(s.bottom, dtype=np.float64)}
+    out = {**common, "kind": np.array("float"), "ints": ints, "floats": floats, "idx": idx, "cnt": cnt,
+           "top": np.asarray(s.top, dtype=np.float64), "bottom": np.asarray(s.bottom, dtype=np.float64)}
+    if s.int_counts is not None:
+        int_idx, int_cnt = _sparse(s.int_counts)
+        out.update(int_base=np.array(str(s.int_base)), int_len=np.array(len(s.int_counts)),
+                   int_idx=int_idx, int_cnt=int_cnt)
+    return out
 
 
 def _decode(z: Any, key: str, t: TensorInfo) -> Summary | None:
@@ -169,6 +178,15 @@ def _decode(z: Any, key: str, t: TensorInfo) -> Summary | None:
             or top.ndim != 1 or bottom.ndim != 1 or len(top) != len(bottom) or len(top) > n):
         return None
     mean, m2, m3, m4, vmin, vmax = (float(x) for x in floats)
-    return FloatSummary(dtypes=dtypes, n=n, scale_exp=scale_exp, mean=mean, m2=m2, m3=m3, m4=m4, vmin=vmin,
-                        vmax=vmax, zeros=zeros, nan=nan, pos_inf=pos_inf, neg_inf=neg_inf, key_counts=key_counts,
-                        top=top.copy(), bottom=bottom.copy())
+    out = FloatSummary(dtypes=dtypes, n=n, scale_exp=scale_exp, mean=mean, m2=m2, m3=m3, m4=m4, vmin=vmin,
+                       vmax=vmax, zeros=zeros, nan=nan, pos_inf=pos_inf, neg_inf=neg_inf, key_counts=key_counts,
+                       top=top.copy(), bottom=bottom.copy())
+    if "int_base" in z:
+        length = int(z["int_len"])
+        if not 0 < length <= INT_SPAN_MERGED:
+            return None
+        out.int_base = int(str(z["int_base"]))
+        out.int_counts = _dense(z["int_idx"], z["int_cnt"], length)
+        if int(out.int_counts.sum()) != n:
+            return None
+    return out

@@ -16,6 +16,8 @@ tensors' summaries, never from re-reading:
   tails (outlier counts, extreme percentiles, histogram edges) exact.
   F64 values beyond float32's range share the outermost bins: percentiles
   among them are exact only while they are among the K stored extremes.
+  Integer values (I32/I64/U32/U64 whose range is small, such as position or
+  token ids) also get exact counts per value, so their statistics are exact.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ KEYS = 65536
 PERCENTILES = (0.1, 1.0, 5.0, 25.0, 50.0, 75.0, 95.0, 99.0, 99.9)
 PATTERN_DTYPES = ("BF16", "F16", "F8_E4M3", "F8_E5M2", "F8_E8M0", "I8", "U8", "BOOL", "I16", "U16")
 F32_MAX = float(np.finfo(np.float32).max)
+INT_SPAN = 1 << 16  # wide integer chunks with a smaller range are counted value by value (exact)
+INT_SPAN_MERGED = 1 << 20  # merged exact integer counts stay exact up to this range
+_INT_FORMATS = ("I8", "U8", "I16", "U16", "BOOL")
 
 
 # --------------------------------------------------------------------------- value tables
@@ -154,6 +159,10 @@ class PatternSummary:
         v, c = v[order], c[order]
         out.bottom = _repeat_first(v, c, K_EXTREMES)
         out.top = _repeat_first(v[::-1], c[::-1], K_EXTREMES)[::-1].copy()
+        if self.fmt in _INT_FORMATS:
+            out.int_base = int(v[0])
+            out.int_counts = np.zeros(int(v[-1]) - out.int_base + 1, dtype=np.int64)
+            out.int_counts[(v - out.int_base).astype(np.intp)] = c
         return out
 
 
@@ -177,6 +186,8 @@ class FloatSummary:
     key_counts: np.ndarray = field(default_factory=lambda: np.zeros(KEYS, dtype=np.int64))
     top: np.ndarray = field(default_factory=lambda: np.empty(0))  # K largest finite values, ascending
     bottom: np.ndarray = field(default_factory=lambda: np.empty(0))  # K smallest finite values, ascending
+    int_base: int = 0  # with int_counts: every value is an integer, int_counts[i] of them equal int_base + i
+    int_counts: np.ndarray | None = None
 
     @classmethod
     def empty(cls, dtypes: tuple[str, ...] = ()) -> FloatSummary:
@@ -186,6 +197,8 @@ class FloatSummary:
         out = FloatSummary(**{k: getattr(self, k) for k in self.__dataclass_fields__})
         out.key_counts = self.key_counts.copy()
         out.top, out.bottom = self.top.copy(), self.bottom.copy()
+        if self.int_counts is not None:
+            out.int_counts = self.int_counts.copy()
         return out
 
     @property
@@ -202,6 +215,7 @@ class FloatSummary:
         self.key_counts += other.key_counts
         if other.n == 0:
             return
+        self._merge_int_counts(other)
         self.vmin, self.vmax = min(self.vmin, other.vmin), max(self.vmax, other.vmax)
         self.top = np.sort(np.concatenate([self.top, other.top]))[-K_EXTREMES:]
         self.bottom = np.sort(np.concatenate([self.bottom, other.bottom]))[:K_EXTREMES]
@@ -214,6 +228,25 @@ class FloatSummary:
         b = _rescale(other.mean, other.m2, other.m3, other.m4, other.scale_exp - e)
         self.n, self.mean, self.m2, self.m3, self.m4 = combine_moments(self.n, *a, other.n, *b)
         self.scale_exp = e
+
+    def _merge_int_counts(self, other: FloatSummary) -> None:
+        """Exact integer counts survive a merge while both sides have them and the range stays small."""
+        if self.n == 0:
+            self.int_base = other.int_base
+            self.int_counts = None if other.int_counts is None else other.int_counts.copy()
+            return
+        if self.int_counts is None or other.int_counts is None:
+            self.int_counts = None
+            return
+        lo = min(self.int_base, other.int_base)
+        hi = max(self.int_base + len(self.int_counts), other.int_base + len(other.int_counts))
+        if hi - lo > INT_SPAN_MERGED:
+            self.int_counts = None
+            return
+        out = np.zeros(hi - lo, dtype=np.int64)
+        out[self.int_base - lo : self.int_base - lo + len(self.int_counts)] += self.int_counts
+        out[other.int_base - lo : other.int_base - lo + len(other.int_counts)] += other.int_counts
+        self.int_base, self.int_counts = lo, out
 
 
 Summary = PatternSummary | FloatSummary
@@ -391,12 +424,17 @@ def _derive_pattern(s: PatternSummary, name: str, spec: HistSpec) -> TensorStats
     fin = np.isfinite(v)
     v, c = v[fin], c[fin]
     order = np.argsort(v, kind="stable")
-    v, c = v[order], c[order]
+    return _derive_weighted(name, s.dtypes, v[order], c[order], nan, pos_inf, neg_inf, spec)
+
+
+def _derive_weighted(name: str, dtypes: tuple[str, ...], v: np.ndarray, c: np.ndarray, nan: int, pos_inf: int,
+                     neg_inf: int, spec: HistSpec) -> TensorStats:
+    """Exact statistics of finite values ``v`` (ascending, distinct) with multiplicities ``c``."""
     n = int(c.sum())
     if n:
         _, mean, m2, m3, m4 = _weighted_moments(v, c)
         var = m2 / n
-        base = _common(name, s.dtypes, n, mean, var, m3 / n, m4 / n)
+        base = _common(name, dtypes, n, mean, var, m3 / n, m4 / n)
         vmin, vmax = float(v[0]), float(v[-1])
         l2 = math.sqrt(float(np.dot(c.astype(np.float64), v * v)))
         std = base["std"]
@@ -404,7 +442,7 @@ def _derive_pattern(s: PatternSummary, name: str, spec: HistSpec) -> TensorStats
         cum = np.cumsum(c)
         percentiles = _percentiles(n, lambda r: float(v[np.searchsorted(cum, r, side="right")]))
     else:
-        base = _common(name, s.dtypes, 0, 0.0, 0.0, 0.0, 0.0)
+        base = _common(name, dtypes, 0, 0.0, 0.0, 0.0, 0.0)
         vmin = vmax = l2 = math.nan
         beyond = 0
         percentiles = _percentiles(0, None)
@@ -504,6 +542,13 @@ def _derive_float(s: FloatSummary, name: str, spec: HistSpec) -> TensorStats:
                            nan=s.nan, pos_inf=s.pos_inf, neg_inf=s.neg_inf, beyond_6_sigma=0,
                            percentiles=_percentiles(0, None), hist_edges=empty, hist_counts=empty.astype(np.int64),
                            log_edges=empty, log_counts=empty.astype(np.int64), quant_type=quant)
+    if s.int_counts is not None:  # integers with a small range: counted value by value, exact
+        nz = np.flatnonzero(s.int_counts)
+        if abs(s.int_base) < 2**62:
+            values = (nz + np.int64(s.int_base)).astype(np.float64)
+        else:  # near the ends of U64/I64: exact Python integers, then rounded once to float64
+            values = np.array([float(s.int_base + int(i)) for i in nz], dtype=np.float64)
+        return _derive_weighted(name, s.dtypes, values, s.int_counts[nz], s.nan, s.pos_inf, s.neg_inf, spec)
     e = s.scale_exp
     var_s = s.m2 / n  # variance in scaled units; skewness and kurtosis do not depend on the scale
     base = _common(name, s.dtypes, n, _ldexp(s.mean, e), var_s, s.m3 / n, s.m4 / n)

@@ -211,6 +211,23 @@ def test_integers(tmp_path: Path, dtype: str) -> None:
     check(ts, values, exact=np.dtype(dtype).itemsize <= 2)
 
 
+def test_small_range_wide_integers_are_exact(tmp_path: Path) -> None:
+    """Position ids and token ids (I64/I32/U64 with a small range) get exact percentiles and histograms, also
+    across chunks, merged with other integer tensors, and back from the cache."""
+    ids = np.arange(4096, dtype=np.int64)
+    offset = np.arange(-70_000, 70_000, 7, dtype=np.int32)  # range above one chunk's exact span: merged exactly
+    big = np.array([2**64 - 1, 2**64 - 5, 2**64 - 1], dtype=np.uint64)
+    path = write(tmp_path, {"model.position_ids": ids, "offset": offset, "big": big,
+                            "i16": np.arange(-300, 300, dtype=np.int16)})
+    for use_cache in (True, True, False):
+        result = run(path, device="cpu", use_cache=use_cache, chunk_bytes=8192)
+        check(result.stats("model.position_ids"), ids, exact=True)
+        check(result.stats("offset"), offset, exact=True)
+        assert result.stats("big").max == float(2**64 - 1) and result.stats("big").count == 3
+        check(result.group(["offset", "i16", "model.position_ids"], "ints"),
+              np.concatenate([offset, np.arange(-300, 300), ids]), exact=True)
+
+
 def test_bool(tmp_path: Path) -> None:
     values = np.random.default_rng(8).random(999) < 0.3
     path = write(tmp_path, {"mask": values})
