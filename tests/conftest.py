@@ -20,9 +20,12 @@ import pytest
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ.setdefault("WEIGHTSCOPE_CACHE_DIR", tempfile.mkdtemp(prefix="weightscope-test-cache-"))
 
-from PySide6.QtCore import QStandardPaths
+from PySide6.QtCore import QSettings, QStandardPaths
 
-QStandardPaths.setTestModeEnabled(True)  # QSettings and other standard paths go under ~/.qttest
+QStandardPaths.setTestModeEnabled(True)  # standard paths go under ~/.qttest, never the user's
+SETTINGS_DIR = tempfile.mkdtemp(prefix="weightscope-test-settings-")
+for _format in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):  # and QSettings private to this run,
+    QSettings.setPath(_format, QSettings.Scope.UserScope, SETTINGS_DIR)  # so parallel test runs never collide
 
 
 @pytest.fixture(scope="session")

@@ -154,8 +154,11 @@ def test_opening_adds_to_recent_and_the_menu_reopens(make_window, qtbot, open_mo
 
 
 def test_settings_are_isolated_from_the_user(settings):
+    from tests.conftest import SETTINGS_DIR
+
     assert QStandardPaths.isTestModeEnabled()
-    assert ".qttest" in QSettings().fileName()
+    assert QSettings().fileName().startswith(SETTINGS_DIR)
+    assert not QSettings().fileName().startswith(os.path.expanduser("~/.config"))
     from gui.settings_dialog import analysis_device, set_analysis_device
 
     assert analysis_device() == "auto"

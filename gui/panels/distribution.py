@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from pyqtgraph.exporters import ImageExporter, SVGExporter
+from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
@@ -233,24 +233,29 @@ class DistributionPanel(QWidget):
         log_x = self.x_mode.currentIndex() == 1
         edges, counts = (ts.log_edges, ts.log_counts) if log_x else (ts.hist_edges, ts.hist_counts)
         log_y = self.y_mode.currentIndex() == 1
-        self.plot.getPlotItem().getAxis("left").setLogMode(False, log_y)
         self.plot.setLabel("bottom", "log10 |value|" if log_x else "value")
         self.plot.setLabel("left", "count (log)" if log_y else "count")
         if len(edges) < 2:
             self.curve.setData([], [])
+            self.plot.getPlotItem().getAxis("left").setLogMode(False, False)
             return
         edges = np.asarray(edges, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
         if edges[-1] == edges[0]:  # one distinct value: give the single bin a visible width
             half = abs(edges[0]) * 0.01 or 0.5
             edges = np.linspace(edges[0] - half, edges[0] + half, len(edges))
+        axis = self.plot.getPlotItem().getAxis("left")
         if log_y:
             y = np.full_like(counts, LOG_FLOOR)
             np.log10(counts, out=y, where=counts > 0)
             self.curve.setData(edges, y, stepMode="center", fillLevel=LOG_FLOOR)
+            self.plot.setYRange(LOG_FLOOR, float(y.max()) + 0.3, padding=0)  # before the axis reads it as 10^y
+            axis.setLogMode(False, True)
+            self.plot.enableAutoRange(axis="x")
         else:
+            axis.setLogMode(False, False)
             self.curve.setData(edges, counts, stepMode="center", fillLevel=0)
-        self.plot.enableAutoRange()
+            self.plot.enableAutoRange()
         if not log_x:
             self._add_value_markers(ts, float(edges[0]), float(edges[-1]))
 
@@ -284,12 +289,31 @@ class DistributionPanel(QWidget):
         """Write the plot to ``path``: SVG if it ends in .svg, else a PNG."""
         item = self.plot.getPlotItem()
         if path.lower().endswith(".svg"):
-            SVGExporter(item).export(path)
+            self._export_svg(path)
         else:
             exporter = ImageExporter(item)
             exporter.parameters()["width"] = max(800, int(self.plot.width()) * 2)
             exporter.export(path)
         self.sig_export_done.emit(path)
+
+    def _export_svg(self, path: str) -> None:
+        """Vector output through Qt's own SVG generator (pyqtgraph's SVG exporter trips over Qt 6 paths)."""
+        from PySide6.QtCore import QRect, QSize
+        from PySide6.QtGui import QPainter
+        from PySide6.QtSvg import QSvgGenerator
+
+        size = QSize(max(self.plot.width(), 640), max(self.plot.height(), 400))
+        generator = QSvgGenerator()
+        generator.setFileName(path)
+        generator.setSize(size)
+        generator.setViewBox(QRect(0, 0, size.width(), size.height()))
+        generator.setTitle(self.stats.name if self.stats is not None else "histogram")
+        generator.setDescription("Weightscope histogram")
+        painter = QPainter(generator)
+        try:
+            self.plot.render(painter, QRect(0, 0, size.width(), size.height()))
+        finally:
+            painter.end()
 
     def export_dialog(self, kind: str) -> None:
         if self.stats is None:
