@@ -242,6 +242,7 @@ class _Engine:
                 result.bytes_read += nbytes
                 last = first + count >= t.elements
                 if last:
+                    acc.compact()  # finished: keep it small, a model may have thousands of tensors
                     result.summaries[t.name] = acc
                     if cache is not None:
                         cache.put(t, acc)

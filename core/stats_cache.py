@@ -21,7 +21,15 @@ from typing import Any
 import numpy as np
 
 from core.checkpoint import TensorInfo
-from core.stats_summary import INT_SPAN_MERGED, KEYS, FloatSummary, PatternSummary, Summary, pattern_count
+from core.stats_summary import (
+    INT_SPAN_MERGED,
+    KEYS,
+    CountStore,
+    FloatSummary,
+    PatternSummary,
+    Summary,
+    pattern_count,
+)
 
 VERSION = 2
 ENV_DIR = "WEIGHTSCOPE_CACHE_DIR"
@@ -126,12 +134,25 @@ def _sparse(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return idx.astype(np.int32), counts[idx].astype(np.int64)
 
 
-def _dense(idx: np.ndarray, cnt: np.ndarray, length: int) -> np.ndarray:
+def _store(idx: np.ndarray, cnt: np.ndarray, length: int) -> CountStore:
+    """Checked sparse counts, kept sparse (finished summaries stay compact in memory)."""
+    _check_sparse(idx, cnt, length)
+    if len(idx) and np.any(np.diff(idx.astype(np.int64)) <= 0):
+        raise ValueError("sparse indices not strictly increasing")
+    return CountStore.from_sparse(length, idx.astype(np.uint32 if length > 65536 else np.uint16),
+                                  cnt.astype(np.int64))
+
+
+def _check_sparse(idx: np.ndarray, cnt: np.ndarray, length: int) -> None:
     if idx.ndim != 1 or cnt.ndim != 1 or len(idx) != len(cnt) or idx.dtype.kind not in "iu" \
             or cnt.dtype != np.int64:
         raise ValueError("bad sparse counts")
     if len(idx) and (idx.min() < 0 or idx.max() >= length or cnt.min() < 0):
         raise ValueError("sparse counts out of range")
+
+
+def _dense(idx: np.ndarray, cnt: np.ndarray, length: int) -> np.ndarray:
+    _check_sparse(idx, cnt, length)
     out = np.zeros(length, dtype=np.int64)
     out[idx] = cnt
     return out
@@ -140,9 +161,9 @@ def _dense(idx: np.ndarray, cnt: np.ndarray, length: int) -> np.ndarray:
 def _encode(s: Summary, key: str) -> dict[str, Any]:
     common = {"version": np.array(VERSION), "key": np.array(key), "dtypes": np.array(list(s.dtypes), dtype=str)}
     if isinstance(s, PatternSummary):
-        idx, cnt = _sparse(s.counts)
+        idx, cnt = s.store.sparse()
         return {**common, "kind": np.array("pattern"), "fmt": np.array(s.fmt), "idx": idx, "cnt": cnt}
-    idx, cnt = _sparse(s.key_counts)
+    idx, cnt = s.keys.sparse()
     ints = np.array([s.n, s.scale_exp, s.zeros, s.nan, s.pos_inf, s.neg_inf], dtype=np.int64)
     floats = np.array([s.mean, s.m2, s.m3, s.m4, s.vmin, s.vmax], dtype=np.float64)
     out = {**common, "kind": np.array("float"), "ints": ints, "floats": floats, "idx": idx, "cnt": cnt,
@@ -161,25 +182,25 @@ def _decode(z: Any, key: str, t: TensorInfo) -> Summary | None:
     kind = str(z["kind"])
     if kind == "pattern":
         fmt = str(z["fmt"])
-        counts = _dense(z["idx"], z["cnt"], pattern_count(fmt))
-        if int(counts.sum()) != t.elements:
+        store = _store(z["idx"], z["cnt"], pattern_count(fmt))
+        if store.total() != t.elements:
             return None
-        return PatternSummary(fmt, counts, dtypes)
+        return PatternSummary(fmt, dtypes=dtypes, store=store)
     if kind != "float":
         return None
     ints, floats = z["ints"], z["floats"]
     if ints.shape != (6,) or floats.shape != (6,) or ints.dtype != np.int64 or floats.dtype != np.float64:
         return None
     n, scale_exp, zeros, nan, pos_inf, neg_inf = (int(x) for x in ints)
-    key_counts = _dense(z["idx"], z["cnt"], KEYS)
+    keys = _store(z["idx"], z["cnt"], KEYS)
     top, bottom = z["top"], z["bottom"]
     if (min(n, zeros, nan, pos_inf, neg_inf) < 0 or n + nan + pos_inf + neg_inf != t.elements
-            or int(key_counts.sum()) != n or top.dtype != np.float64 or bottom.dtype != np.float64
+            or keys.total() != n or top.dtype != np.float64 or bottom.dtype != np.float64
             or top.ndim != 1 or bottom.ndim != 1 or len(top) != len(bottom) or len(top) > n):
         return None
     mean, m2, m3, m4, vmin, vmax = (float(x) for x in floats)
     out = FloatSummary(dtypes=dtypes, n=n, scale_exp=scale_exp, mean=mean, m2=m2, m3=m3, m4=m4, vmin=vmin,
-                       vmax=vmax, zeros=zeros, nan=nan, pos_inf=pos_inf, neg_inf=neg_inf, key_counts=key_counts,
+                       vmax=vmax, zeros=zeros, nan=nan, pos_inf=pos_inf, neg_inf=neg_inf, keys=keys,
                        top=top.copy(), bottom=bottom.copy())
     if "int_base" in z:
         length = int(z["int_len"])

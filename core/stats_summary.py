@@ -118,30 +118,102 @@ def key_value(key: int) -> float:
 
 
 # --------------------------------------------------------------------------- summaries
-@dataclass
+class CountStore:
+    """A count array kept dense while it is being added to and sparse once finished (``compact``).
+
+    A finished tensor's 65,536 counts take 512 KiB dense but usually a few thousand nonzero entries: compact
+    storage keeps a model of thousands of tensors in tens of MB. ``array()`` always gives the dense counts.
+    """
+
+    __slots__ = ("cnt", "dense", "idx", "length")
+
+    def __init__(self, length: int, dense: np.ndarray | None = None) -> None:
+        self.length = length
+        self.dense: np.ndarray | None = np.zeros(length, dtype=np.int64) if dense is None else dense
+        self.idx: np.ndarray | None = None
+        self.cnt: np.ndarray | None = None
+
+    @classmethod
+    def from_sparse(cls, length: int, idx: np.ndarray, cnt: np.ndarray) -> CountStore:
+        """Counts ``cnt`` at strictly increasing indices ``idx`` (not copied: never written afterwards)."""
+        out = cls.__new__(cls)
+        out.length, out.dense, out.idx, out.cnt = length, None, idx, cnt
+        return out
+
+    def array(self) -> np.ndarray:
+        """The dense counts: the stored array itself while dense (writes go through), else a new one."""
+        if self.dense is not None:
+            return self.dense
+        out = np.zeros(self.length, dtype=np.int64)
+        out[self.idx] = self.cnt
+        return out
+
+    def sparse(self) -> tuple[np.ndarray, np.ndarray]:
+        if self.dense is None:
+            return self.idx, self.cnt
+        idx = np.flatnonzero(self.dense)
+        return idx, self.dense[idx]
+
+    def total(self) -> int:
+        return int((self.dense if self.dense is not None else self.cnt).sum())
+
+    def compact(self) -> None:
+        if self.dense is None:
+            return
+        idx = np.flatnonzero(self.dense)
+        if len(idx) * 12 < self.dense.nbytes // 2:
+            self.idx = idx.astype(np.uint32 if self.length > 65536 else np.uint16)
+            self.cnt = self.dense[idx].copy()
+            self.dense = None
+
+    def copy(self) -> CountStore:
+        if self.dense is not None:
+            return CountStore(self.length, self.dense.copy())
+        return CountStore.from_sparse(self.length, self.idx, self.cnt)  # sparse arrays are never written
+
+
 class PatternSummary:
     """Exact counts of every bit pattern of one 16- or 8-bit format."""
 
-    fmt: str
-    counts: np.ndarray  # int64, pattern_count(fmt) long
-    dtypes: tuple[str, ...] = ()
+    __slots__ = ("dtypes", "fmt", "store")
+
+    def __init__(self, fmt: str, counts: np.ndarray | None = None, dtypes: tuple[str, ...] = (),
+                 store: CountStore | None = None) -> None:
+        self.fmt = fmt
+        self.dtypes = dtypes
+        self.store = store if store is not None else CountStore(pattern_count(fmt), counts)
+
+    def __repr__(self) -> str:
+        return f"PatternSummary({self.fmt!r}, total={self.total}, dtypes={self.dtypes})"
+
+    @property
+    def counts(self) -> np.ndarray:
+        """int64 counts, pattern_count(fmt) long (see CountStore.array)."""
+        return self.store.array()
+
+    @counts.setter
+    def counts(self, value: np.ndarray) -> None:
+        self.store = CountStore(pattern_count(self.fmt), value)
 
     @classmethod
     def empty(cls, fmt: str, dtypes: tuple[str, ...] = ()) -> PatternSummary:
-        return cls(fmt, np.zeros(pattern_count(fmt), dtype=np.int64), dtypes or (fmt,))
+        return cls(fmt, None, dtypes or (fmt,))
 
     def copy(self) -> PatternSummary:
-        return PatternSummary(self.fmt, self.counts.copy(), self.dtypes)
+        return PatternSummary(self.fmt, dtypes=self.dtypes, store=self.store.copy())
+
+    def compact(self) -> None:
+        self.store.compact()
 
     @property
     def total(self) -> int:
-        return int(self.counts.sum())
+        return self.store.total()
 
     def to_float(self) -> FloatSummary:
         """The same values as a FloatSummary (exact: moments from the table, keys and extremes by value)."""
         table = pattern_values(self.fmt)
-        nz = np.flatnonzero(self.counts)
-        v, c = table[nz], self.counts[nz]
+        nz, c = self.store.sparse()
+        v = table[nz]
         out = FloatSummary.empty(self.dtypes)
         out.nan = int(c[np.isnan(v)].sum())
         out.pos_inf = int(c[v == np.inf].sum())
@@ -183,7 +255,7 @@ class FloatSummary:
     nan: int = 0
     pos_inf: int = 0
     neg_inf: int = 0
-    key_counts: np.ndarray = field(default_factory=lambda: np.zeros(KEYS, dtype=np.int64))
+    keys: CountStore = field(default_factory=lambda: CountStore(KEYS))  # bf16 key counts (see key_counts)
     top: np.ndarray = field(default_factory=lambda: np.empty(0))  # K largest finite values, ascending
     bottom: np.ndarray = field(default_factory=lambda: np.empty(0))  # K smallest finite values, ascending
     int_base: int = 0  # with int_counts: every value is an integer, int_counts[i] of them equal int_base + i
@@ -193,9 +265,21 @@ class FloatSummary:
     def empty(cls, dtypes: tuple[str, ...] = ()) -> FloatSummary:
         return cls(dtypes=dtypes)
 
+    @property
+    def key_counts(self) -> np.ndarray:
+        """Counts of the finite values' bf16 keys (65,536, int64; see CountStore.array)."""
+        return self.keys.array()
+
+    @key_counts.setter
+    def key_counts(self, value: np.ndarray) -> None:
+        self.keys = CountStore(KEYS, value)
+
+    def compact(self) -> None:
+        self.keys.compact()
+
     def copy(self) -> FloatSummary:
         out = FloatSummary(**{k: getattr(self, k) for k in self.__dataclass_fields__})
-        out.key_counts = self.key_counts.copy()
+        out.keys = self.keys.copy()
         out.top, out.bottom = self.top.copy(), self.bottom.copy()
         if self.int_counts is not None:
             out.int_counts = self.int_counts.copy()
@@ -417,8 +501,8 @@ def _common(name: str, dtypes: tuple[str, ...], n: int, mean: float, var: float,
 
 def _derive_pattern(s: PatternSummary, name: str, spec: HistSpec) -> TensorStats:
     table = pattern_values(s.fmt)
-    nz = np.flatnonzero(s.counts)
-    v, c = table[nz], s.counts[nz]
+    nz, c = s.store.sparse()
+    v = table[nz]
     nan = int(c[np.isnan(v)].sum())
     pos_inf, neg_inf = int(c[v == np.inf].sum()), int(c[v == -np.inf].sum())
     fin = np.isfinite(v)

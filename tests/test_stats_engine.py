@@ -4,6 +4,8 @@ a file that shrinks gives ReadError. Truth comes from numpy on the values the te
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -349,3 +351,31 @@ def test_gguf_chunks_that_split_quant_blocks(tmp_path: Path) -> None:
         split = run(path, use_cache=False, chunk_bytes=chunk)
         _same(whole.summaries["blk.1.attn_k.weight"], split.summaries["blk.1.attn_k.weight"], moments_rel=1e-10)
     check(whole.stats("blk.1.attn_k.weight"), quants.dequantize(q4, Q.Q4_K), exact=False)
+
+
+def test_finished_summaries_are_compact(model: tuple[Path, dict]) -> None:
+    """A finished 16-bit tensor's counts are kept sparse, so thousands of tensors fit in little memory."""
+    path, values = model
+    result = run(path, device="cpu", use_cache=False)
+    s = result.summaries["model.layers.0.self_attn.q_proj.weight"]
+    assert isinstance(s, PatternSummary) and s.store.dense is None
+    assert s.store.idx.nbytes + s.store.cnt.nbytes < 100_000
+    f = result.summaries["model.norm.weight"]
+    assert isinstance(f, FloatSummary) and f.keys.dense is None
+    check(result.stats("model.layers.0.self_attn.q_proj.weight"), values["model.layers.0.self_attn.q_proj.weight"],
+          exact=True)
+    assert result.summaries["model.layers.0.self_attn.q_proj.weight"].store.dense is None  # deriving keeps it so
+
+
+def test_torch_is_imported_only_to_read_tensors(model: tuple[Path, dict], cache_dir: Path) -> None:
+    path, _ = model
+    code = ("import sys; import core.stats, core.stats_cache, core.compute, core.commands.stats; "
+            "assert 'torch' not in sys.modules, 'imported at start'; "
+            f"r = core.stats.run({str(path)!r}); "
+            "print(r.bytes_read, r.device, 'torch' in sys.modules)")
+    env = {**os.environ, "WEIGHTSCOPE_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(Path(__file__).parents[1])}
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.split()[1:] != ["cache", "False"] and first.stdout.split()[-1] == "True"
+    second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert second.stdout.split() == ["0", "cache", "False"]  # everything cached: torch never imported
