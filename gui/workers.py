@@ -172,7 +172,8 @@ class JobSlot(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._worker is not None and not self._worker.is_done
+        """True until the UI thread has handled the job's last signal (so its result is already drawn)."""
+        return self._worker is not None
 
     @property
     def worker(self) -> Worker | None:
