@@ -18,6 +18,7 @@ import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from core import dtypes
@@ -49,6 +50,7 @@ class AnalysisResult:
     seconds: float = 0.0
     bytes_read: int = 0
     summaries: dict[str, Summary] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # tensor name -> why it has no statistics
 
     def stats(self, name: str, spec: HistSpec = HistSpec()) -> TensorStats:
         """Statistics of one analysed tensor (KeyError if it was not analysed, e.g. complex)."""
@@ -106,25 +108,64 @@ def _with_quant_info(ts: TensorStats) -> TensorStats:
 
 
 def analyzable(t: TensorInfo) -> bool:
-    """Complex tensors have no order and no histogram: they are listed but not summarised."""
-    return t.dtype not in ("C64", "C128") and dtypes.lookup(t.dtype) is not None
+    """Whether ``t`` gets statistics (see why_not_analyzable)."""
+    return why_not_analyzable(t) is None
 
 
-def select_tensors(checkpoint: Checkpoint, tensors: Iterable[TensorInfo | str] | None) -> list[TensorInfo]:
-    """The TensorInfo records to analyse, in the order given; unknown names are refused."""
+def why_not_analyzable(t: TensorInfo) -> str | None:
+    """None, or why the tensor is listed but not summarised: complex values have no order or histogram, and
+    a few GGUF quant types have no dequantiser in the gguf package."""
+    found = dtypes.lookup(t.dtype)
+    if found is None:
+        return f"unknown dtype {t.dtype}"
+    if t.dtype in ("C64", "C128"):
+        return "complex values"
+    if found.is_quantized and not _decodable(t.dtype):
+        return f"the gguf package cannot dequantise {t.dtype}"
+    return None
+
+
+@cache
+def _decodable(name: str) -> bool:
+    """Try one all-zero block: the gguf package raises NotImplementedError for types it cannot decode."""
+    import numpy as np
+    from gguf.constants import GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    dt = dtypes.get(name)
+    try:
+        dequantize(np.zeros(dt.type_size, dtype=np.uint8), GGMLQuantizationType[name])
+    except Exception:
+        return False
+    return True
+
+
+def select_tensors(checkpoint: Checkpoint, tensors: Iterable[TensorInfo | str] | None,
+                   skipped: dict[str, str] | None = None) -> list[TensorInfo]:
+    """The TensorInfo records to analyse, in the order given; unknown names are refused. Tensors that get no
+    statistics go to ``skipped`` with the reason."""
     if tensors is None:
-        return [t for t in checkpoint.tensors if analyzable(t)]
-    by_name = {t.name: t for t in checkpoint.tensors}
+        wanted = checkpoint.tensors
+    else:
+        by_name = {t.name: t for t in checkpoint.tensors}
+        wanted = []
+        for item in tensors:
+            name = item if isinstance(item, str) else item.name
+            t = by_name.get(name)
+            if t is None:
+                raise CheckpointError(f"no tensor named {name[:200]!r} in this checkpoint")
+            wanted.append(t)
     out: list[TensorInfo] = []
     seen: set[str] = set()
-    for item in tensors:
-        name = item if isinstance(item, str) else item.name
-        t = by_name.get(name)
-        if t is None:
-            raise CheckpointError(f"no tensor named {name[:200]!r} in this checkpoint")
-        if name not in seen and analyzable(t):
-            seen.add(name)
+    for t in wanted:
+        if t.name in seen:
+            continue
+        seen.add(t.name)
+        why = why_not_analyzable(t)
+        if why is None:
             out.append(t)
+        elif skipped is not None:
+            skipped[t.name] = why
     return out
 
 
@@ -155,9 +196,10 @@ def analyze(
         checkpoint = open_checkpoint(os.fspath(checkpoint))
     assert isinstance(checkpoint, Checkpoint)
     engine = _Engine(checkpoint, device, backend)
+    skipped: dict[str, str] = {}
     try:
-        return (yield from engine.run(select_tensors(checkpoint, tensors), use_cache, should_stop,
-                                      max(1, int(chunk_bytes))))
+        selected = select_tensors(checkpoint, tensors, skipped)
+        return (yield from engine.run(selected, skipped, use_cache, should_stop, max(1, int(chunk_bytes))))
     finally:
         engine.close()
         if own:
@@ -198,10 +240,12 @@ class _Engine:
             self.backend.close()
             self.backend = None
 
-    def run(self, selected: list[TensorInfo], use_cache: bool, should_stop: Callable[[], bool] | None,
-            chunk_bytes: int) -> Generator[AnalysisProgress, None, AnalysisResult]:
+    def run(self, selected: list[TensorInfo], skipped: dict[str, str], use_cache: bool,
+            should_stop: Callable[[], bool] | None, chunk_bytes: int) -> Generator[AnalysisProgress, None,
+                                                                                 AnalysisResult]:
         start_time = time.perf_counter()
-        result = AnalysisResult(device=self.backend.label if self.backend is not None else CACHED_DEVICE_LABEL)
+        result = AnalysisResult(device=self.backend.label if self.backend is not None else CACHED_DEVICE_LABEL,
+                                skipped=skipped)
         cache = None
         if use_cache:
             from core.stats_cache import StatsCache

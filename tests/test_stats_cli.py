@@ -193,3 +193,12 @@ def test_corpus_good_files(entry: dict) -> None:
             assert math.isnan(ts.mean) or ts.count > 0
         if any(t.is_float for t in analysed):
             assert result.model() is not None
+
+
+def test_complex_tensors_are_reported_as_skipped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.safetensors"
+    save_file({"freqs": torch.ones(4, dtype=torch.complex64), "w": torch.ones(3)}, str(path))
+    out = stats_json(capsys, str(path))
+    assert [t["name"] for t in out["tensors"]] == ["w"] and out["skipped"] == {"freqs": "complex values"}
+    assert main.main(["stats", str(path), "--tensor", "freqs"]) == 0
+    assert "not analysed: 1 tensor(s) (complex values)" in capsys.readouterr().out

@@ -379,3 +379,22 @@ def test_torch_is_imported_only_to_read_tensors(model: tuple[Path, dict], cache_
     assert first.stdout.split()[1:] != ["cache", "False"] and first.stdout.split()[-1] == "True"
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert second.stdout.split() == ["0", "cache", "False"]  # everything cached: torch never imported
+
+
+def test_quant_types_without_a_dequantiser_are_skipped(tmp_path: Path) -> None:
+    """gguf cannot decode Q8_1: that tensor is listed as skipped, the others are analysed."""
+    from gguf import quants
+    from gguf.constants import GGML_QUANT_SIZES
+    from gguf.constants import GGMLQuantizationType as Q
+
+    x = np.random.default_rng(2).normal(size=(4, 64)).astype(np.float32)
+    q8 = quants.quantize(x, Q.Q8_0)
+    _block, size = GGML_QUANT_SIZES[Q.Q8_1]
+    odd = np.zeros((2, 2 * size), dtype=np.uint8)
+    path = tmp_path / "q.gguf"
+    write_gguf(path, {"a.weight": (q8, Q.Q8_0), "b.weight": (odd, Q.Q8_1)})
+    result = run(path, use_cache=False)
+    assert set(result.summaries) == {"a.weight"}
+    assert "cannot dequantise Q8_1" in result.skipped["b.weight"]
+    check(result.stats("a.weight"), quants.dequantize(q8, Q.Q8_0), exact=False)
+    assert run(path, ["b.weight"], use_cache=False).summaries == {}

@@ -68,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
 
 def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None) -> list[TensorInfo]:
     """--tensor names (each must exist) and --match glob; neither means every tensor."""
-    from core.stats import analyzable
-
     by_name = {t.name: t for t in checkpoint.tensors}
     chosen: list[TensorInfo] = []
     for name in names:
@@ -84,7 +82,7 @@ def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None
     if not names and pattern is None:
         chosen = list(checkpoint.tensors)
     unique = {t.name: t for t in chosen}
-    return [t for t in unique.values() if analyzable(t)]
+    return list(unique.values())
 
 
 def group_stats(result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec) -> list[TensorStats]:
@@ -128,6 +126,7 @@ def stats_json(result: Any, entries: list[TensorStats], model: TensorStats | Non
         "bytes_read": result.bytes_read,
         "tensors": [stats_to_json(ts) for ts in entries],
         "model": None if model is None else stats_to_json(model),
+        **({"skipped": result.skipped} if result.skipped else {}),
     }
 
 
@@ -152,6 +151,10 @@ def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], 
         lines.append("")
         lines.append("quantised tensors are dequantised and treated as F32: "
                      + ", ".join(sorted({f"{ts.quant_type} {ts.bits_per_weight:g} bits/weight" for ts in quant})))
+    if result.skipped:
+        reasons = sorted(set(result.skipped.values()))
+        lines.append("")
+        lines.append(f"not analysed: {len(result.skipped)} tensor(s) ({'; '.join(reasons)})")
     if any(not ts.exact for ts in [*entries, *([model] if model else [])]):
         lines.append("* beyond-6σ count estimated from bf16-resolution bins (many outliers)")
     return "\n".join(lines) + "\n"
