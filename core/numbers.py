@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 _COUNT_UNITS = [(1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")]
 _BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
@@ -63,3 +64,18 @@ def format_value(x: float) -> str:
     if 1e-3 <= abs(x) < 1e5:
         return f"{x:.4g}"
     return f"{x:.3e}"
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities (anywhere inside) as the strings JSON readers accept."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return value
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value

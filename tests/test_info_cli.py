@@ -102,3 +102,30 @@ def test_core_never_imports_qt() -> None:
                     q in stripped.split()[1] for q in ("PySide6", "PyQt", "pyqtgraph", "gui")):
                 offenders.append(f"{path.name}: {stripped}")
     assert offenders == []
+
+
+def test_text_summary_shows_metadata_with_long_arrays_summarised(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.corpus import CORPUS
+
+    assert main.main(["info", str(CORPUS / "good/gguf/ggml-vocab-phi-3.gguf")]) == 0
+    out = capsys.readouterr().out
+    assert "Tensors     0" in out
+    line = next(x for x in out.splitlines() if x.strip().startswith("tokenizer.ggml.tokens"))
+    assert "array of 32,064" in line and len(line) < 160
+
+
+def test_json_is_strict_even_when_metadata_holds_nan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    gguf = pytest.importorskip("gguf")
+    path = tmp_path / "nan.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_float32("test.not_a_number", float("nan"))
+    writer.add_float32("test.infinite", float("inf"))
+    writer.add_tensor("blk.0.attn_q.weight", np.ones((4, 32), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    assert main.main(["info", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    data = json.loads(out, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert data["metadata"]["test.not_a_number"] == "NaN" and data["metadata"]["test.infinite"] == "Infinity"

@@ -10,7 +10,7 @@ from typing import Any
 from core.checkpoint import Checkpoint
 from core.commands.common import refuse_on_error
 from core.memory import memory_summary
-from core.numbers import count_with_exact, human_bytes, human_count, percent
+from core.numbers import count_with_exact, human_bytes, human_count, percent, strict_json
 from core.tree import TreeNode, build_tree, fold_repeats
 
 
@@ -26,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
 
     with open_checkpoint(args.path) as checkpoint:
         if args.json:
-            json.dump(info_json(checkpoint), sys.stdout, indent=1, default=str)
+            json.dump(strict_json(info_json(checkpoint)), sys.stdout, indent=1, default=str, allow_nan=False)
             sys.stdout.write("\n")
         else:
             sys.stdout.write(info_text(checkpoint, depth=args.depth))
@@ -76,6 +76,9 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
         add("Architecture")
         for key, value in checkpoint.architecture.items():
             add(f"  {key:<18} {value}")
+    if checkpoint.metadata:
+        add("Metadata")
+        _metadata_lines(checkpoint.metadata, add)
     memory = memory_summary(checkpoint)["weights"]
     add("Weights in memory")
     add("  " + "   ".join(f"{name} {human_bytes(n)}" for name, n in memory.items()))
@@ -97,3 +100,22 @@ def _tree_lines(node: TreeNode, level: int, depth: int, add: Any, total: int) ->
             _tree_lines(child, level + 1, depth, add, total)
     if len(node.children) > 40:
         add("  " + "  " * level + f"... {len(node.children) - 40} more")
+
+
+METADATA_LINES = 40
+
+
+def _metadata_lines(metadata: dict[str, Any], add: Any) -> None:
+    """Key/values as inert one-line text; long arrays by their summary, long strings cut."""
+    items = list(metadata.items())
+    for key, value in items[:METADATA_LINES]:
+        if isinstance(value, dict) and "summary" in value:
+            value = value["summary"]
+        elif isinstance(value, dict | list):
+            value = json.dumps(strict_json(value), default=str)
+        text = " ".join(str(value).split())
+        if len(text) > 100:
+            text = text[:97] + "..."
+        add(f"  {str(key)[:48]:<40} {text}")
+    if len(items) > METADATA_LINES:
+        add(f"  ... {len(items) - METADATA_LINES} more keys (see --json)")
