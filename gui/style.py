@@ -61,3 +61,12 @@ def apply_palette(app: QApplication) -> None:
 
 def role_color(role: str) -> str:
     return ROLE_COLORS.get(role, "#9ca3af")
+
+
+def shrinkable(label):
+    """Let a label with long text (tensor names) be narrower than its text, so small windows stay small."""
+    from PySide6.QtWidgets import QSizePolicy
+
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+    label.setMinimumWidth(40)
+    return label

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from core.depth import STATISTICS, DepthSeries
-from gui.style import ROLE_COLORS, SERIES_COLORS
+from gui.style import ROLE_COLORS, SERIES_COLORS, shrinkable
 
 STAT_HELP = {
     "std": "Standard deviation of each tensor: the typical size of its values.",
@@ -39,9 +39,9 @@ class DepthPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
         head = QHBoxLayout()
-        self.title = QLabel("Depth profile")
+        self.title = shrinkable(QLabel("Depth profile"))
         self.title.setObjectName("PanelTitle")
-        self.subtitle = QLabel("Waiting for the whole-model analysis…")
+        self.subtitle = shrinkable(QLabel("Waiting for the whole-model analysis…"))
         self.subtitle.setObjectName("Muted")
         titles = QVBoxLayout()
         titles.setSpacing(0)

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 
 from core.numbers import format_value
 from core.stats_summary import PERCENTILES, TensorStats, percentile_key
-from gui.style import ACCENT, MUTED
+from gui.style import ACCENT, MUTED, shrinkable
 
 FILL = QColor(37, 99, 235, 70)
 MEAN_PEN = pg.mkPen("#dc2626", width=1.6)
@@ -106,10 +106,10 @@ class DistributionPanel(QWidget):
         layout.setContentsMargins(8, 6, 8, 8)
 
         head = QHBoxLayout()
-        self.title = QLabel("Select a tensor or a group in the tree")
+        self.title = shrinkable(QLabel("Select a tensor or a group in the tree"))
         self.title.setObjectName("PanelTitle")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.subtitle = QLabel("")
+        self.subtitle = shrinkable(QLabel(""))
         self.subtitle.setObjectName("Muted")
         titles = QVBoxLayout()
         titles.setSpacing(0)
@@ -117,15 +117,15 @@ class DistributionPanel(QWidget):
         titles.addWidget(self.subtitle)
         head.addLayout(titles, 1)
         self.x_mode = QComboBox(objectName="distribution_x_mode")
-        self.x_mode.addItems(["Values", "log10 |value|"])
+        self.x_mode.addItems(["Values", "log10 |v|"])
         self.x_mode.setToolTip("Values: the numbers themselves. log10 |value|: their magnitudes on a log scale, "
                                "which shows tiny and huge values side by side (zeros left out).")
         self.y_mode = QComboBox(objectName="distribution_y_mode")
-        self.y_mode.addItems(["Linear count", "Log count"])
+        self.y_mode.addItems(["Linear", "Log count"])
         self.y_mode.setToolTip("A log count axis makes rare values (tails, outliers) visible next to the bulk.")
         self.export_png = QPushButton("PNG…", objectName="distribution_export_png")
         self.export_svg = QPushButton("SVG…", objectName="distribution_export_svg")
-        self.copy_button = QPushButton("Copy statistics", objectName="distribution_copy")
+        self.copy_button = QPushButton("Copy stats", objectName="distribution_copy")
         self.export_png.setToolTip("Save the histogram as a PNG image")
         self.export_svg.setToolTip("Save the histogram as an SVG vector image")
         self.copy_button.setToolTip("Copy every statistic to the clipboard (tab-separated, full precision)")
@@ -152,7 +152,7 @@ class DistributionPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        self.table.setMinimumWidth(220)
+        self.table.setMinimumWidth(170)
         split.addWidget(self.plot)
         split.addWidget(self.table)
         split.setStretchFactor(0, 3)

@@ -15,6 +15,7 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 
 from core.checkpoint import Checkpoint, TensorInfo
 from core.heatmap import MODES, Heatmap, compute_heatmap
+from gui.style import shrinkable
 from gui.workers import JobSlot
 
 MODE_HELP = {
@@ -36,9 +37,9 @@ class HeatmapPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
         head = QHBoxLayout()
-        self.title = QLabel("Select a single tensor to see it as an image")
+        self.title = shrinkable(QLabel("Select a single tensor to see it as an image"))
         self.title.setObjectName("PanelTitle")
-        self.subtitle = QLabel("")
+        self.subtitle = shrinkable(QLabel(""))
         self.subtitle.setObjectName("Muted")
         titles = QVBoxLayout()
         titles.setSpacing(0)
