@@ -8,6 +8,7 @@ takes minutes: it is skipped unless WEIGHTSCOPE_PACKAGING=1.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import struct
@@ -279,3 +280,19 @@ def test_frozen_app_starts_without_loading_torch(frozen_app: Path, tmp_path: Pat
                       LD_DEBUG="files")
     assert shot.returncode == 0
     assert f"{frozen_app.parent}/_internal/torch/lib/libtorch_cpu.so" in shot.stderr
+
+
+@packaging
+@pytest.mark.packaging
+@pytest.mark.timeout(1800)
+def test_frozen_app_computes_the_same_statistics_with_torch(frozen_app: Path, tmp_path: Path) -> None:
+    args = ["stats", "--json", "--device", "cpu", "--no-cache", "resources/samples/tiny-llama.Q8_0.gguf"]
+    frozen = run_frozen(frozen_app, args, tmp_path)
+    assert frozen.returncode == 0, frozen.stderr[-3000:]
+    source = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert source.returncode == 0, source.stderr[-3000:]
+    got, want = json.loads(frozen.stdout), json.loads(source.stdout)
+    assert got["device"].startswith("cpu")
+    for doc in (got, want):
+        doc.pop("seconds", None)
+    assert got == want
