@@ -195,13 +195,15 @@ def analyze(
 
         checkpoint = open_checkpoint(os.fspath(checkpoint))
     assert isinstance(checkpoint, Checkpoint)
-    engine = _Engine(checkpoint, device, backend)
+    engine: _Engine | None = None
     skipped: dict[str, str] = {}
     try:
+        engine = _Engine(checkpoint, device, backend)
         selected = select_tensors(checkpoint, tensors, skipped)
         return (yield from engine.run(selected, skipped, use_cache, should_stop, max(1, int(chunk_bytes))))
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
         if own:
             checkpoint.close()
 
@@ -299,6 +301,8 @@ class _Engine:
                     cache.put(t, acc)
                 yield AnalysisProgress(done, total, t.name, True, acc.copy(), result)
         result.seconds = time.perf_counter() - start_time
+        if cache is not None:
+            cache.prune()
         return result
 
 

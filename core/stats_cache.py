@@ -33,6 +33,8 @@ from core.stats_summary import (
 
 VERSION = 2
 ENV_DIR = "WEIGHTSCOPE_CACHE_DIR"
+MAX_BYTES = 512 << 20  # the least recently used entries go beyond this
+_pruned: set[str] = set()  # cache folders already pruned by this process
 
 
 def default_cache_dir() -> str:
@@ -84,9 +86,15 @@ class StatsCache:
         path, key = self._entry(t, identity)
         try:
             with np.load(path, allow_pickle=False) as z:
-                return _decode(z, key, t)
+                found = _decode(z, key, t)
         except Exception:  # a cache entry can be anything: truncated, garbage, another version
             return None
+        if found is not None:
+            try:
+                os.utime(path)  # recently used: pruned last
+            except OSError:
+                pass
+        return found
 
     # --- writing ----------------------------------------------------------------
     def put(self, t: TensorInfo, summary: Summary) -> None:
@@ -112,6 +120,28 @@ class StatsCache:
                 raise
         except OSError:
             return
+
+    def prune(self, max_bytes: int = MAX_BYTES, once: bool = True) -> None:
+        """Delete the least recently used entries until the cache holds at most ``max_bytes`` (with ``once``,
+        at most one scan per folder and process)."""
+        if once and self.root in _pruned:
+            return
+        _pruned.add(self.root)
+        entries = []
+        for folder, _dirs, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(folder, name)
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                entries.append((st.st_mtime_ns, st.st_size, path))
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in sorted(entries):
+            if total <= max_bytes:
+                break
+            _remove(path)
+            total -= size
 
     def clear(self) -> None:
         """Remove every entry (the folder itself stays)."""

@@ -398,3 +398,22 @@ def test_quant_types_without_a_dequantiser_are_skipped(tmp_path: Path) -> None:
     assert "cannot dequantise Q8_1" in result.skipped["b.weight"]
     check(result.stats("a.weight"), quants.dequantize(q8, Q.Q8_0), exact=False)
     assert run(path, ["b.weight"], use_cache=False).summaries == {}
+
+
+def test_cache_prunes_least_recently_used(tmp_path: Path, cache_dir: Path) -> None:
+    from core.stats_cache import StatsCache
+
+    paths = []
+    for i in range(3):
+        path = tmp_path / f"m{i}.safetensors"
+        save_file({"w": np.arange(1000, dtype=np.float32) * i}, str(path))
+        run(path)
+        paths.append(path)
+    entries = sorted(cache_dir.rglob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
+    assert len(entries) == 3
+    for age, entry in enumerate(entries):
+        os.utime(entry, ns=(10**18, 10**18 + age))  # distinct, ordered times
+    assert run(paths[0]).bytes_read == 0  # a hit makes m0's entry the most recently used
+    StatsCache(str(cache_dir)).prune(max_bytes=entries[0].stat().st_size + 10, once=False)
+    assert [p.exists() for p in entries] == [True, False, False]
+    assert run(paths[0]).bytes_read == 0 and run(paths[1]).bytes_read == 4000
