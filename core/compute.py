@@ -4,8 +4,10 @@ A Backend turns an element range of one tensor into a summary (core.stats_summar
 On the CPU the range is cut into blocks of BLOCK_ELEMENTS that worker threads
 read and count in parallel (both cores busy; numpy and torch release the GIL),
 merged in block order so the result never depends on thread timing. On CUDA a
-whole chunk is copied to the GPU and counted there. torch is imported only here,
-and only when a backend is first made.
+whole chunk of a plain float tensor is read (in parallel blocks) into a pinned
+host buffer, copied to the GPU and counted there; quantised, integer and strided
+tensors take the CPU path on every device (dequantising is CPU work anyway).
+torch is imported only here, and only when a backend is first made.
 
 Counts (bit patterns, special values, zeros, bf16 keys), min, max and the stored
 extremes are integers or exact values, so they are identical on every device and

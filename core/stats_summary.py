@@ -18,6 +18,13 @@ tensors' summaries, never from re-reading:
   among them are exact only while they are among the K stored extremes.
   Integer values (I32/I64/U32/U64 whose range is small, such as position or
   token ids) also get exact counts per value, so their statistics are exact.
+
+Definitions: moments, min, max, percentiles and histograms are over the finite
+values; the standard deviation is the population one (ddof=0); kurtosis is the
+non-excess one (3 for a Gaussian); percentiles are numpy's default 'linear'
+method (Hyndman & Fan type 7), computed with numpy's own float operations, so
+exact summaries give np.percentile's results bit for bit; histograms bin like
+np.histogram over [min, max] (the last bin includes its right edge).
 """
 
 from __future__ import annotations
