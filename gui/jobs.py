@@ -7,6 +7,7 @@ widget only draws the TensorStats it receives.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -52,6 +53,42 @@ class SelectionStats:
     tensors_total: int
 
 
+def accelerator_possible() -> bool:
+    """Whether this machine could have a CUDA or Apple GPU, judged without importing torch."""
+    import platform
+
+    system = platform.system()
+    if system == "Darwin":
+        return platform.machine() == "arm64"
+    if system == "Windows":
+        return os.path.exists(os.path.join(os.environ.get("SYSTEMROOT", r"C:\Windows"), "System32", "nvcuda.dll"))
+    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version",
+                                            "/dev/dxg"))
+
+
+def analysis(checkpoint: Checkpoint, tensors: list[TensorInfo] | None, device: str, chunk_bytes: int,
+             should_stop: Callable[[], bool]) -> Generator:
+    """core.stats.analyze, on the numpy CPU backend when no GPU can be used.
+
+    Importing torch holds the GIL for long stretches (loading libtorch), which
+    freezes the UI thread for a few hundred milliseconds; on a CPU-only
+    machine numpy does the same exact counting as fast, so torch is skipped.
+    """
+    from core.stats import analyze
+
+    backend = None
+    if device == "cpu" or (device == "auto" and not accelerator_possible()):
+        from core.compute import make_backend
+
+        backend = make_backend("cpu", impl="numpy")
+    try:
+        return (yield from analyze(checkpoint, tensors, device=device, should_stop=should_stop,
+                                   chunk_bytes=chunk_bytes, backend=backend))
+    finally:
+        if backend is not None:
+            backend.close()
+
+
 def _derive(names: list[str], label: str, summaries: dict[str, Summary]) -> TensorStats | None:
     """Exactly what core's AnalysisResult gives for one tensor or a group."""
     from core.stats import AnalysisResult
@@ -82,9 +119,7 @@ def selection_stats(checkpoint: Checkpoint, tensors: list[TensorInfo], label: st
                               sum(1 for t in usable if t.name in merged), len(usable))
 
     if missing and analyse:
-        from core.stats import analyze
-
-        gen = analyze(checkpoint, missing, device=device, should_stop=should_stop, chunk_bytes=chunk_bytes)
+        gen = analysis(checkpoint, missing, device, chunk_bytes, should_stop)
         last = time.monotonic()
         while True:
             try:

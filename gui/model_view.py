@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 from core.checkpoint import DEFAULT_CHUNK_BYTES, TensorInfo
 from core.numbers import human_bytes, human_count
 from core.tree import TreeNode
-from gui.jobs import OpenedModel, SelectionStats, depth_job, selection_stats
+from gui.jobs import OpenedModel, SelectionStats, analysis, depth_job, selection_stats
 from gui.panels.depth import DepthPanel
 from gui.panels.distribution import DistributionPanel
 from gui.panels.heatmap import HeatmapPanel
@@ -390,9 +390,7 @@ class ModelView(QWidget):
         checkpoint, device, chunk = self.checkpoint, self.device, self.chunk_bytes
 
         def job(stop):
-            from core.stats import analyze
-
-            return analyze(checkpoint, device=device, should_stop=stop, chunk_bytes=chunk)
+            return analysis(checkpoint, None, device, chunk, stop)
 
         self.analysis_state = "running"
         self.analysis_error = None

@@ -79,14 +79,23 @@ class DepthPanel(QWidget):
             self.subtitle.setText(text)
 
     def set_profiles(self, profiles: dict[str, list[DepthSeries]], note: str = "") -> None:
+        """Store the profiles; drawing waits until the panel is shown (it is costly, and often unseen)."""
         self.profiles = profiles
         self._note = note
-        self._redraw()
+        self._dirty = True
+        if self.isVisible():
+            self._redraw()
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if getattr(self, "_dirty", False):
+            self._redraw()
 
     def series(self) -> list[DepthSeries]:
         return list(self.profiles.get(self.current_statistic, [])) if self.profiles else []
 
     def _redraw(self) -> None:
+        self._dirty = False
         for curve in self.curves.values():
             self.plot.removeItem(curve)
         self.curves = {}
