@@ -164,6 +164,15 @@ class CountStore:
     def total(self) -> int:
         return int((self.dense if self.dense is not None else self.cnt).sum())
 
+    def add(self, other: CountStore) -> None:
+        """Add ``other``'s counts (this store becomes dense: it is an accumulator now)."""
+        dense = self.array()
+        self.dense, self.idx, self.cnt = dense, None, None
+        if other.dense is not None:
+            dense += other.dense
+        else:
+            dense[other.idx] += other.cnt  # indices are distinct: fancy-index addition is exact
+
     def compact(self) -> None:
         if self.dense is None:
             return
@@ -303,7 +312,7 @@ class FloatSummary:
         self.nan += other.nan
         self.pos_inf += other.pos_inf
         self.neg_inf += other.neg_inf
-        self.key_counts += other.key_counts
+        self.keys.add(other.keys)
         if other.n == 0:
             return
         self._merge_int_counts(other)
@@ -396,7 +405,7 @@ def merge(acc: Summary | None, item: Summary) -> Summary:
     if acc is None:
         return item.copy()
     if isinstance(acc, PatternSummary) and isinstance(item, PatternSummary) and acc.fmt == item.fmt:
-        acc.counts += item.counts
+        acc.store.add(item.store)
         acc.dtypes = _union(acc.dtypes, item.dtypes)
         return acc
     out = acc.to_float() if isinstance(acc, PatternSummary) else acc
