@@ -314,8 +314,9 @@ class MainWindow(QMainWindow):
         self.tabs.setTabToolTip(index, opened.path)
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
-        add_recent(opened.path)
-        self.welcome.refresh()
+        if self.interactive:  # screenshots and benchmarks leave the user's recent list alone
+            add_recent(opened.path)
+            self.welcome.refresh()
         self.sig_model_opened.emit(view)
 
     def _open_failed(self, path: str, exc: BaseException) -> None:

@@ -465,8 +465,8 @@ class ModelView(QWidget):
                     f"{p.tensor}")
         if self.analysis_state == "done" and self.result is not None:
             r = self.result
-            return (f"{self.title}: {len(r.summaries):,} tensors analysed in {r.seconds:.1f} s "
-                    f"({human_bytes(r.bytes_read)} read)")
+            source = f"{human_bytes(r.bytes_read)} read" if r.bytes_read else "from the statistics cache"
+            return f"{self.title}: {len(r.summaries):,} tensors analysed in {r.seconds:.1f} s ({source})"
         if self.analysis_state == "cancelled":
             done = len(self.result.summaries) if self.result is not None else 0
             return f"{self.title}: analysis cancelled ({done:,} tensors done)"

@@ -60,6 +60,7 @@ class DepthPanel(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "layer (block index)")
         self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="#1f2937", brush=(255, 255, 255, 210),
                                           colCount=2)

@@ -137,6 +137,7 @@ class DistributionPanel(QWidget):
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
+        self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.plot.setLabel("left", "count")
         self.plot.setLabel("bottom", "value")
         self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(FILL),
