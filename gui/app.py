@@ -7,12 +7,11 @@ queues those and replays them, and so do we.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Callable
 
 from PySide6.QtCore import QEvent
-from PySide6.QtGui import QFileOpenEvent
+from PySide6.QtGui import QFileOpenEvent, QIcon
 from PySide6.QtWidgets import QApplication
 
 ORGANIZATION = "Weightscope"
@@ -63,6 +62,18 @@ def configure(app: QApplication) -> None:
     pyside_fix.install()
 
     apply_palette(app)
+    app.setDesktopFileName("weightscope")
+    app.setWindowIcon(app_icon())
+
+
+def app_icon() -> QIcon:
+    """The Weightscope icon in every size we ship, found from source or from the frozen app."""
+    from resources import icon_paths
+
+    icon = QIcon()
+    for path in icon_paths():
+        icon.addFile(path)
+    return icon
 
 
 def get_app(argv: list[str] | None = None) -> QApplication:
@@ -71,13 +82,3 @@ def get_app(argv: list[str] | None = None) -> QApplication:
     if app is None:
         app = WeightscopeApp(argv)
     return app  # type: ignore[return-value]
-
-
-def resource_path(*parts: str) -> str:
-    """A file under resources/, in a checkout or in a PyInstaller bundle."""
-    base = getattr(sys, "_MEIPASS", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return os.path.join(base, "resources", *parts)
-
-
-def sample_model_path() -> str:
-    return resource_path("samples", "tiny-llama")

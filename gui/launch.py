@@ -73,7 +73,9 @@ def _setup_window(stack: contextlib.ExitStack, app, interactive: bool):
 
 def _screenshot(app, window, args: argparse.Namespace) -> int:
     from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QLayout
 
+    window.layout().setSizeConstraint(QLayout.SizeConstraint.SetNoConstraint)  # the size asked for, even if tight
     window.resize(args.width, args.height)
     window.show()
     outcome: dict[str, int] = {}

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.checkpoint import DEFAULT_CHUNK_BYTES
+from core.errors import CheckpointError
 from core.taxonomy import KIND_HELP
 from gui import workers
 from gui.errors import show_error
@@ -200,6 +201,12 @@ class MainWindow(QMainWindow):
                                                None, "Open the small model bundled with Weightscope")
         self.action_export_report = self._action("action_export_report", "&Export Report (PDF)…",
                                                  self.export_report, "Ctrl+E", "Save a PDF report of this model")
+        self.action_export_csv = self._action("action_export_csv", "Export Statistics as &CSV…",
+                                              lambda: self.export_statistics("csv"), None,
+                                              "One row of statistics per tensor, for spreadsheets")
+        self.action_export_json = self._action("action_export_json", "Export Statistics as &JSON…",
+                                               lambda: self.export_statistics("json"), None,
+                                               "Every statistic and histogram per tensor, for scripts")
         self.action_close_tab = self._action("action_close_tab", "&Close Tab", self.close_current_tab, K.Close)
         self.action_settings = self._action("action_settings", "Se&ttings…", self.open_settings, K.Preferences,
                                             "Choose where statistics are computed")
@@ -238,6 +245,8 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.action_open_sample)
         file_menu.addSeparator()
         file_menu.addAction(self.action_export_report)
+        file_menu.addAction(self.action_export_csv)
+        file_menu.addAction(self.action_export_json)
         file_menu.addSeparator()
         file_menu.addAction(self.action_settings)
         file_menu.addSeparator()
@@ -354,7 +363,7 @@ class MainWindow(QMainWindow):
 
     def open_sample(self) -> None:
         from core.errors import MissingFilesError
-        from gui.app import sample_model_path
+        from resources import sample_model_path
 
         path = sample_model_path()
         if not os.path.exists(path):
@@ -464,7 +473,8 @@ class MainWindow(QMainWindow):
         device = view.device_label if view is not None and view.device_label else ""
         setting = analysis_device()
         self.device_label.setText(f"Device: {device}" if device else f"Device: {setting}")
-        self.action_export_report.setEnabled(view is not None)
+        for action in (self.action_export_report, self.action_export_csv, self.action_export_json):
+            action.setEnabled(view is not None)
         self.action_close_tab.setEnabled(view is not None)
         self.action_cancel_analysis.setEnabled(view is not None and view.analysis_state == "running")
 
@@ -499,25 +509,37 @@ class MainWindow(QMainWindow):
                           "executed.</p>")
 
     def export_report(self) -> None:
+        """File > Export Report: gui.pdf runs what is left of the analysis first, then writes atomically."""
         view = self.current_view()
         if view is None:
             return
+        from gui.pdf import export_report_dialog
+
+        export_report_dialog(self, view.checkpoint, view.result)
+
+    def export_statistics(self, fmt: str) -> None:
+        """File > Export Statistics as CSV or JSON: every tensor analysed so far, written atomically."""
+        view = self.current_view()
+        if view is None:
+            return
+        if view.result is None or not view.result.summaries:
+            QMessageBox.information(self, "Nothing to export yet",
+                                    "The statistics are still being computed; try again when the analysis is done.")
+            return
+        from core.export import write_stats_csv, write_stats_json
+
+        default = os.path.join(self._last_dir(), f"{view.title}-stats.{fmt}")
+        path, _ = QFileDialog.getSaveFileName(self, f"Export statistics as {fmt.upper()}", default,
+                                              f"{fmt.upper()} (*.{fmt})")
+        if not path:
+            return
+        write = write_stats_csv if fmt == "csv" else write_stats_json
         try:
-            from gui import pdf
-        except ImportError as exc:
-            show_error(self, "PDF export is not available", exc)
+            write(view.result, path, checkpoint=view.checkpoint)
+        except CheckpointError as exc:
+            show_error(self, "Could not export the statistics", exc, path)
             return
-        export = getattr(pdf, "export_report_dialog", None)
-        if export is not None:
-            export(self, view.checkpoint, view.result)
-            return
-        default = os.path.join(self._last_dir(), f"{view.title}-report.pdf")
-        path, _ = QFileDialog.getSaveFileName(self, "Export report", default, "PDF (*.pdf)")
-        if path:
-            try:
-                pdf.write_report(view.checkpoint, view.result, path)
-            except Exception as exc:
-                show_error(self, "Could not write the report", exc, path)
+        self.statusBar().showMessage(f"Statistics written to {path}", 5000)
 
     # ------------------------------------------------------------------ lifetime
     def _restore_geometry(self) -> None:

@@ -195,3 +195,25 @@ def test_summary_panel_numbers_come_from_core(analysed):
     assert dict(zip(panel.role_chart.labels, panel.role_chart.values, strict=True))["mlp.down"] == \
         sum(a.size for n, a in tensors.items() if "down_proj" in n)
     assert math.isclose(sum(panel.kind_chart.values), total)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json"])
+def test_file_menu_exports_statistics_that_match_numpy(qtbot, analysed, tmp_path, monkeypatch, fmt):
+    import csv
+    import json
+
+    from PySide6.QtWidgets import QFileDialog
+
+    window, _view, tensors = analysed
+    target = tmp_path / f"out.{fmt}"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), ""))
+    (window.action_export_csv if fmt == "csv" else window.action_export_json).trigger()
+    if fmt == "csv":
+        rows = {r["name"]: r for r in csv.DictReader(target.open())}
+        got_std = float(rows[UP1]["std"])
+    else:
+        doc = json.loads(target.read_text())
+        got_std = next(t for t in doc["tensors"] if t["name"] == UP1)["std"]
+        assert len(doc["tensors"]) == len(tensors)
+    assert math.isclose(got_std, tensors[UP1].astype(np.float64).std(), rel_tol=1e-6)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"] == []
