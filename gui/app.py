@@ -56,10 +56,7 @@ def configure(app: QApplication) -> None:
     app.setApplicationName(APPLICATION)
     app.setApplicationDisplayName(APPLICATION)
     app.setStyle("Fusion")
-    from gui import pyside_fix
     from gui.style import apply_palette
-
-    pyside_fix.install()
 
     apply_palette(app)
     app.setDesktopFileName("weightscope")
