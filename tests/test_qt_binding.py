@@ -18,8 +18,9 @@ class _Emitter(QObject):
 def test_void_calls_and_emits_keep_references_to_none_and_true() -> None:
     emitter = _Emitter()
     before = [sys.getrefcount(o) for o in (None, True, False)]
-    for _ in range(200):
+    for _ in range(300):  # a leaking binding loses 300 of each; other threads may move a few
         emitter.setObjectName("ping")
         emitter.sig_ping.emit()
     after = [sys.getrefcount(o) for o in (None, True, False)]
-    assert [b - a for a, b in zip(after, before, strict=True)] == [0, 0, 0]
+    lost = [b - a for a, b in zip(after, before, strict=True)]
+    assert all(n < 100 for n in lost), lost
