@@ -73,6 +73,17 @@ def write_normal_bf16(path: Path, total_bytes: float) -> int:
     return size
 
 
+def write_normal_f32(path: Path, total_bytes: float) -> int:
+    """An F32 checkpoint of normal values (for the float path's figure; no target)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(1)
+    count = max(1, round(total_bytes / (64 << 20)))
+    save_file({f"w{i}": rng.standard_normal(16 << 20, dtype=np.float32) * np.float32(0.02) for i in range(count)},
+              str(path))
+    return count * (64 << 20)
+
+
 def write_sparse_bf16(path: Path, total_bytes: float) -> int:
     """A bf16 checkpoint whose data is a hole (reads as zeros): no disk, any size."""
     tensors = _layout(total_bytes)
@@ -167,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gb", type=float, default=2.0, help="size of the normal bf16 checkpoint (default 2)")
     parser.add_argument("--sparse-gb", type=float, default=32.0, help="size of the sparse file (default 32)")
     parser.add_argument("--quick", action="store_true", help="skip the sparse file")
+    parser.add_argument("--f32-gb", type=float, default=0.5, help="size of an F32 file for the float path's "
+                        "figure (default 0.5; 0 skips it)")
     parser.add_argument("--device", default="cpu", help="device for our engine (default cpu)")
     parser.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
@@ -209,6 +222,15 @@ def main(argv: list[str] | None = None) -> int:
         _target(missed, f"ours / memory copy = {100 * share:.0f}%", share >= 0.30, ">= 30%")
         _target(missed, f"max RSS {ours['rss'] / 2**20:.0f} MiB", ours["rss"] < 2**30, "< 1 GiB")
         path.unlink()
+        if args.f32_gb > 0:
+            f32 = Path(tmp) / "normal-f32.safetensors"
+            write_normal_f32(f32, args.f32_gb * GB)
+            _child("read", str(f32))
+            result = _child("ours", str(f32), args.device)
+            print(f"F32 file {result['bytes'] / GB:.2f} GB (float path: moments, bf16-key counts, extremes): "
+                  f"{result['bytes'] / result['seconds'] / GB:.2f} GB/s, max RSS {result['rss'] / 2**20:.0f} MiB "
+                  "(no target)")
+            f32.unlink()
         if not args.quick:
             sparse = Path(tmp) / "sparse-bf16.safetensors"
             size = write_sparse_bf16(sparse, args.sparse_gb * GB)
