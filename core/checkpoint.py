@@ -277,6 +277,5 @@ def _F8_E5M2_TABLE() -> np.ndarray:  # noqa: N802
 
 @cache
 def _F8_E8M0_TABLE() -> np.ndarray:  # noqa: N802
-    table = np.array([2.0 ** (c - 127) for c in range(256)], dtype=np.float64).astype(np.float32)
-    table[255] = np.nan
+    table = np.array([2.0 ** (c - 127) for c in range(255)] + [np.nan], dtype=np.float64).astype(np.float32)
     return table
