@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.commands.common import refuse_on_error
+from core.commands.common import analyze_with_progress, refuse_on_error
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,27 +17,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 @refuse_on_error
 def run(args: argparse.Namespace) -> int:
-    from core.commands.stats import _Progress  # the stats command's one-line terminal progress
     from core.compute import validate_device
     from core.export import check_writable
     from core.formats import open_checkpoint
-    from core.stats import analyze
 
     check_writable(args.output)  # before a long analysis, not after
     validate_device(args.device)
     with open_checkpoint(args.path) as checkpoint:
-        progress = _Progress() if sys.stderr.isatty() else None
-        gen = analyze(checkpoint, device=args.device, use_cache=not args.no_cache)
-        try:
-            while True:
-                item = next(gen)
-                if progress is not None:
-                    progress.show(item.bytes_done, item.bytes_total, item.tensor)
-        except StopIteration as stop:
-            result = stop.value
-        finally:
-            if progress is not None:
-                progress.clear()
+        result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
         from gui.pdf import ensure_app, write_report
 
         ensure_app()

@@ -5,12 +5,11 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
-import os
 import sys
 from typing import Any
 
 from core.checkpoint import Checkpoint, TensorInfo
-from core.commands.common import fail, refuse_on_error
+from core.commands.common import analyze_with_progress, fail, refuse_on_error
 from core.errors import CheckpointError
 from core.numbers import format_value, human_bytes, human_count
 from core.stats_summary import HistSpec, TensorStats
@@ -38,23 +37,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--bins must be between 1 and 1000000 (got {args.bins})")
     from core.compute import validate_device
     from core.formats import open_checkpoint
-    from core.stats import analyze
-
     validate_device(args.device)
     with open_checkpoint(args.path) as checkpoint:
         selected = choose_tensors(checkpoint, args.tensor, args.match)
-        progress = _Progress() if sys.stderr.isatty() else None
-        gen = analyze(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
-        try:
-            while True:
-                item = next(gen)
-                if progress is not None:
-                    progress.show(item.bytes_done, item.bytes_total, item.tensor)
-        except StopIteration as stop:
-            result = stop.value
-        finally:
-            if progress is not None:
-                progress.clear()
+        result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
         spec = HistSpec(bins=args.bins)
         entries = group_stats(result, selected, args.group, spec)
         model = result.model(spec)
@@ -172,27 +158,3 @@ def _row(ts: TensorStats) -> str:
 
 def _shorten(name: str, width: int) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1):]
-
-
-class _Progress:
-    """A one-line progress display on stderr (only when stderr is a terminal)."""
-
-    def __init__(self) -> None:
-        self.width = 0
-        try:
-            self.columns = os.get_terminal_size(sys.stderr.fileno()).columns
-        except OSError:
-            self.columns = 80
-
-    def show(self, done: int, total: int, tensor: str) -> None:
-        pct = 100.0 * done / total if total else 100.0
-        text = f"{pct:5.1f}%  {human_bytes(done)} / {human_bytes(total)}  {tensor}"[: self.columns - 1]
-        sys.stderr.write("\r" + text.ljust(self.width))
-        sys.stderr.flush()
-        self.width = len(text)
-
-    def clear(self) -> None:
-        if self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-
