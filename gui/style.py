@@ -70,3 +70,23 @@ def shrinkable(label):
     label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
     label.setMinimumWidth(40)
     return label
+
+
+def panel_header(title: str, subtitle: str = ""):
+    """The title row every panel starts with: a bold title over a muted subtitle, controls to the right.
+
+    Returns (row layout, title label, subtitle label); callers add their controls to the row.
+    """
+    from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout
+
+    title_label = shrinkable(QLabel(title))
+    title_label.setObjectName("PanelTitle")
+    subtitle_label = shrinkable(QLabel(subtitle))
+    subtitle_label.setObjectName("Muted")
+    titles = QVBoxLayout()
+    titles.setSpacing(0)
+    titles.addWidget(title_label)
+    titles.addWidget(subtitle_label)
+    row = QHBoxLayout()
+    row.addLayout(titles, 1)
+    return row, title_label, subtitle_label

@@ -11,10 +11,10 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QVBoxLayout, QWidget
 
 from core.depth import STATISTICS, DepthSeries
-from gui.style import ROLE_COLORS, SERIES_COLORS, shrinkable
+from gui.style import ROLE_COLORS, SERIES_COLORS, panel_header
 
 STAT_HELP = {
     "std": "Standard deviation of each tensor: the typical size of its values.",
@@ -38,16 +38,7 @@ class DepthPanel(QWidget):
         self._highlight_name: str | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
-        head = QHBoxLayout()
-        self.title = shrinkable(QLabel("Depth profile"))
-        self.title.setObjectName("PanelTitle")
-        self.subtitle = shrinkable(QLabel("Waiting for the whole-model analysis…"))
-        self.subtitle.setObjectName("Muted")
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.subtitle)
-        head.addLayout(titles, 1)
+        head, self.title, self.subtitle = panel_header("Depth profile", "Waiting for the whole-model analysis…")
         head.addWidget(QLabel("Statistic:"))
         self.statistic = QComboBox(objectName="depth_statistic")
         for key, (label, _) in STATISTICS.items():

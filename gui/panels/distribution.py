@@ -17,9 +17,7 @@ from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
-    QHBoxLayout,
     QHeaderView,
-    QLabel,
     QPushButton,
     QSplitter,
     QTableWidget,
@@ -30,7 +28,7 @@ from PySide6.QtWidgets import (
 
 from core.numbers import format_value
 from core.stats_summary import PERCENTILES, TensorStats, percentile_key
-from gui.style import ACCENT, MUTED, shrinkable
+from gui.style import ACCENT, MUTED, panel_header
 
 FILL = QColor(37, 99, 235, 70)
 MEAN_PEN = pg.mkPen("#dc2626", width=1.6)
@@ -105,17 +103,8 @@ class DistributionPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
 
-        head = QHBoxLayout()
-        self.title = shrinkable(QLabel("Select a tensor or a group in the tree"))
-        self.title.setObjectName("PanelTitle")
+        head, self.title, self.subtitle = panel_header("Select a tensor or a group in the tree", "")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.subtitle = shrinkable(QLabel(""))
-        self.subtitle.setObjectName("Muted")
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.subtitle)
-        head.addLayout(titles, 1)
         self.x_mode = QComboBox(objectName="distribution_x_mode")
         self.x_mode.addItems(["Values", "log10 |v|"])
         self.x_mode.setToolTip("Values: the numbers themselves. log10 |value|: their magnitudes on a log scale, "

@@ -11,11 +11,11 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QLabel, QVBoxLayout, QWidget
 
 from core.checkpoint import Checkpoint, TensorInfo
 from core.heatmap import MODES, Heatmap, compute_heatmap
-from gui.style import shrinkable
+from gui.style import panel_header
 from gui.workers import JobSlot
 
 MODE_HELP = {
@@ -36,16 +36,7 @@ class HeatmapPanel(QWidget):
         self.job = JobSlot("heatmap", self)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
-        head = QHBoxLayout()
-        self.title = shrinkable(QLabel("Select a single tensor to see it as an image"))
-        self.title.setObjectName("PanelTitle")
-        self.subtitle = shrinkable(QLabel(""))
-        self.subtitle.setObjectName("Muted")
-        titles = QVBoxLayout()
-        titles.setSpacing(0)
-        titles.addWidget(self.title)
-        titles.addWidget(self.subtitle)
-        head.addLayout(titles, 1)
+        head, self.title, self.subtitle = panel_header("Select a single tensor to see it as an image", "")
         head.addWidget(QLabel("Blocks:"))
         self.mode = QComboBox(objectName="heatmap_mode")
         for key, label in MODES.items():
