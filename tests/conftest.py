@@ -173,3 +173,11 @@ def open_model(qtbot) -> Callable:
         return view
 
     return open_
+
+
+@pytest.fixture
+def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A statistics cache of this test's own, so cache hits and misses are the test's doing."""
+    path = tmp_path_factory.mktemp("stats-cache")
+    monkeypatch.setenv("WEIGHTSCOPE_CACHE_DIR", str(path))
+    return path

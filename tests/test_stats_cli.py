@@ -25,11 +25,7 @@ FIELDS = {"name", "dtype", "count", "mean", "std", "min", "max", "abs_max", "l2"
           "neg_inf", "skewness", "kurtosis", "beyond_6_sigma", "percentiles", "histogram"}
 
 
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path_factory.mktemp("stats-cache")
-    monkeypatch.setenv("WEIGHTSCOPE_CACHE_DIR", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("cache_dir")  # a fresh statistics cache for every test
 
 
 @pytest.fixture

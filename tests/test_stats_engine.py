@@ -29,12 +29,7 @@ from core.stats import AnalysisProgress, AnalysisResult, analyze, run, stats_to_
 from core.stats_summary import FloatSummary, PatternSummary, derive, merge_all
 from tests.test_stats_values import check, close, nasty_float, q4_k_blocks, write_gguf
 
-
-@pytest.fixture(autouse=True)
-def cache_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    path = tmp_path_factory.mktemp("stats-cache")
-    monkeypatch.setenv("WEIGHTSCOPE_CACHE_DIR", str(path))
-    return path
+pytestmark = pytest.mark.usefixtures("cache_dir")  # a fresh statistics cache for every test
 
 
 @pytest.fixture
