@@ -85,6 +85,11 @@ class Checkpoint:
     tensors: list[TensorInfo]
     metadata: dict[str, Any] = field(default_factory=dict)
     architecture: dict[str, Any] = field(default_factory=dict)
+    # What a person vetting the file should know, one plain-text line each (placeholder objects, polyglots,
+    # a name that promises another format); shown by `info`, the Files section and the report.
+    warnings: list[str] = field(default_factory=list)
+    # One-line statement of how the file was read, e.g. "data only: read without running code".
+    safety: str = "data only: read without running code"
     _readers: dict[str, FileReader] = field(default_factory=dict, repr=False)
 
     # --- counts -------------------------------------------------------------
