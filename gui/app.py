@@ -24,6 +24,9 @@ class WeightscopeApp(QApplication):
     def __init__(self, argv: list[str] | None = None) -> None:
         super().__init__(argv if argv is not None else sys.argv[:1])
         configure(self)
+        from gui.errors import install_excepthook
+
+        install_excepthook(QApplication.activeWindow)
         self._pending: list[str] = []
         self._opener: Callable[[list[str]], None] | None = None
 

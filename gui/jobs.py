@@ -51,6 +51,8 @@ class SelectionStats:
     fraction: float
     tensors_done: int
     tensors_total: int
+    bytes_done: int = 0
+    bytes_total: int = 0
 
 
 def accelerator_possible() -> bool:
@@ -116,7 +118,8 @@ def selection_stats(checkpoint: Checkpoint, tensors: list[TensorInfo], label: st
         merged = {**summaries, **extra}
         done = sum(t.nbytes for t in usable if t.name in summaries) + read_bytes
         return SelectionStats(_derive(names, label, merged), min(1.0, done / total_bytes) if total_bytes else 1.0,
-                              sum(1 for t in usable if t.name in merged), len(usable))
+                              sum(1 for t in usable if t.name in merged), len(usable), min(done, total_bytes),
+                              total_bytes)
 
     if missing and analyse:
         gen = analysis(checkpoint, missing, device, chunk_bytes, should_stop)

@@ -39,6 +39,7 @@ from gui import workers
 from gui.errors import show_error
 from gui.jobs import OpenedModel, load_model
 from gui.model_view import ModelView, model_title
+from gui.plain import bounded, mnemonic_safe, plain_label, tooltip
 from gui.recent import add_recent, recent_paths
 from gui.settings_dialog import SettingsDialog, analysis_device
 
@@ -131,7 +132,7 @@ class WelcomePage(QWidget):
         for path in paths:
             item = QListWidgetItem(f"{model_title(path)}    —    {path}")
             item.setData(Qt.ItemDataRole.UserRole, path)
-            item.setToolTip(path)
+            item.setToolTip(tooltip(path))
             self.recent.addItem(item)
         if not paths:
             item = QListWidgetItem("Models you open will be listed here.")
@@ -270,7 +271,7 @@ class MainWindow(QMainWindow):
         self.menu_recent.clear()
         paths = recent_paths()
         for path in paths:
-            action = self.menu_recent.addAction(f"{model_title(path)}  —  {path}")
+            action = self.menu_recent.addAction(mnemonic_safe(f"{bounded(model_title(path))}  —  {path}"))
             action.setData(path)
             action.triggered.connect(lambda _=False, p=path: self.open_paths([p]))
         if not paths:
@@ -278,16 +279,15 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         bar = self.statusBar()
-        self.status_label = QLabel("")
-        self.status_label.setObjectName("status_label")
+        self.status_label = plain_label("", "status_label")  # shows file and tensor names
         self.progress_bar = QProgressBar(objectName="analysis_progress")
         self.progress_bar.setMaximumWidth(220)
         self.progress_bar.setMaximumHeight(16)
         self.progress_bar.setTextVisible(True)
         self.cancel_button = QPushButton("Cancel", objectName="analysis_cancel")
-        self.cancel_button.setToolTip("Stop the whole-model analysis (finished tensors keep their statistics)")
+        self.cancel_button.setToolTip("Stop reading values (finished tensors keep their statistics)")
         self.cancel_button.clicked.connect(self.cancel_analysis)
-        self.device_label = QLabel("", objectName="device_label")
+        self.device_label = plain_label("", "device_label")
         self.device_label.setToolTip("Where statistics are computed; choose it in File > Settings")
         bar.addWidget(self.status_label, 1)
         bar.addPermanentWidget(self.progress_bar)
@@ -319,8 +319,8 @@ class MainWindow(QMainWindow):
         view.fold_check.setChecked(self.action_fold.isChecked())
         view.sig_analysis_changed.connect(self._update_status)
         view.sig_error.connect(self._view_error)
-        index = self.tabs.addTab(view, view.title)
-        self.tabs.setTabToolTip(index, opened.path)
+        index = self.tabs.addTab(view, mnemonic_safe(bounded(view.title, 40)))
+        self.tabs.setTabToolTip(index, tooltip(opened.path))
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
         if self.interactive:  # screenshots and benchmarks leave the user's recent list alone
@@ -332,18 +332,18 @@ class MainWindow(QMainWindow):
         self.errors.append((path, exc))
         self.sig_open_failed.emit(path, exc)
         if self.interactive and not self._closing:
-            show_error(self, "Could not open the model", exc, path,
+            show_error(self, "Could not open the model", exc, path, context="opening the model",
                        informative="Nothing was opened from this file. Weightscope never runs code from checkpoints.")
 
     def _open_finished(self, path: str) -> None:
         self._opening.pop(path, None)
         self._update_status()
 
-    def _view_error(self, title: str, exc: BaseException) -> None:
+    def _view_error(self, title: str, exc: BaseException, context: str = "") -> None:
         view = self.sender()
         self.errors.append((getattr(view, "path", ""), exc))
         if self.interactive and not self._closing:
-            show_error(self, title, exc, getattr(view, "path", None))
+            show_error(self, title, exc, getattr(view, "path", None), context=context)
 
     def open_file_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Open checkpoint", self._last_dir(), FILE_FILTER)
@@ -459,7 +459,7 @@ class MainWindow(QMainWindow):
             self.progress_bar.setRange(0, 0)  # busy: header parsing has no byte count
             self.progress_bar.show()
             self.cancel_button.hide()
-        elif view is not None and view.analysis_state == "running":
+        elif view is not None and view.is_reading():
             self.status_label.setText(view.status_text())
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(view.progress_fraction * 1000))
@@ -476,7 +476,7 @@ class MainWindow(QMainWindow):
         for action in (self.action_export_report, self.action_export_csv, self.action_export_json):
             action.setEnabled(view is not None)
         self.action_close_tab.setEnabled(view is not None)
-        self.action_cancel_analysis.setEnabled(view is not None and view.analysis_state == "running")
+        self.action_cancel_analysis.setEnabled(view is not None and view.is_reading())
 
     # ------------------------------------------------------------------ dialogs
     def open_settings(self) -> None:

@@ -39,6 +39,8 @@ from gui.panels.depth import DepthPanel
 from gui.panels.distribution import DistributionPanel
 from gui.panels.heatmap import HeatmapPanel
 from gui.panels.summary import SummaryPanel
+from gui.plain import tooltip
+from gui.progress_text import Throughput, partial_text, progress_text
 from gui.tree_model import (
     COL_DTYPE,
     COL_KIND,
@@ -82,7 +84,7 @@ class ModelView(QWidget):
     """A tab for one opened model."""
 
     sig_analysis_changed = Signal()
-    sig_error = Signal(str, object)  # (dialog title, exception)
+    sig_error = Signal(str, object, str)  # (dialog title, exception, what we were doing)
     sig_selection_changed = Signal(str)  # tree path ('' for the whole model)
 
     def __init__(self, opened: OpenedModel, device: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
@@ -102,6 +104,9 @@ class ModelView(QWidget):
         self.selection: Selection | None = None
         self.selection_result: SelectionStats | None = None
         self._selection_waiting = False
+        self.selection_reading = False  # the selection job reads tensors the analysis has not covered
+        self.analysis_meter = Throughput()
+        self.selection_meter = Throughput()
         self._tensor_done_count = 0
         self._last_refresh = 0.0
         self._closed = False
@@ -248,7 +253,7 @@ class ModelView(QWidget):
     def _apply_filter(self) -> None:
         ok = self.proxy.set_pattern(self.filter_edit.text(), self.filter_mode.currentText())
         self.filter_edit.setStyleSheet("" if ok else "QLineEdit { background: #fee2e2; }")
-        self.filter_edit.setToolTip(self.proxy.error or "Show only rows whose name matches.")
+        self.filter_edit.setToolTip(tooltip(self.proxy.error or "Show only rows whose name matches."))
         if self.filter_edit.text().strip():
             self.tree.expandAll()
         else:
@@ -346,41 +351,79 @@ class ModelView(QWidget):
             return {}
         return dict(list(self.result.summaries.items()))  # one atomic copy while the worker adds
 
-    def _start_selection_job(self) -> None:
+    def _start_selection_job(self, may_read: bool = True) -> None:
+        """Statistics of the selection from what is known; with ``may_read``, the job reads the missing tensors
+        itself (with progress and Cancel) unless the running whole-model analysis will soon cover them."""
         sel = self.selection
-        if sel is None:
+        if sel is None or self._closed:
             return
         known = self._known_summaries()
         missing_bytes = sum(t.nbytes for t in sel.tensors if t.name not in known)
-        analyse = bool(missing_bytes) and (self.analysis_state != "running" or missing_bytes <= OWN_ANALYSIS_BYTES)
-        self._selection_waiting = bool(missing_bytes) and not analyse
+        running = self.analysis_state == "running"
+        analyse = may_read and bool(missing_bytes) and (not running or missing_bytes <= OWN_ANALYSIS_BYTES)
+        self._selection_waiting = bool(missing_bytes) and running and not analyse
         self._last_refresh = time.monotonic()
         job = functools.partial(selection_stats, self.checkpoint, sel.tensors, sel.title, known, analyse,
                                 self.device, self.chunk_bytes)
-        self.selection_job.start(job, on_yield=self._selection_update, on_return=self._selection_update,
-                                 on_error=self._selection_failed)
+        self.selection_reading = analyse
+        self.selection_meter.reset()
+        self.selection_job.start(job, on_yield=self._selection_update, on_return=self._selection_finished,
+                                 on_error=self._selection_failed, on_abort=self._selection_stopped)
+        if analyse:
+            self.ticker.start()
+        self.sig_analysis_changed.emit()
+
+    def _selection_finished(self, update: SelectionStats) -> None:
+        self.selection_reading = False
+        self._selection_update(update)
+        self._stop_ticker_when_quiet()
+        self.sig_analysis_changed.emit()
+
+    def _selection_stopped(self) -> None:
+        self.selection_reading = False
+        self._stop_ticker_when_quiet()
+        self.sig_analysis_changed.emit()
 
     def _selection_update(self, update: SelectionStats) -> None:
         sel = self.selection
         if sel is None:
             return
         self.selection_result = update
+        if self.selection_reading:
+            self.selection_meter.add(update.bytes_done)
         if update.stats is None:
             if self._selection_waiting:
                 self.distribution.show_pending(sel.title, f"{sel.subtitle} · waiting for the whole-model analysis")
+            elif update.tensors_done < update.tensors_total:
+                self.distribution.clear(sel.title, f"{sel.subtitle} · not analysed yet")
             else:
                 self.distribution.clear(sel.title, f"{sel.subtitle} · no numeric values to show")
             return
         sub = sel.subtitle
-        if update.tensors_done < update.tensors_total:
-            sub += f" · {update.tensors_done} of {update.tensors_total} tensors analysed so far"
-        self.distribution.set_stats(update.stats, sel.title, sub, update.fraction)
+        complete = update.tensors_done >= update.tensors_total and update.fraction >= 1
+        if not complete:
+            part = partial_text(update.tensors_done, update.tensors_total, update.fraction)
+            if self.selection_reading:
+                sub += f" · reading: {part}"
+            elif self._selection_waiting:
+                sub += f" · partial: {part} · the whole-model analysis fills in the rest"
+            else:
+                sub += f" · partial: {part} (analysis {self.analysis_state}; select again to read the rest)"
+        self.distribution.set_stats(update.stats, sel.title, sub, 1.0 if complete else min(update.fraction, 0.999))
 
     def _selection_failed(self, exc: BaseException) -> None:
         from gui.errors import reason
 
+        self.selection_reading = False
+        self._stop_ticker_when_quiet()
         if self.selection is not None:
-            self.distribution.clear(self.selection.title, f"could not compute statistics: {reason(exc)}")
+            self.distribution.clear(self.selection.title,
+                                    f"could not compute statistics: {reason(exc, 'computing statistics')}")
+        self.sig_analysis_changed.emit()
+        from core.errors import CheckpointError
+
+        if not isinstance(exc, CheckpointError):
+            self.sig_error.emit("Internal error", exc, "computing the selection's statistics")
 
     # ------------------------------------------------------------------ whole-model analysis
     def start_analysis(self) -> None:
@@ -395,16 +438,35 @@ class ModelView(QWidget):
         self.analysis_state = "running"
         self.analysis_error = None
         self.progress = None
+        self.analysis_meter.reset()
         self.analysis_job.start(job, on_yield=self._analysis_progress, on_return=self._analysis_done,
                                 on_error=self._analysis_failed, on_abort=self._analysis_aborted)
         self.ticker.start()
         self.depth.set_waiting("Waiting for the whole-model analysis…")
         self.sig_analysis_changed.emit()
 
+    def is_reading(self) -> bool:
+        """Whether a job of this tab reads values now: the whole-model analysis or the selection's own."""
+        return self.analysis_state == "running" or self.selection_reading
+
     def cancel_analysis(self) -> None:
+        """Cancel means cancel: no job of this tab reads the file afterwards until the user asks again."""
+        was_reading = self.is_reading()
+        self.heatmap.cancel()
+        if self.selection_reading:
+            self.selection_job.cancel()
+            self.selection_reading = False
         if self.analysis_state == "running":
             self.analysis_job.cancel()
-            self._analysis_aborted()
+            self._analysis_aborted()  # redraws the selection from what is known, without reading
+        elif was_reading:
+            self._start_selection_job(may_read=False)
+        self._stop_ticker_when_quiet()
+        self.sig_analysis_changed.emit()
+
+    def _stop_ticker_when_quiet(self) -> None:
+        if not self.is_reading():
+            self.ticker.stop()
 
     def _analysis_progress(self, progress) -> None:
         self.progress = progress  # cheap on purpose: the ticker does the drawing
@@ -413,10 +475,11 @@ class ModelView(QWidget):
             self._tensor_done_count += 1
 
     def _tick(self) -> None:
-        self.sig_analysis_changed.emit()
         p = self.progress
         if p is not None and self.analysis_state == "running":
-            self.depth.set_waiting(f"Waiting for the whole-model analysis… {p.fraction:.0%}")
+            self.analysis_meter.add(p.bytes_done)
+            self.depth.set_waiting(f"Not analysed yet: whole-model analysis {p.fraction:.0%}")
+        self.sig_analysis_changed.emit()
         if self._selection_waiting and time.monotonic() - self._last_refresh > 1.0 and not self.selection_job.busy:
             self._start_selection_job()
 
@@ -430,7 +493,7 @@ class ModelView(QWidget):
         self.analysis_state = "failed"
         self.analysis_error = exc
         self._finish_analysis()
-        self.sig_error.emit("Could not analyse the model", exc)
+        self.sig_error.emit("Could not analyse the model", exc, "analysing the model")
 
     def _analysis_aborted(self) -> None:
         if self.analysis_state == "running":
@@ -438,46 +501,80 @@ class ModelView(QWidget):
             self._finish_analysis()
 
     def _finish_analysis(self) -> None:
-        self.ticker.stop()
+        """The analysis ended (done, cancelled or failed): redraw from what is known; only a finished analysis
+        lets the selection go on (it has nothing left to read then), so Cancel never starts another read."""
+        self._stop_ticker_when_quiet()
         if self.result is not None and not self.device_label:
             self.device_label = self.result.device
         if self._selection_waiting or (self.selection_result is not None and self.selection_result.fraction < 1):
-            self._start_selection_job()
+            self._start_selection_job(may_read=self.analysis_state == "done")
+        self._selection_waiting = False
         self._start_depth_job()
         self.sig_analysis_changed.emit()
+
+    def analysed_counts(self) -> tuple[int, int, float]:
+        """(tensors analysed, tensors to analyse, fraction of their bytes) over the whole model."""
+        from core.stats import analyzable
+
+        known = self._known_summaries()
+        usable = [t for t in self.checkpoint.tensors if analyzable(t)]
+        total = sum(t.nbytes for t in usable)
+        done = sum(t.nbytes for t in usable if t.name in known)
+        return sum(1 for t in usable if t.name in known), len(usable), (done / total if total else 1.0)
 
     def _start_depth_job(self) -> None:
         if self._closed:
             return
         summaries = self._known_summaries()
-        note = "" if self.analysis_state == "done" else f"partial: analysis {self.analysis_state}"
+        note = ""
+        if self.analysis_state != "done":
+            done, total, fraction = self.analysed_counts()
+            note = f"partial: {partial_text(done, total, fraction)} (analysis {self.analysis_state})"
         job = functools.partial(depth_job, self.checkpoint.tensors, summaries)
         self.depth_job.start(job, on_return=lambda profiles: self.depth.set_profiles(profiles, note),
-                             on_error=lambda exc: self.depth.set_waiting(f"Depth profile failed: {exc}"))
+                             on_error=self._depth_failed)
+
+    def _depth_failed(self, exc: BaseException) -> None:
+        from gui.errors import reason
+
+        self.depth.set_waiting(f"Depth profile failed: {reason(exc, 'computing the depth profile')}")
+        self.sig_error.emit("Internal error", exc, "computing the depth profile")
 
     # ------------------------------------------------------------------ status
     def status_text(self) -> str:
         p = self.progress
         if self.analysis_state == "running":
             if p is None:
-                return f"Analysing {self.title}…"
-            return (f"Analysing {self.title}: {human_bytes(p.bytes_done)} of {human_bytes(p.bytes_total)} · "
-                    f"{p.tensor}")
+                return f"{self.title}: analysing…"
+            left = self.analysis_meter.seconds_left(p.bytes_total - p.bytes_done)
+            return (f"{self.title}: analysing: {progress_text(p.fraction, self.analysis_meter.rate(), left)} · "
+                    f"{human_bytes(p.bytes_done)} of {human_bytes(p.bytes_total)} · {p.tensor}")
+        if self.selection_reading and self.selection is not None:
+            u = self.selection_result
+            fraction = u.fraction if u is not None else 0.0
+            left = self.selection_meter.seconds_left(u.bytes_total - u.bytes_done) if u is not None else None
+            return (f"{self.title}: reading {self.selection.title}: "
+                    f"{progress_text(fraction, self.selection_meter.rate(), left)}")
         if self.analysis_state == "done" and self.result is not None:
             r = self.result
             source = f"{human_bytes(r.bytes_read)} read" if r.bytes_read else "from the statistics cache"
             return f"{self.title}: {len(r.summaries):,} tensors analysed in {r.seconds:.1f} s ({source})"
-        if self.analysis_state == "cancelled":
-            done = len(self.result.summaries) if self.result is not None else 0
-            return f"{self.title}: analysis cancelled ({done:,} tensors done)"
-        if self.analysis_state == "failed":
-            from gui.errors import reason
+        if self.analysis_state in ("cancelled", "failed", "idle"):
+            done, total, fraction = self.analysed_counts()
+            figures = f"partial: {partial_text(done, total, fraction)}" if done else "not analysed yet"
+            if self.analysis_state == "cancelled":
+                return f"{self.title}: analysis cancelled · {figures}"
+            if self.analysis_state == "failed" and self.analysis_error is not None:
+                from gui.errors import reason
 
-            return f"{self.title}: analysis failed: {reason(self.analysis_error)}" if self.analysis_error else ""
+                return f"{self.title}: analysis failed: {reason(self.analysis_error, 'analysing')} · {figures}"
+            return f"{self.title}: {figures}"
         return self.title
 
     @property
     def progress_fraction(self) -> float:
+        if self.analysis_state != "running" and self.selection_reading:
+            return self.selection_result.fraction if self.selection_result is not None else 0.0
         return self.progress.fraction if self.progress is not None else 0.0
 
     def is_idle(self) -> bool:

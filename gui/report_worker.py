@@ -133,6 +133,9 @@ def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any =
     label = "Analysing values for the report…" if analysing else "Preparing the report…"
     dialog = QProgressDialog(label, "Cancel", 0, PROGRESS_STEPS if analysing else 0, parent)
     dialog.setObjectName("report_progress")
+    from gui.plain import plain_label
+
+    dialog.setLabel(plain_label(label))  # the label shows tensor names: never markup
     dialog.setWindowTitle("Export Report")
     dialog.setWindowModality(Qt.WindowModality.WindowModal)
     dialog.setMinimumDuration(400)
@@ -182,6 +185,10 @@ def export_report_dialog(parent: QWidget | None, checkpoint: Checkpoint, result:
         analysed, report = prepared
         write_report(checkpoint, analysed, path, report=report)
     except CheckpointError as exc:
-        QMessageBox.warning(parent, "Export Report", f"The report was not written.\n\n{exc}")
+        box = QMessageBox(QMessageBox.Icon.Warning, "Export Report", f"The report was not written.\n\n{exc}",
+                          QMessageBox.StandardButton.Ok, parent)
+        box.setTextFormat(Qt.TextFormat.PlainText)  # the reason quotes names from the file
+        box.exec()
+        box.deleteLater()
         return None
     return path

@@ -10,6 +10,7 @@ TEXT = "#1f2937"
 MUTED = "#6b7280"
 GRID = "#e5e7eb"
 PANEL = "#f8fafc"
+WARNING = "#b45309"
 
 KIND_COLORS = {"weight": "#2563eb", "bias": "#f59e0b", "embedding": "#10b981", "buffer": "#9ca3af"}
 ROLE_COLORS = {
@@ -29,6 +30,8 @@ QLabel#BigNumber {{ font-size: 24px; font-weight: 600; color: {TEXT}; }}
 QLabel#MidNumber {{ font-size: 17px; font-weight: 600; color: {TEXT}; }}
 QLabel#Caption {{ color: {MUTED}; font-size: 11px; letter-spacing: 1px; }}
 QLabel#Muted {{ color: {MUTED}; }}
+QLabel#Warning {{ color: {WARNING}; }}
+QLabel#Safety {{ color: #047857; }}
 QLabel#PanelTitle {{ font-size: 14px; font-weight: 600; color: {TEXT}; }}
 QLabel#DropZone {{ border: 2px dashed #cbd5e1; border-radius: 10px; color: {MUTED}; padding: 24px;
                   background: {PANEL}; font-size: 14px; }}
@@ -77,12 +80,12 @@ def panel_header(title: str, subtitle: str = ""):
 
     Returns (row layout, title label, subtitle label); callers add their controls to the row.
     """
-    from PySide6.QtWidgets import QHBoxLayout, QLabel, QVBoxLayout
+    from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout
 
-    title_label = shrinkable(QLabel(title))
-    title_label.setObjectName("PanelTitle")
-    subtitle_label = shrinkable(QLabel(subtitle))
-    subtitle_label.setObjectName("Muted")
+    from gui.plain import plain_label
+
+    title_label = shrinkable(plain_label(title, "PanelTitle"))  # titles hold tensor names: never markup
+    subtitle_label = shrinkable(plain_label(subtitle, "Muted"))
     titles = QVBoxLayout()
     titles.setSpacing(0)
     titles.addWidget(title_label)

@@ -161,7 +161,9 @@ class LayerTreeModel(QAbstractItemModel):
         if role == NODE_ROLE:
             return node
         if role == Qt.ItemDataRole.ToolTipRole:
-            return self._tooltip(node, col)
+            from gui.plain import tooltip
+
+            return tooltip(self._tooltip(node, col))  # tensor names from the file: shown, never rendered
         if role == Qt.ItemDataRole.TextAlignmentRole and COLUMNS[col].numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and col != COL_NAME and self._display(node, col) == "–":

@@ -14,6 +14,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QVBoxLayout, QWidget
 
 from core.depth import STATISTICS, DepthSeries
+from gui.plain import rich_escape, tooltip
 from gui.style import ROLE_COLORS, SERIES_COLORS, panel_header
 
 STAT_HELP = {
@@ -99,8 +100,10 @@ class DepthPanel(QWidget):
         self.plot.setLabel("left", label)
         self.plot.setLogMode(False, self.log_y.isChecked())
         if not lines:
-            self.subtitle.setText("No repeated blocks with analysed weights in this model" if self.profiles
-                                  is not None else self.subtitle.text())
+            note = getattr(self, "_note", "")
+            if self.profiles is not None:  # an incomplete analysis says so, never "no repeated blocks"
+                self.subtitle.setText(f"Not analysed yet: {note}" if note else
+                                      "No repeated blocks with analysed weights in this model")
             return
         layers = {p[0] for line in lines for p in line.points}
         self.title.setText(f"Depth profile · {label}")
@@ -118,10 +121,10 @@ class DepthPanel(QWidget):
                 y = np.where(y > 0, y, np.nan)
             pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
             curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
-                                    symbolPen=pg.mkPen(color), name=line.label,
+                                    symbolPen=pg.mkPen(color), name=rich_escape(line.label),
                                     data=[p[2] for p in line.points], connect="finite")
             curve.sigPointsClicked.connect(self._clicked)
-            curve.setToolTip(line.pattern)
+            curve.setToolTip(tooltip(line.pattern))
             self.plot.addItem(curve)
             self.curves[line.label] = curve
         self.plot.enableAutoRange()

@@ -176,9 +176,10 @@ class DistributionPanel(QWidget):
         self.stats = ts
         self.fraction = fraction
         self.title.setText(title)
-        note = f" · reading… {fraction:.0%}" if fraction < 1 else ""
+        note = " · partial" if fraction < 1 and "partial" not in subtitle and "reading" not in subtitle else ""
         exact = "" if ts.exact else " · beyond-6σ estimated"
         self.subtitle.setText(f"{subtitle}{note}{exact}")
+        self.table.setHorizontalHeaderLabels(["Statistic", "Value" if fraction >= 1 else "Value (partial)"])
         self._fill_table(ts)
         self._redraw()
         self._set_enabled(fraction >= 1)

@@ -26,6 +26,7 @@ from core.checkpoint import Checkpoint
 from core.memory import memory_summary
 from core.numbers import count_with_exact, human_bytes, human_count, percent
 from core.taxonomy import KIND_HELP, ROLES
+from gui.plain import plain_label, tooltip
 from gui.style import KIND_COLORS, MUTED, role_color
 
 KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers"}
@@ -101,7 +102,7 @@ def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...], tips: list[str
             if c > 0:
                 item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             if tips:
-                item.setToolTip(tips[r])
+                item.setToolTip(tooltip(tips[r]))
             table.setItem(r, c, item)
     header = table.horizontalHeader()
     header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -177,12 +178,9 @@ class SummaryPanel(QScrollArea):
         col = QVBoxLayout(cell)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
-        caption = QLabel(title.upper())
-        caption.setObjectName("Caption")
-        big = QLabel(value)
-        big.setObjectName("BigNumber" if row == 0 else "MidNumber")
-        small = QLabel(sub)
-        small.setObjectName("Muted")
+        caption = plain_label(title.upper(), "Caption")
+        big = plain_label(value, "BigNumber" if row == 0 else "MidNumber")  # dtype names come from the file
+        small = plain_label(sub, "Muted")
         for w in (caption, big, small):
             col.addWidget(w)
         cell.setToolTip(tip)
@@ -243,7 +241,7 @@ class SummaryPanel(QScrollArea):
             value = arch[key]
             text = ("yes" if value else "no") if isinstance(value, bool) else (
                 f"{value:,}" if isinstance(value, int) else str(value))
-            widget = QLabel(text)
+            widget = plain_label(text)  # the family is the file's own model_type
             widget.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.architecture_labels[key] = widget
             form.addRow(label, widget)
@@ -273,4 +271,14 @@ class SummaryPanel(QScrollArea):
             rows.append((f"… and {len(rest)} more", human_bytes(sum(f.size for f in rest))))
         self.files_table = _table(rows, ("File", "Size"), [f.path for f in shown] + [""] * (len(rows) - len(shown)))
         layout.addWidget(self.files_table)
+        self.safety_label = plain_label(f"How it was read: {cp.safety}", "Safety")
+        self.safety_label.setWordWrap(True)
+        layout.addWidget(self.safety_label)
+        self.warning_labels: list[QLabel] = []
+        for warning in cp.warnings:
+            label = plain_label(f"⚠ {warning}", "Warning")
+            label.setWordWrap(True)
+            label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            self.warning_labels.append(label)
+            layout.addWidget(label)
         return box
