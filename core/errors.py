@@ -19,6 +19,13 @@ class CheckpointError(Exception):
         self.reason = reason
         self.path = path
 
+    def with_path(self, path: str) -> CheckpointError:
+        """The same error (same class and details) naming ``path``; for readers that learn the path late."""
+        copy = type(self).__new__(type(self))
+        copy.__dict__.update(self.__dict__)
+        CheckpointError.__init__(copy, self.reason, path=path)
+        return copy
+
 
 class UnsupportedFormatError(CheckpointError):
     """The file is something we recognise but do not open (TorchScript, GGML, HTML ...)."""
@@ -29,7 +36,16 @@ class MalformedFileError(CheckpointError):
 
 
 class UnsafeFileError(CheckpointError):
-    """The file would run code if loaded by its native library (pickle globals)."""
+    """The file would run code if loaded by its native library (pickle globals).
+
+    ``call`` names what the pickle would call ("os.system") and ``arguments`` shows its arguments as inert,
+    bounded repr text ("('echo pwned',)"), so the GUI can show both in a details box; either may be "".
+    """
+
+    def __init__(self, reason: str, *, path: str | None = None, call: str = "", arguments: str = "") -> None:
+        super().__init__(reason, path=path)
+        self.call = call
+        self.arguments = arguments
 
 
 class MissingFilesError(CheckpointError):

@@ -16,14 +16,27 @@ from _compat_pickle import IMPORT_MAPPING, NAME_MAPPING
 from collections.abc import Callable
 from typing import Any
 
-from core.errors import MalformedFileError, UnsafeFileError
-from core.formats.pytorch_globals import Global, SetRecord, build, call, check_key, resolve_global, type_name
+from core.errors import CheckpointError, MalformedFileError, UnsafeFileError
+from core.formats.pytorch_globals import (
+    Budget,
+    CallRecord,
+    Global,
+    Placeholder,
+    SetRecord,
+    build,
+    call,
+    check_key,
+    refusal_reason,
+    resolve_global,
+    type_name,
+)
 
 MAX_OPS = 10_000_000
 MAX_MEMO = 2_000_000
 MAX_MARK_DEPTH = 10_000
 MAX_LINE = 65_536
 MAX_LONG_BYTES = 1024
+MAX_MEMO_INDEX = 1 << 32
 HIGHEST_PROTOCOL = 5
 
 
@@ -99,10 +112,14 @@ class PickleVM:
     """Runs one pickle (PROTO ... STOP) from a ByteSource; ``persistent_load`` turns persistent ids into records."""
 
     def __init__(self, source: ByteSource, persistent_load: Callable[[Any], Any] | None = None,
-                 *, max_ops: int = MAX_OPS) -> None:
+                 *, max_ops: int = MAX_OPS, budget: Budget | None = None) -> None:
         self.src = source
         self.persistent_load = persistent_load
         self.max_ops = max_ops
+        self.budget = budget if budget is not None else Budget()
+        self.calls: list[CallRecord] = []  # calls we refuse to make; any of them refuses the file at STOP
+        self.unknown: list[Global] = []  # globals off the allow-list; each must only be reconstructed
+        self.placeholder_classes: list[str] = []  # unknown classes reconstructed as inert placeholders
         self.proto = 0
         self.stack: list[Any] = []
         self.metastack: list[list[Any]] = []
@@ -131,8 +148,26 @@ class PickleVM:
             if handler is _op_stop:
                 if not self.stack:
                     raise MalformedFileError("not a valid pickle: STOP with an empty stack")
+                self.refuse_if_unsafe()
                 return self.stack.pop()
             handler(self)
+
+    def refuse_if_unsafe(self) -> None:
+        """Raise UnsafeFileError if the stream asked for a call, or imported a global it did not only rebuild."""
+        if self.calls:
+            raise refusal(self.calls)
+        for glob in self.unknown:
+            if not glob.reconstructed:
+                raise UnsafeFileError(refusal_reason(glob.module, glob.name), call=glob.qualname[:200])
+
+    def called(self, value: Any) -> Any:
+        """Note what a call opcode produced: refused calls and placeholders are remembered."""
+        if isinstance(value, CallRecord):
+            if len(self.calls) < 1000:
+                self.calls.append(value)
+        elif isinstance(value, Placeholder) and value.unknown and value.cls not in self.placeholder_classes:
+            self.placeholder_classes.append(value.cls)
+        return value
 
     # helpers
     def push(self, value: Any) -> None:
@@ -156,8 +191,8 @@ class PickleVM:
         return items
 
     def memo_put(self, index: int, value: Any) -> None:
-        if index < 0:
-            raise MalformedFileError("not a valid pickle: negative memo index")
+        if not 0 <= index < MAX_MEMO_INDEX:
+            raise MalformedFileError(f"not a valid pickle: memo index {index} out of range")
         if len(self.memo) >= MAX_MEMO and index not in self.memo:
             raise MalformedFileError(f"pickle memo exceeds {MAX_MEMO:,} entries")
         self.memo[index] = value
@@ -175,7 +210,10 @@ class PickleVM:
             elif module in IMPORT_MAPPING:
                 module = IMPORT_MAPPING[module]
         self.globals_seen.append(f"{module}.{name}")
-        return resolve_global(module, name)
+        glob = resolve_global(module, name)
+        if glob.kind == "unknown":
+            self.unknown.append(glob)
+        return glob
 
 
 # --- argument decoding ----------------------------------------------------------------------------------------------
@@ -412,18 +450,19 @@ def _op_empty_dict(vm: PickleVM) -> None:
     vm.push({})
 
 
-def _set_pairs(target: dict, items: list[Any]) -> None:
+def _set_pairs(vm: PickleVM, target: dict, items: list[Any]) -> None:
     if len(items) % 2:
         raise MalformedFileError("not a valid pickle: odd number of items for a dict")
     for i in range(0, len(items), 2):
         key = items[i]
         check_key(key)
+        vm.budget.check_key(target, key)
         target[key] = items[i + 1]
 
 
 def _op_dict(vm: PickleVM) -> None:
     out: dict = {}
-    _set_pairs(out, vm.pop_mark())
+    _set_pairs(vm, out, vm.pop_mark())
     vm.push(out)
 
 
@@ -434,6 +473,7 @@ def _op_setitem(vm: PickleVM) -> None:
     if not isinstance(target, dict):
         raise MalformedFileError(f"not a valid pickle: SETITEM on a {type_name(target)}")
     check_key(key)
+    vm.budget.check_key(target, key)
     target[key] = value
 
 
@@ -442,7 +482,7 @@ def _op_setitems(vm: PickleVM) -> None:
     target = vm.top()
     if not isinstance(target, dict):
         raise MalformedFileError(f"not a valid pickle: SETITEMS on a {type_name(target)}")
-    _set_pairs(target, items)
+    _set_pairs(vm, target, items)
 
 
 def _op_empty_set(vm: PickleVM) -> None:
@@ -535,26 +575,26 @@ def _op_reduce(vm: PickleVM) -> None:
     func = vm.pop()
     if not isinstance(args, tuple):
         raise MalformedFileError("not a valid pickle: REDUCE arguments are not a tuple")
-    vm.push(call(func, args, None, "REDUCE"))
+    vm.push(vm.called(call(func, args, None, "REDUCE", vm.budget)))
 
 
 def _op_build(vm: PickleVM) -> None:
     state = vm.pop()
-    build(vm.top(), state)
+    build(vm.top(), state, vm.budget)
 
 
 def _op_inst(vm: PickleVM) -> None:
     module = _global_line(vm)
     name = _global_line(vm)
     cls = vm.find_global(module, name)
-    vm.push(call(cls, tuple(vm.pop_mark()), None, "INST"))
+    vm.push(vm.called(call(cls, tuple(vm.pop_mark()), None, "INST", vm.budget)))
 
 
 def _op_obj(vm: PickleVM) -> None:
     items = vm.pop_mark()
     if not items:
         raise MalformedFileError("not a valid pickle: OBJ without a class")
-    vm.push(call(items[0], tuple(items[1:]), None, "OBJ"))
+    vm.push(vm.called(call(items[0], tuple(items[1:]), None, "OBJ", vm.budget)))
 
 
 def _op_newobj(vm: PickleVM) -> None:
@@ -562,7 +602,7 @@ def _op_newobj(vm: PickleVM) -> None:
     cls = vm.pop()
     if not isinstance(args, tuple):
         raise MalformedFileError("not a valid pickle: NEWOBJ arguments are not a tuple")
-    vm.push(call(cls, args, None, "NEWOBJ"))
+    vm.push(vm.called(call(cls, args, None, "NEWOBJ", vm.budget)))
 
 
 def _op_newobj_ex(vm: PickleVM) -> None:
@@ -571,7 +611,7 @@ def _op_newobj_ex(vm: PickleVM) -> None:
     cls = vm.pop()
     if not isinstance(args, tuple) or not isinstance(kwargs, dict):
         raise MalformedFileError("not a valid pickle: NEWOBJ_EX needs a tuple and a dict")
-    vm.push(call(cls, args, kwargs, "NEWOBJ"))
+    vm.push(vm.called(call(cls, args, kwargs, "NEWOBJ", vm.budget)))
 
 
 def _op_proto(vm: PickleVM) -> None:
@@ -630,12 +670,36 @@ _DISPATCH: dict[int, Callable[[PickleVM], None]] = {
 }
 
 
-def run_pickle(source: ByteSource, persistent_load: Callable[[Any], Any] | None = None) -> tuple[Any, PickleVM]:
-    """Interpret one pickle from ``source`` (left just after its STOP); return its inert value and the VM."""
-    vm = PickleVM(source, persistent_load)
+def run_pickle(source: ByteSource, persistent_load: Callable[[Any], Any] | None = None,
+               budget: Budget | None = None) -> tuple[Any, PickleVM]:
+    """Interpret one pickle from ``source`` (left just after its STOP); return its inert value and the VM.
+
+    A stream that asked for a call refuses the file as unsafe even when it breaks later, so the refusal
+    names the call rather than the breakage. ``budget`` is shared by every pickle of one file.
+    """
+    vm = PickleVM(source, persistent_load, budget=budget)
     try:
-        return vm.run(), vm
-    except RecursionError:
-        raise MalformedFileError("pickle structure is nested too deeply") from None
-    except (TypeError, ValueError, OverflowError, IndexError, KeyError, struct.error) as exc:
-        raise MalformedFileError(f"not a valid pickle ({type(exc).__name__})") from None
+        try:
+            return vm.run(), vm
+        except RecursionError:
+            raise MalformedFileError("pickle structure is nested too deeply") from None
+        except (TypeError, ValueError, OverflowError, IndexError, KeyError, struct.error) as exc:
+            raise MalformedFileError(f"not a valid pickle ({type(exc).__name__})") from None
+    except UnsafeFileError:
+        raise
+    except CheckpointError:
+        vm.refuse_if_unsafe()
+        raise
+
+
+def refusal(calls: list[CallRecord]) -> UnsafeFileError:
+    """The refusal for a stream's calls: a whole pickled model is named as such, else the outermost call."""
+    for record in calls:
+        inner = record.func
+        while isinstance(inner, CallRecord):
+            inner = inner.func
+        if isinstance(inner, Global) and inner.module.startswith(("torch.nn.modules.", "__torch__")):
+            return UnsafeFileError(refusal_reason(inner.module, inner.name), call=inner.qualname[:200])
+    func, arguments = calls[-1].render()
+    return UnsafeFileError(f"pickle calls {func}({arguments}): the file would run code if loaded with torch",
+                           call=func, arguments=arguments)

@@ -23,7 +23,7 @@ from core.checkpoint import Checkpoint, FileEntry, TensorInfo
 from core.errors import CheckpointError, MalformedFileError, UnsafeFileError, UnsupportedFormatError
 from core.formats import pickle_vm
 from core.formats.pickle_vm import ByteSource
-from core.formats.pytorch_globals import Global, Placeholder, SetRecord, StorageRef, TensorRecord
+from core.formats.pytorch_globals import Budget, Global, Placeholder, SetRecord, StorageRef, TensorRecord
 from core.formats.pytorch_zip import ZipMember, read_member, read_members
 from core.io import FileReader
 
@@ -32,8 +32,8 @@ LEGACY_PROTOCOL_VERSION = 1001
 MAX_PICKLE_BYTES = 256 << 20
 MAX_SCAN_BYTES = 64 << 20
 MAX_DEPTH = 64
-MAX_WALK = 2_000_000
 MAX_TENSORS = 1_000_000
+MAX_NAMES_PER_TENSOR = 8  # extra names one tensor object is listed under (tied weights); more are only counted
 MAX_METADATA_ENTRIES = 400
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")
 
@@ -43,14 +43,19 @@ def open_pytorch(paths: list[str], root_path: str) -> Checkpoint:
     tensors: list[TensorInfo] = []
     files: list[FileEntry] = []
     metadata: dict[str, Any] = {}
+    warnings: list[str] = []
+    placeholder_types: set[str] = set()
     seen: dict[str, str] = {}
     for path in paths:
         try:
-            file_tensors, file_meta, size = read_pytorch_file(path)
+            file_tensors, file_meta, size, file_warnings = read_pytorch_file(path)
         except CheckpointError as exc:
             if exc.path is None:
-                raise type(exc)(exc.reason, path=path) from None
+                raise exc.with_path(path) from None
             raise
+        prefix = f"{os.path.basename(path)}: " if len(paths) > 1 else ""
+        warnings.extend(prefix + w for w in file_warnings if prefix + w not in warnings)
+        placeholder_types.update(c for c in file_meta.pop("_placeholder_classes", []))
         files.append(FileEntry(path, size))
         for t in file_tensors:
             if t.name in seen:
@@ -66,23 +71,37 @@ def open_pytorch(paths: list[str], root_path: str) -> Checkpoint:
             metadata.setdefault("serialization", file_meta.get("serialization"))
             if shard_meta:
                 metadata.setdefault("shards", {})[os.path.basename(path)] = shard_meta
-    return Checkpoint(format="pytorch", path=root_path, files=files, tensors=tensors, metadata=metadata)
+    checkpoint = Checkpoint(format="pytorch", path=root_path, files=files, tensors=tensors, metadata=metadata,
+                            warnings=warnings)
+    if placeholder_types:
+        n = len(placeholder_types)
+        checkpoint.safety += f"; {n} object type{'s' if n > 1 else ''} reconstructed as an inert placeholder"
+    return checkpoint
 
 
-def read_pytorch_file(path: str) -> tuple[list[TensorInfo], dict[str, Any], int]:
-    """List one file's tensors (in pickle order), its metadata and its size; errors carry no path."""
+def read_pytorch_file(path: str) -> tuple[list[TensorInfo], dict[str, Any], int, list[str]]:
+    """One file's tensors (in pickle order), metadata, size and warnings; errors carry no path.
+
+    metadata["_placeholder_classes"] lists the classes reconstructed as inert placeholders (for the caller).
+    """
     with FileReader(path) as reader:
         if reader.size < 4:
             raise MalformedFileError(f"too small to be a PyTorch file ({reader.size} bytes)")
         head = reader.read(0, 4)
+        budget = Budget()
         if head in (b"PK\x03\x04", b"PK\x05\x06"):
-            obj, fmt = _read_zip(reader), "zip (torch.save)"
+            (obj, vm), fmt = _read_zip(reader, budget), "zip (torch.save)"
         else:
-            obj, fmt = _read_legacy(reader), "legacy (torch.save before 1.6)"
-        named, metadata = _collect(obj)
+            (obj, vm), fmt = _read_legacy(reader, budget), "legacy (torch.save before 1.6)"
+        named, metadata, warnings = _collect(obj, budget)
         tensors = [_tensor_info(name, record, path) for name, record in named]
         metadata = {"serialization": fmt, **metadata}
-        return tensors, metadata, reader.size
+        placeholders = [f"`{c[:200]}`" for c in vm.placeholder_classes[:20]]
+        if placeholders:
+            warnings.insert(0, f"holds objects of {', '.join(placeholders)} (not created); "
+                               "torch.load(weights_only=True) refuses this file")
+            metadata["_placeholder_classes"] = list(vm.placeholder_classes)
+        return tensors, metadata, reader.size, warnings
 
 
 # --- zip (torch.save since 1.6) --------------------------------------------------------------------------------------
@@ -97,10 +116,10 @@ def _refuse_torchscript(names: list[str]) -> None:
                                      "Weightscope opens state dicts saved with torch.save")
 
 
-def _read_zip(reader: FileReader) -> Any:
+def _read_zip(reader: FileReader, budget: Budget) -> tuple[Any, pickle_vm.PickleVM]:
     members = read_members(reader, _refuse_torchscript)
     try:
-        return _read_torch_zip(reader, members)
+        return _read_torch_zip(reader, members, budget)
     except UnsafeFileError:
         raise
     except CheckpointError:
@@ -129,7 +148,7 @@ def _zip_layout(members: list[ZipMember]) -> tuple[str, ZipMember]:
     return root, data[0]
 
 
-def _read_torch_zip(reader: FileReader, members: list[ZipMember]) -> Any:
+def _read_torch_zip(reader: FileReader, members: list[ZipMember], budget: Budget) -> tuple[Any, pickle_vm.PickleVM]:
     root, data_pkl = _zip_layout(members)
     by_name = {m.name: m for m in members}
     byteorder = by_name.get(f"{root}/byteorder")
@@ -157,8 +176,7 @@ def _read_torch_zip(reader: FileReader, members: list[ZipMember]) -> Any:
         known = storages.setdefault(f"{key}:{ref.torch_dtype}", ref)
         return known
 
-    obj, _vm = pickle_vm.run_pickle(ByteSource.from_bytes(pickle_bytes), persistent_load)
-    return obj
+    return pickle_vm.run_pickle(ByteSource.from_bytes(pickle_bytes), persistent_load, budget)
 
 
 def _scan_for_danger(reader: FileReader, members: list[ZipMember]) -> None:
@@ -222,23 +240,23 @@ def _storage_ref(storage_type: Global, key: str, location: str, numel: int) -> S
 
 
 # --- legacy (torch.save before 1.6, or _use_new_zipfile_serialization=False) ----------------------------------------
-def _read_legacy(reader: FileReader) -> Any:
+def _read_legacy(reader: FileReader, budget: Budget) -> tuple[Any, pickle_vm.PickleVM]:
     source = ByteSource(reader.read, 0, min(reader.size, MAX_PICKLE_BYTES))
 
     def no_storage(pid: Any) -> Any:
         raise MalformedFileError("a plain pickle that refers to tensor storages it does not contain: not a "
                                  "PyTorch checkpoint")
 
-    magic, vm = pickle_vm.run_pickle(source, no_storage)
+    magic, vm = pickle_vm.run_pickle(source, no_storage, budget)
     if type(magic) is not int or magic != MAGIC_NUMBER:
         raise UnsupportedFormatError(f"a plain Python pickle (holding {_describe(magic)}), not a PyTorch checkpoint")
     if vm.globals_seen:
         raise MalformedFileError(f"the legacy magic number is computed by {vm.globals_seen[0]}, not written as a "
                                  "literal")
-    version, vm = pickle_vm.run_pickle(source)
+    version, vm = pickle_vm.run_pickle(source, None, budget)
     if type(version) is not int or version != LEGACY_PROTOCOL_VERSION or vm.globals_seen:
         raise MalformedFileError(f"unknown legacy PyTorch protocol version {str(version)[:20]}")
-    sys_info, vm = pickle_vm.run_pickle(source)
+    sys_info, vm = pickle_vm.run_pickle(source, None, budget)
     if not isinstance(sys_info, dict):
         raise MalformedFileError("legacy PyTorch file: system info is not a dict")
     if sys_info.get("little_endian") is False:
@@ -269,8 +287,8 @@ def _read_legacy(reader: FileReader) -> Any:
         views.append(ref)
         return ref
 
-    obj, _vm = pickle_vm.run_pickle(source, persistent_load)
-    keys, vm = pickle_vm.run_pickle(source)
+    obj, obj_vm = pickle_vm.run_pickle(source, persistent_load, budget)
+    keys, vm = pickle_vm.run_pickle(source, None, budget)
     if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys) or vm.globals_seen:
         raise MalformedFileError("legacy PyTorch file: the storage key list is not a list of strings")
     if len(set(keys)) != len(keys) or set(keys) != set(roots):
@@ -297,7 +315,7 @@ def _read_legacy(reader: FileReader) -> Any:
         assert view.view_of is not None
         view.file = view.view_of.file
         view.data_offset = view.view_of.data_offset + view.view_offset
-    return obj
+    return obj, obj_vm
 
 
 def _describe(value: Any) -> str:
@@ -312,19 +330,27 @@ def _describe(value: Any) -> str:
 
 # --- from the pickled object to named tensors and metadata ----------------------------------------------------------
 class _Walker:
-    """Finds every tensor under its key path, bounded in depth and work, safe against cycles."""
+    """Finds every tensor under its key path, bounded in depth and work, safe against cycles and sharing.
 
-    def __init__(self) -> None:
-        self.budget = MAX_WALK
+    An object reached by several paths (a tensor, or a list holding tensors) is walked once, under its first
+    path; later paths are only counted, so a small DAG of shared lists cannot expand into millions of names.
+    Every visit is charged to the file's budget.
+    """
+
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
         self.holds: dict[int, bool] = {}
         self.tensors: list[tuple[str, TensorRecord]] = []
         self.metadata: dict[str, Any] = {}
         self.skipped_metadata = 0
+        self.first_path: dict[int, str] = {}  # id -> path of tensors and tensor-holding objects walked
+        self.edges: dict[int, list[int]] = {0: []}  # parent id -> child ids (0: the root of the walk)
+        self.order: list[int] = []  # post-order of walked objects, for counting paths
+        self.alias: dict[int, str] = {}  # id -> the first other path that reached it
+        self.listed: dict[int, int] = {}  # tensor id -> extra names it is listed under
 
     def spend(self) -> None:
-        self.budget -= 1
-        if self.budget < 0:
-            raise MalformedFileError("pickled object is too large to list")
+        self.budget.charge(1, "paths to tensors")
 
     def holds_tensor(self, obj: Any, depth: int = 0) -> bool:
         if isinstance(obj, TensorRecord):
@@ -347,23 +373,72 @@ class _Walker:
         self.holds[key] = found
         return found
 
-    def walk(self, obj: Any, path: tuple[str, ...], on_path: set[int]) -> None:
+    def walk(self, obj: Any, path: tuple[str, ...], parent: int = 0) -> None:
         self.spend()
-        if isinstance(obj, TensorRecord):
+        key = id(obj)
+        is_tensor = isinstance(obj, TensorRecord)
+        children = None if is_tensor else _children(obj)
+        if not is_tensor and (children is None or not self.holds_tensor(obj)):
+            self.add_metadata(path, obj)
+            return
+        text = ".".join(path) or "tensor"
+        if key in self.first_path:
+            if key in self.edges or is_tensor:  # walked (or being walked: a cycle) before; count this path too
+                self.edges[parent].append(key)
+                self.alias.setdefault(key, text)
+            if is_tensor and self.listed.get(key, 0) < MAX_NAMES_PER_TENSOR:
+                # one tensor under several keys of a state dict (tied weights): a loader needs every name
+                self.listed[key] = self.listed.get(key, 0) + 1
+                self.tensors.append((text, obj))
+            return
+        self.first_path[key] = text
+        self.edges[parent].append(key)
+        if is_tensor:
             if len(self.tensors) >= MAX_TENSORS:
                 raise MalformedFileError(f"more than {MAX_TENSORS:,} tensors")
-            self.tensors.append((".".join(path) or "tensor", obj))
-            return
-        children = _children(obj)
-        if children is None or not self.holds_tensor(obj) or id(obj) in on_path:
-            self.add_metadata(path, obj)
+            self.tensors.append((text, obj))
+            self.order.append(key)
             return
         if len(path) > MAX_DEPTH:
             raise MalformedFileError(f"pickled object is nested deeper than {MAX_DEPTH} levels")
-        on_path.add(id(obj))
-        for key, child in children:
-            self.walk(child, (*path, _key_text(key)), on_path)
-        on_path.discard(id(obj))
+        self.edges[key] = []
+        for child_key, child in children or ():
+            self.walk(child, (*path, _key_text(child_key)), key)
+        self.order.append(key)
+
+    def path_counts(self) -> dict[int, int]:
+        """How many paths reach each walked object (edges back into a cycle are not followed)."""
+        position = {key: i for i, key in enumerate(self.order)}
+        ways: dict[int, int] = {0: 1}
+        for node in [0, *reversed(self.order)]:
+            for child in self.edges.get(node, ()):
+                if node == 0 or position.get(child, -1) < position.get(node, -1):
+                    ways[child] = min(ways.get(child, 0) + ways.get(node, 0), 1 << 62)
+        return ways
+
+    def alias_warnings(self) -> list[str]:
+        if not self.alias:
+            return []
+        ways = self.path_counts()
+        out: list[str] = []
+        firsts = [(name, record) for name, record in self.tensors if self.first_path.get(id(record)) == name]
+        shared = [(name, record) for name, record in firsts if ways.get(id(record), 1) > 1]
+        for name, record in shared[:10]:
+            other = self.alias.get(id(record)) or self._container_alias(name)
+            extra = self.listed.get(id(record), 0)
+            how = f"listed under its first {extra + 1} names" if extra else "listed and counted once"
+            out.append(f"tensor {name[:120]!r} is also reachable as {other[:120]!r} ({ways[id(record)] - 1:,} "
+                       f"aliases); {how}")
+        if len(shared) > 10:
+            out.append(f"{len(shared) - 10:,} more tensors are reachable by several paths; each is listed once")
+        return out
+
+    def _container_alias(self, name: str) -> str:
+        for key, other in self.alias.items():
+            first = self.first_path.get(key, "")
+            if name == first or name.startswith(first + "."):
+                return other + name[len(first):]
+        return "another path"
 
     def add_metadata(self, path: tuple[str, ...], obj: Any) -> None:
         if not path:
@@ -392,22 +467,23 @@ def _key_text(key: Any) -> str:
     return str(inert(key))[:200]
 
 
-def _collect(obj: Any) -> tuple[list[tuple[str, TensorRecord]], dict[str, Any]]:
-    walker = _Walker()
+def _collect(obj: Any, budget: Budget) -> tuple[list[tuple[str, TensorRecord]], dict[str, Any], list[str]]:
+    walker = _Walker(budget)
     metadata: dict[str, Any] = {}
     if isinstance(obj, dict):
         holders = [k for k, v in obj.items() if walker.holds_tensor(v)]
         if len(holders) == 1 and holders[0] in WRAPPER_KEYS and isinstance(obj[holders[0]], dict):
             wrapper = holders[0]
             metadata["state_dict_key"] = wrapper
-            walker.walk(obj[wrapper], (), {id(obj)})
+            walker.first_path[id(obj)] = ""
+            walker.walk(obj[wrapper], ())
             for key, value in obj.items():
                 if key != wrapper:
-                    walker.walk(value, (_key_text(key),), {id(obj)})
+                    walker.walk(value, (_key_text(key),))
         else:
-            walker.walk(obj, (), set())
+            walker.walk(obj, ())
     else:
-        walker.walk(obj, (), set())
+        walker.walk(obj, ())
         if not walker.tensors and not walker.metadata:
             walker.metadata["object"] = inert(obj)
     metadata.update(walker.metadata)
@@ -421,7 +497,7 @@ def _collect(obj: Any) -> tuple[list[tuple[str, TensorRecord]], dict[str, Any]]:
             name = f"{name}#{names[name]}"
         names.setdefault(name, 1)
         out.append((name, record))
-    return out, metadata
+    return out, metadata, walker.alias_warnings()
 
 
 def inert(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
@@ -452,10 +528,11 @@ def inert(value: Any, depth: int = 0, budget: list[int] | None = None) -> Any:
         out: dict[str, Any] = {"__class__": value.cls}
         if value.args:
             out["args"] = inert(value.args, depth + 1, budget)
-        if isinstance(value.state, dict):
-            out.update(inert(value.state, depth + 1, budget))
-        elif value.state is not None:
-            out["state"] = inert(value.state, depth + 1, budget)
+        state = inert(value.state, depth + 1, budget) if value.state is not None else None
+        if isinstance(state, dict):  # a state too deep or past the budget is a string: keep it as one value
+            out.update(state)
+        elif state is not None:
+            out["state"] = state
         return out
     if isinstance(value, dict):
         items = list(value.items())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import struct
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,9 @@ MAX_KEY_NODES = 1_000
 MAX_KEY_DEPTH = 32
 MAX_DIM = 1 << 62
 MAX_REPEAT = 64  # a view may show its storage's bytes this many times over (plus 1 MiB)
+MAX_BUDGET = 20_000_000  # copied elements plus tensor paths, per file
+MAX_SAME_HASH = 16  # non-string dict keys sharing one hash value, per dict
+MAX_SHOWN = 300  # characters of a refused call's rendered arguments
 
 
 # --- records: what the interpreter builds instead of live objects ------------------------------------------------
@@ -34,6 +38,7 @@ class Global:
     name: str
     kind: str
     info: Any = None
+    reconstructed: bool = False  # an "unknown" class that became a placeholder at least once
 
     @property
     def qualname(self) -> str:
@@ -48,6 +53,7 @@ class Placeholder:
     args: tuple = ()
     kwargs: dict | None = None
     state: Any = None
+    unknown: bool = False  # a class off the allow-list that the stream only reconstructs (NEWOBJ)
 
 
 @dataclass(eq=False, slots=True)
@@ -80,6 +86,76 @@ class TensorRecord:
 
 class SetRecord(list):
     """A Python set, kept as a list so that nothing is hashed."""
+
+
+@dataclass(eq=False, slots=True)
+class CallRecord:
+    """A call the stream asks for that we would never make (os.system(...)); its presence refuses the file."""
+
+    func: Any
+    args: tuple
+    kwargs: dict | None = None
+
+    def render(self) -> tuple[str, str]:
+        """(what is called, its arguments), as bounded inert text."""
+        parts = [render(a) for a in self.args] + [f"{k}={render(v)}" for k, v in (self.kwargs or {}).items()]
+        arguments = ", ".join(parts)
+        if len(arguments) > MAX_SHOWN:
+            arguments = arguments[:MAX_SHOWN] + "..."
+        return render(self.func), arguments
+
+
+def render(value: Any, depth: int = 0) -> str:
+    """Inert, bounded text for a value from the stream: repr for data, names for globals, calls spelled out."""
+    if isinstance(value, Global):
+        return value.qualname[:200]
+    if isinstance(value, CallRecord):
+        func, arguments = value.render() if depth < 4 else ("...", "...")
+        return f"{func}({arguments})"
+    if isinstance(value, Placeholder):
+        return f"<{value.cls[:200]}>"
+    if isinstance(value, (str, bytes)):
+        return repr(value[:MAX_SHOWN]) + ("..." if len(value) > MAX_SHOWN else "")
+    if value is None or isinstance(value, (bool, int, float, complex)):
+        text = repr(value)
+        return text if len(text) <= 60 else text[:60] + "..."
+    if isinstance(value, (tuple, list)) and depth < 4:
+        inner = ", ".join(render(v, depth + 1) for v in value[:8]) + (", ..." if len(value) > 8 else "")
+        return f"({inner}{',' if len(value) == 1 else ''})" if isinstance(value, tuple) else f"[{inner}]"
+    if isinstance(value, dict) and depth < 4:
+        items = list(value.items())[:8]
+        inner = ", ".join(f"{render(k, depth + 1)}: {render(v, depth + 1)}" for k, v in items)
+        return "{" + inner + (", ..." if len(value) > 8 else "") + "}"
+    return f"<{type(value).__name__}>"
+
+
+class Budget:
+    """One allowance per file for what a small pickle can make large: copied elements and tensor paths.
+
+    Also guards dicts against hash flooding: keys whose hash an attacker can choose (integers, floats,
+    tuples of them) may share one hash value at most MAX_SAME_HASH times in one dict.
+    """
+
+    def __init__(self, units: int = MAX_BUDGET) -> None:
+        self.total = units
+        self.left = units
+        self._hashes: dict[int, dict[int, int]] = {}
+
+    def charge(self, units: int, what: str) -> None:
+        self.left -= units
+        if self.left < 0:
+            raise MalformedFileError(f"pickle expands beyond {self.total:,} copied elements and tensor paths "
+                                     f"({what}): a small file that would unpack into a huge structure")
+
+    def check_key(self, target: dict, key: Any) -> None:
+        if isinstance(key, str):
+            return
+        counts = self._hashes.setdefault(id(target), {})
+        h = hash(key)  # keys are plain values (check_key) or our own records: no code from the file runs
+        counts[h] = counts.get(h, 0) + 1
+        if counts[h] > MAX_SAME_HASH:
+            raise MalformedFileError(f"pickle dict has more than {MAX_SAME_HASH} keys with one hash value, such as "
+                                     f"{render(key)} (a hash-collision attack that makes loading quadratic)")
 
 
 # --- the allow-list ------------------------------------------------------------------------------------------------
@@ -129,6 +205,8 @@ _FUNCTIONS = {
     ("builtins", "complex"): "complex",
     ("_codecs", "encode"): "codecs_encode",
     ("copyreg", "_reconstructor"): "reconstructor",
+    ("copyreg", "__newobj__"): "newobj",
+    ("copyreg", "__newobj_ex__"): "newobj",
     ("numpy.core.multiarray", "scalar"): "np_scalar",
     ("numpy._core.multiarray", "scalar"): "np_scalar",
     ("numpy.core.multiarray", "_reconstruct"): "np_reconstruct",
@@ -163,6 +241,12 @@ _DANGEROUS_MODULES = {
     "ssl", "select", "selectors", "pydoc", "venv", "ensurepip", "distutils", "setuptools", "pip", "sqlite3",
     "_posixsubprocess", "_io", "io", "gc", "weakref", "joblib", "nturl2path", "builtins.__import__",
 }
+_NO_PLACEHOLDER_ROOTS = {
+    "builtins", "__builtin__", "__builtins__", "torch", "torchvision", "torchaudio", "numpy", "scipy", "pandas",
+    "copyreg", "copy_reg", "IPython", "jinja2", "yaml", "transformers", "huggingface_hub", "keras", "tensorflow",
+}
+_DATA_STDLIB = {"collections", "datetime", "decimal", "fractions", "argparse", "pathlib", "uuid", "enum",
+                "dataclasses", "ipaddress"}
 _DANGEROUS_NAMES = re.compile(r"(system|exec|eval|popen|spawn|call|run|load|open|import|getattr|setattr|compile|"
                               r"partial|methodcaller|attrgetter|itemgetter|apply|globals|input|breakpoint|"
                               r"resolve_name|CodeType|FunctionType|remove|rmtree|write|unlink|kill|fork)",
@@ -170,7 +254,12 @@ _DANGEROUS_NAMES = re.compile(r"(system|exec|eval|popen|spawn|call|run|load|open
 
 
 def resolve_global(module: str, name: str) -> Global:
-    """The record for an allowed global; anything else refuses the file, naming the global."""
+    """The record for a global; anything off the allow-list becomes an "unknown" record, refused when used.
+
+    Refusal waits until the stream shows what it does with the global, so the message can show a call with
+    its arguments, and a class that is only reconstructed (NEWOBJ) can become an inert placeholder. Names that
+    walk attributes ("f.__globals__") or are not identifiers are refused at once.
+    """
     if (module, name) in _FUNCTIONS:
         return Global(module, name, _FUNCTIONS[(module, name)])
     if module in ("torch", "torch.cuda", "torch.storage") and name in STORAGE_DTYPES:
@@ -179,7 +268,21 @@ def resolve_global(module: str, name: str) -> Global:
         return Global(module, name, "torch_dtype", TORCH_DTYPES.get(name))
     if (module, name) in _INERT_CLASSES or (module == "numpy.dtypes" and _NUMPY_DTYPE_CLASS.match(name)):
         return Global(module, name, "inert_class")
-    raise UnsafeFileError(refusal_reason(module, name))
+    if not name.isidentifier() or not all(part.isidentifier() for part in module.split(".")):
+        raise UnsafeFileError(refusal_reason(module, name), call=f"{module}.{name}"[:200])
+    return Global(module, name, "unknown", placeholder_allowed(module, name))
+
+
+def placeholder_allowed(module: str, name: str) -> bool:
+    """May a NEWOBJ of this class become an inert placeholder? Only plain classes of the user's own modules.
+
+    Standard-library modules (bar a few that only hold data), torch, numpy and the serialisers are never
+    placeholders: their classes' ``__new__`` / ``__setstate__`` are what attacks reach for.
+    """
+    root = module.split(".", 1)[0]
+    if name.startswith("__") or root in _DANGEROUS_MODULES or root in _NO_PLACEHOLDER_ROOTS:
+        return False
+    return root not in sys.stdlib_module_names or root in _DATA_STDLIB
 
 
 def refusal_reason(module: str, name: str) -> str:
@@ -218,30 +321,53 @@ def check_key(key: Any) -> None:
             raise MalformedFileError("not a valid pickle: unhashable dict key")
 
 
-def call(func: Any, args: tuple, kwargs: dict | None, how: str) -> Any:
-    """What REDUCE / NEWOBJ / OBJ / INST on an allowed global produce: an inert record."""
+_COPYING_KINDS = {"dict_class", "list_class", "tuple_class", "set_class", "size"}
+
+
+def call(func: Any, args: tuple, kwargs: dict | None, how: str, budget: Budget | None = None) -> Any:
+    """What REDUCE / NEWOBJ / OBJ / INST on a global produce: an inert record, never a call.
+
+    A global off the allow-list gives a CallRecord (which refuses the file once the stream ends), except that
+    NEWOBJ of a plain user class gives a placeholder that records the class name and its state.
+    """
+    if isinstance(func, CallRecord):
+        return CallRecord(func, args, kwargs)
     if not isinstance(func, Global):
         raise MalformedFileError(f"not a valid pickle: {how} on a {type_name(func)}, which is not callable")
     kind = func.kind
+    if kind == "unknown":
+        if how == "NEWOBJ" and func.info:
+            func.reconstructed = True
+            return Placeholder(func.qualname, args, kwargs or None, unknown=True)
+        return CallRecord(func, args, kwargs)
     handler = _CALLS.get(kind)
     if handler is None:
         raise MalformedFileError(f"pickle calls {func.qualname} in a way no checkpoint does")
     if how != "REDUCE" and kind.startswith("rebuild"):
         raise MalformedFileError(f"not a valid pickle: {how} on the function {func.qualname}")
-    return handler(func, args, kwargs or {})
+    if budget is not None and kind in _COPYING_KINDS:
+        budget.charge(sum(len(a) for a in args if isinstance(a, (list, tuple, dict))), f"{func.qualname} copies")
+    out = handler(func, args, kwargs or {})
+    if budget is not None and isinstance(out, dict) and kind == "dict_class":
+        guard: dict = {}
+        for key in out:
+            budget.check_key(guard, key)
+    return out
 
 
-def build(target: Any, state: Any) -> None:
+def build(target: Any, state: Any, budget: Budget | None = None) -> None:
     """BUILD (``__setstate__``): store the state on our record; nothing is called."""
     if isinstance(target, Placeholder):
         if isinstance(target.state, dict) and isinstance(state, dict):
+            if budget is not None:
+                budget.charge(len(state), f"state of {target.cls[:80]}")
             target.state.update(state)
         else:
             target.state = state
     elif isinstance(target, TensorRecord):
         target.extra["state"] = state
-    elif isinstance(target, (dict, list)):
-        pass  # instance attributes of a dict/list subclass (e.g. a state dict's ``_metadata``): not data
+    elif isinstance(target, (dict, list, CallRecord)):
+        pass  # attributes of a dict/list subclass (a state dict's ``_metadata``), or of a refused call: not data
     else:
         raise MalformedFileError(f"not a valid pickle: BUILD on a {type_name(target)}")
 
@@ -319,7 +445,21 @@ def _call_reconstructor(func: Global, args: tuple, kwargs: dict) -> Any:
     # copyreg._reconstructor(cls, base, state): protocol 0/1 objects; only allowed classes get through.
     if len(args) != 3 or not isinstance(args[0], Global):
         raise MalformedFileError("not a valid pickle: bad copyreg._reconstructor arguments")
+    if args[0].kind == "unknown" and not (isinstance(args[1], Global) and args[1].qualname == "builtins.object"
+                                          and args[2] is None):
+        return CallRecord(func, args)  # base.__new__(cls, state) of another base runs that base's code
     return call(args[0], (), None, "NEWOBJ")
+
+
+def _call_newobj(func: Global, args: tuple, kwargs: dict) -> Any:
+    # copyreg.__newobj__(cls, *args) / __newobj_ex__(cls, args, kwargs): what the NEWOBJ opcodes do.
+    if not args:
+        raise MalformedFileError(f"not a valid pickle: {func.qualname} without a class")
+    if func.name == "__newobj_ex__":
+        if len(args) != 3 or not isinstance(args[1], tuple) or not isinstance(args[2], dict):
+            raise MalformedFileError("not a valid pickle: bad copyreg.__newobj_ex__ arguments")
+        return call(args[0], args[1], args[2], "NEWOBJ")
+    return call(args[0], args[1:], None, "NEWOBJ")
 
 
 def _call_np_scalar(func: Global, args: tuple, kwargs: dict) -> Any:
@@ -441,7 +581,8 @@ def _from_type_v2(func: Global, args: tuple, kwargs: dict) -> Any:
 _CALLS: dict[str, Callable[[Global, tuple, dict], Any]] = {
     "dict_class": _call_dict, "list_class": _call_list, "tuple_class": _call_tuple, "set_class": _call_set,
     "complex": _call_complex, "codecs_encode": _call_codecs_encode, "size": _call_size,
-    "inert_class": _call_inert, "reconstructor": _call_reconstructor, "np_scalar": _call_np_scalar,
+    "inert_class": _call_inert, "reconstructor": _call_reconstructor, "newobj": _call_newobj,
+    "np_scalar": _call_np_scalar,
     "np_reconstruct": _call_np_reconstruct, "rebuild_tensor": _tensor_v1, "rebuild_tensor_v2": _tensor_v2,
     "rebuild_tensor_v3": _tensor_v3, "rebuild_parameter": _parameter, "rebuild_parameter_with_state": _parameter,
     "rebuild_from_type_v2": _from_type_v2,
