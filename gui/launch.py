@@ -4,7 +4,9 @@ The window is shown before anything heavy is imported: torch loads only when
 the first analysis starts, inside a worker. ``--screenshot`` runs offscreen,
 waits until opening and the whole-model analysis are done, optionally selects
 a tensor, saves the window as a PNG and exits (2 with ``error: ...`` on stderr
-when a path is refused).
+when a path is refused). Before Qt starts, a missing display or a missing system
+library of Qt's xcb plugin is reported in one line (exit 2) instead of Qt's abort.
+``--quit-after-shown`` lets a smoke test start the real window and see it quit.
 """
 
 from __future__ import annotations
@@ -26,6 +28,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size", default="1400x900", metavar="WxH", help="with --screenshot: window size")
     parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap"],
                         help="with --screenshot: the panel to show")
+    parser.add_argument("--quit-after-shown", type=float, metavar="SECONDS",
+                        help="quit SECONDS after the window is shown and the models are open and analysed "
+                             "(exit 0, or 2 if one failed): a smoke test on a real display")
     args = parser.parse_args(argv)
     match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", args.size)
     if not match:
@@ -38,6 +43,12 @@ def launch(argv: list[str]) -> int:
     args = parse_args(argv)
     if args.screenshot:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    from gui.display_check import display_problem
+
+    problem = display_problem()
+    if problem:
+        print(problem, file=sys.stderr)
+        return 2
     with contextlib.ExitStack() as stack:
         app = _setup_app(stack)
         window = _setup_window(stack, app, interactive=not args.screenshot)
@@ -46,8 +57,19 @@ def launch(argv: list[str]) -> int:
         window.show()
         if args.paths:
             window.open_paths(args.paths)
+        if args.quit_after_shown is not None:
+            _quit_when_shown_and_idle(app, window, args.quit_after_shown)
         return app.exec()
     return 0
+
+
+def _quit_when_shown_and_idle(app, window, seconds: float) -> None:
+    from PySide6.QtCore import QTimer
+
+    def quit_later() -> None:
+        QTimer.singleShot(int(seconds * 1000), lambda: app.exit(2 if window.errors else 0))
+
+    window.run_when_idle(quit_later)
 
 
 def _setup_app(stack: contextlib.ExitStack):
