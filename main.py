@@ -27,14 +27,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run_command(name: str, argv: list[str]) -> int:
+    """Run a subcommand inside the error boundary, so even a failing import ends in one `error:` line."""
     import argparse
     import importlib
 
-    module = importlib.import_module(COMMANDS[name])
-    parser = argparse.ArgumentParser(prog=f"main.py {name}", description=(module.__doc__ or "").strip())
-    module.add_arguments(parser)
-    args = parser.parse_args(argv)
-    return module.run(args)
+    from core.commands.common import run_guarded
+
+    def run() -> int:
+        module = importlib.import_module(COMMANDS[name])
+        parser = argparse.ArgumentParser(prog=f"main.py {name}", description=(module.__doc__ or "").strip())
+        module.add_arguments(parser)
+        args = parser.parse_args(argv)
+        return module.run(args)
+
+    return run_guarded(run, f"starting the {name} command")
 
 
 if __name__ == "__main__":

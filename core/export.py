@@ -77,8 +77,20 @@ def _tensor_names(result: Any, names: Iterable[str] | None) -> list[str]:
     return list(result.summaries) if names is None else [n for n in names if n in result.summaries]
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice or Sheets (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_formula(text: str) -> str:
+    """A text cell a spreadsheet shows as text: a leading apostrophe before anything that starts a formula."""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _csv_value(value: Any) -> str:
-    """Floats as the shortest text that reads back to the same float; NaN/Inf as nan/inf/-inf."""
+    """Floats as the shortest text that reads back to the same float; NaN/Inf as nan/inf/-inf; text from the
+    file (tensor names) neutralised so a spreadsheet never runs it as a formula. Numbers stay numbers."""
+    if isinstance(value, str):
+        return neutralise_formula(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

@@ -31,9 +31,13 @@ def weight_memory(checkpoint: Checkpoint) -> dict[str, int]:
 
 
 def kv_cache_bytes_per_token(architecture: dict[str, Any], bytes_per_element: int = 2) -> int | None:
-    """KV cache per token of context, or None when the architecture is not known well enough."""
+    """KV cache per token of context, or None when the architecture is not known well enough or has no KV cache
+    (encoder-only). describe() drops or corrects a field config.json claimed against the tensors, so a
+    contradicted claim never reaches this figure."""
+    if architecture.get("encoder_only"):
+        return None
     layers = architecture.get("layers")
-    kv_heads = architecture.get("kv_heads") or architecture.get("heads")
+    kv_heads = architecture.get("kv_heads")
     head_dim = architecture.get("head_dim")
     if not (layers and kv_heads and head_dim):
         return None

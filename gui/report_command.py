@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.commands.common import analyze_with_progress, refuse_on_error
+from core.commands.common import analyze_with_progress, refuse_on_error, stage
+from core.text import terminal_safe
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,11 +24,13 @@ def run(args: argparse.Namespace) -> int:
 
     check_writable(args.output)  # before a long analysis, not after
     validate_device(args.device)
-    with open_checkpoint(args.path) as checkpoint:
-        result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
-        from gui.pdf import ensure_app, write_report
+    with stage(f"reading the metadata of {args.path!r}"), open_checkpoint(args.path) as checkpoint:
+        with stage(f"computing the statistics of {args.path!r}"):
+            result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
+        with stage(f"writing the report of {args.path!r} to {args.output!r}"):
+            from gui.pdf import ensure_app, write_report
 
-        ensure_app()
-        pages = write_report(checkpoint, result, args.output)
-    sys.stdout.write(f"wrote {args.output} ({pages} pages)\n")
+            ensure_app()
+            pages = write_report(checkpoint, result, args.output)
+    sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
     return 0

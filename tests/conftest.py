@@ -19,6 +19,7 @@ import pytest
 
 os.environ["QT_QPA_PLATFORM"] = "offscreen"
 os.environ.setdefault("WEIGHTSCOPE_CACHE_DIR", tempfile.mkdtemp(prefix="weightscope-test-cache-"))
+os.environ.setdefault("WEIGHTSCOPE_LOG_DIR", tempfile.mkdtemp(prefix="weightscope-test-logs-"))
 
 from PySide6.QtCore import QSettings, QStandardPaths
 

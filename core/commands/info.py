@@ -7,10 +7,12 @@ import json
 import sys
 from typing import Any
 
+from core import training_state
 from core.checkpoint import Checkpoint
-from core.commands.common import refuse_on_error
+from core.commands.common import refuse_on_error, stage
 from core.memory import memory_summary
 from core.numbers import count_with_exact, human_bytes, human_count, percent, strict_json
+from core.text import bounded_json, terminal_safe
 from core.tree import TreeNode, build_tree, fold_repeats
 
 
@@ -24,7 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from core.formats import open_checkpoint
 
-    with open_checkpoint(args.path) as checkpoint:
+    with stage(f"reading the metadata of {args.path!r}"), open_checkpoint(args.path) as checkpoint, \
+            stage(f"summarising {args.path!r}"):
         if args.json:
             json.dump(strict_json(info_json(checkpoint)), sys.stdout, indent=1, default=str, allow_nan=False)
             sys.stdout.write("\n")
@@ -46,8 +49,10 @@ def info_json(checkpoint: Checkpoint) -> dict[str, Any]:
         "by_role": checkpoint.by_role(),
         "by_dtype": checkpoint.by_dtype(),
         "memory": memory_summary(checkpoint),
-        "architecture": checkpoint.architecture,
-        "metadata": checkpoint.metadata,
+        "architecture": bounded_json(checkpoint.architecture),
+        "metadata": bounded_json(checkpoint.metadata),
+        "safety": checkpoint.safety,
+        "warnings": list(checkpoint.warnings),
         "tensors": [t.to_json() for t in checkpoint.tensors],
     }
 
@@ -56,13 +61,17 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
     lines: list[str] = []
     add = lines.append
     add(f"Format      {checkpoint.format}")
+    add(f"Safety      {terminal_safe(checkpoint.safety)}")
+    for warning in checkpoint.warnings:
+        add(f"Warning     {terminal_safe(warning)}")
     add(f"Files       {len(checkpoint.files)} ({human_bytes(checkpoint.file_bytes)})")
     for f in checkpoint.files[:8]:
-        add(f"            {f.path}  {human_bytes(f.size)}")
+        add(f"            {terminal_safe(f.path)}  {human_bytes(f.size)}")
     if len(checkpoint.files) > 8:
         add(f"            ... and {len(checkpoint.files) - 8} more")
     add(f"Tensors     {len(checkpoint.tensors):,}")
     add(f"Parameters  {count_with_exact(checkpoint.parameter_count)}")
+    lines.extend(training_state.summary_lines(checkpoint.by_kind(), checkpoint.parameter_count))
     add(f"Elements    {count_with_exact(checkpoint.element_count)}  (parameters + buffers)")
     add("")
     add("By kind")
@@ -75,7 +84,11 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
     if checkpoint.architecture:
         add("Architecture")
         for key, value in checkpoint.architecture.items():
-            add(f"  {key:<18} {value}")
+            if key == "contradictions":
+                continue
+            add(f"  {key:<18} {terminal_safe(value, 200)}")
+        for claim in checkpoint.architecture.get("contradictions", []):
+            add(f"  {'contradiction':<18} {terminal_safe(claim, 300)}")
     if checkpoint.metadata:
         add("Metadata")
         _metadata_lines(checkpoint.metadata, add)
@@ -91,7 +104,7 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
 
 def _tree_lines(node: TreeNode, level: int, depth: int, add: Any, total: int) -> None:
     for child in node.children[:40]:
-        label = "  " * level + child.name
+        label = "  " * level + terminal_safe(child.name, 48)
         shape = ""
         if child.is_leaf and child.tensor is not None:
             shape = f"{list(child.tensor.shape)} {child.tensor.dtype}"
@@ -106,16 +119,14 @@ METADATA_LINES = 40
 
 
 def _metadata_lines(metadata: dict[str, Any], add: Any) -> None:
-    """Key/values as inert one-line text; long arrays by their summary, long strings cut."""
+    """Key/values as inert one-line text; long arrays by their summary, long or deep values cut."""
     items = list(metadata.items())
     for key, value in items[:METADATA_LINES]:
         if isinstance(value, dict) and "summary" in value:
             value = value["summary"]
-        elif isinstance(value, dict | list):
-            value = json.dumps(strict_json(value), default=str)
-        text = " ".join(str(value).split())
-        if len(text) > 100:
-            text = text[:97] + "..."
-        add(f"  {str(key)[:48]:<40} {text}")
+        elif isinstance(value, dict | list | tuple):
+            value = json.dumps(bounded_json(value, max_string=100, max_items=12, max_depth=4, budget=120),
+                               ensure_ascii=False)
+        add(f"  {terminal_safe(key, 40):<40} {terminal_safe(value, 100)}")
     if len(items) > METADATA_LINES:
         add(f"  ... {len(items) - METADATA_LINES} more keys (see --json)")

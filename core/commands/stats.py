@@ -9,10 +9,11 @@ import sys
 from typing import Any
 
 from core.checkpoint import Checkpoint, TensorInfo
-from core.commands.common import analyze_with_progress, fail, refuse_on_error
+from core.commands.common import analyze_with_progress, fail, refuse_on_error, stage
 from core.errors import CheckpointError
 from core.numbers import format_value, human_bytes, human_count
 from core.stats_summary import HistSpec, TensorStats
+from core.text import terminal_safe
 
 GROUPS = ("tensor", "role", "layer", "model")
 NO_LAYER = "outside layers"
@@ -38,17 +39,19 @@ def run(args: argparse.Namespace) -> int:
     from core.compute import validate_device
     from core.formats import open_checkpoint
     validate_device(args.device)
-    with open_checkpoint(args.path) as checkpoint:
+    with stage(f"reading the metadata of {args.path!r}"), open_checkpoint(args.path) as checkpoint:
         selected = choose_tensors(checkpoint, args.tensor, args.match)
-        result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
-        spec = HistSpec(bins=args.bins)
-        entries = group_stats(result, selected, args.group, spec)
-        model = result.model(spec)
-        if args.json:
-            json.dump(stats_json(result, entries, model), sys.stdout, allow_nan=False)
-            sys.stdout.write("\n")
-        else:
-            sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
+        with stage(f"computing the statistics of {args.path!r}"):
+            result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
+        with stage(f"summarising the statistics of {args.path!r}"):
+            spec = HistSpec(bins=args.bins)
+            entries = group_stats(result, selected, args.group, spec)
+            model = result.model(spec)
+            if args.json:
+                json.dump(stats_json(result, entries, model), sys.stdout, allow_nan=False)
+                sys.stdout.write("\n")
+            else:
+                sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
     return 0
 
 
@@ -122,7 +125,7 @@ _COLUMNS = [("name", 44), ("dtype", 9), ("count", 9), ("mean", 11), ("std", 10),
 
 def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], model: TensorStats | None,
                group: str) -> str:
-    lines = [f"{checkpoint.path}",
+    lines = [terminal_safe(checkpoint.path),
              f"device {result.device}   {result.seconds:.2f} s   read {human_bytes(result.bytes_read)}"
              + ("   (from cache)" if result.bytes_read == 0 and result.summaries else ""), ""]
     header = "  ".join(f"{title:<{width}}" if i < 2 else f"{title:>{width}}"
@@ -140,7 +143,7 @@ def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], 
     if result.skipped:
         reasons = sorted(set(result.skipped.values()))
         lines.append("")
-        lines.append(f"not analysed: {len(result.skipped)} tensor(s) ({'; '.join(reasons)})")
+        lines.append(terminal_safe(f"not analysed: {len(result.skipped)} tensor(s) ({'; '.join(reasons)})", 2000))
     if any(not ts.exact for ts in [*entries, *([model] if model else [])]):
         lines.append("* beyond-6σ count estimated from bf16-resolution bins (many outliers)")
     return "\n".join(lines) + "\n"
@@ -148,7 +151,8 @@ def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], 
 
 def _row(ts: TensorStats) -> str:
     special = ts.nan + ts.pos_inf + ts.neg_inf
-    cells = [_shorten(ts.name, 44), ts.dtype[:9], human_count(ts.count), format_value(ts.mean), format_value(ts.std),
+    name = _shorten(terminal_safe(ts.name[-200:], 2000), 44)  # the end of a long name tells tensors apart
+    cells = [name, ts.dtype[:9], human_count(ts.count), format_value(ts.mean), format_value(ts.std),
              format_value(ts.min), format_value(ts.max), format_value(ts.percentiles["1"]),
              format_value(ts.percentiles["50"]), format_value(ts.percentiles["99"]), format_value(ts.kurtosis),
              f"{ts.beyond_6_sigma}{'' if ts.exact else '*'}", human_count(ts.zeros), human_count(special)]
