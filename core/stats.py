@@ -254,16 +254,29 @@ class _Engine:
 
             cache = StatsCache.default()
         total = sum(t.nbytes for t in selected)
-        done = 0
 
         def stop_if_asked() -> None:
             if should_stop is not None and should_stop():
                 result.seconds = time.perf_counter() - start_time
                 raise CancelledError("statistics cancelled")
 
+        try:
+            yield from self._each(selected, result, cache, stop_if_asked, chunk_bytes, start_time, total)
+        finally:
+            if cache is not None:
+                cache.flush()  # also after a cancel: the tensors finished so far are not read again
+        result.seconds = time.perf_counter() - start_time
+        if cache is not None:
+            cache.prune()
+        return result
+
+    def _each(self, selected: list[TensorInfo], result: AnalysisResult, cache: Any, stop_if_asked: Callable[[], None],
+              chunk_bytes: int, start_time: float, total: int) -> Generator[AnalysisProgress, None, None]:
+        everything = self.checkpoint.tensors  # the cache fingerprints each data file by all of its tensors
+        done = 0
         for t in selected:
             stop_if_asked()
-            cached = cache.get(t) if cache is not None else None
+            cached = cache.get(t, everything) if cache is not None else None
             if cached is not None:
                 result.summaries[t.name] = cached
                 done += t.nbytes
@@ -291,19 +304,15 @@ class _Engine:
                     acc.compact()  # finished: keep it small, a model may have thousands of tensors
                     result.summaries[t.name] = acc
                     if cache is not None:
-                        cache.put(t, acc)
+                        cache.put(t, acc, everything)
                 result.seconds = time.perf_counter() - start_time
                 yield AnalysisProgress(done, total, t.name, last, acc.copy(), result)
             if not starts:
                 assert acc is not None
                 result.summaries[t.name] = acc
                 if cache is not None:
-                    cache.put(t, acc)
+                    cache.put(t, acc, everything)
                 yield AnalysisProgress(done, total, t.name, True, acc.copy(), result)
-        result.seconds = time.perf_counter() - start_time
-        if cache is not None:
-            cache.prune()
-        return result
 
 
 def _chunk_elements(t: TensorInfo, chunk_bytes: int) -> int:
@@ -325,9 +334,10 @@ def _range_bytes(t: TensorInfo, first: int, end: int) -> int:
 def _empty_summary(t: TensorInfo) -> Summary:
     from core.compute import summary_kind
 
-    if summary_kind(t.dtype) == "pattern":
-        return PatternSummary.empty(t.dtype, (t.dtype,))
-    return FloatSummary.empty((t.dtype,))
+    out: Summary = PatternSummary.empty(t.dtype, (t.dtype,)) if summary_kind(t.dtype) == "pattern" \
+        else FloatSummary.empty((t.dtype,))
+    out.compact()  # no counts: a few bytes, not a 512 KiB array (a file may hold thousands of empty tensors)
+    return out
 
 
 def stats_to_json(ts: TensorStats) -> dict[str, Any]:

@@ -15,7 +15,9 @@ tensors' summaries, never from re-reading:
   resolution; and the K smallest and K largest values, exact, which make the
   tails (outlier counts, extreme percentiles, histogram edges) exact.
   F64 values beyond float32's range share the outermost bins: percentiles
-  among them are exact only while they are among the K stored extremes.
+  among them are exact only while they are among the K stored extremes;
+  otherwise they are a bound (the bin's edge nearest zero, kept monotonic)
+  and the statistics are marked inexact (TensorStats.exact is False).
   Integer values (I32/I64/U32/U64 whose range is small, such as position or
   token ids) also get exact counts per value, so their statistics are exact.
 
@@ -116,6 +118,7 @@ def _key_bounds() -> tuple[np.ndarray, np.ndarray]:
     high_bits = np.where(order & 0x8000, order << 16, (order << 16) | 0xFFFF).astype(np.uint32)
     lo = low_bits.view(np.float32).astype(np.float64)
     hi = high_bits.view(np.float32).astype(np.float64)
+    lo[0], hi[-1] = -math.inf, math.inf  # the outermost keys also hold F64 values beyond float32's range
     return lo, hi
 
 
@@ -455,7 +458,7 @@ class TensorStats:
     hist_counts: np.ndarray
     log_edges: np.ndarray
     log_counts: np.ndarray
-    exact: bool = True  # False only where beyond_6_sigma had to be estimated from bf16 bins
+    exact: bool = True  # False where beyond_6_sigma was estimated, or a percentile is only a bound (F64 overflow)
     quant_type: str | None = None
     bits_per_weight: float | None = None
     tensors: int = 1
@@ -488,8 +491,11 @@ def _quantile_positions(n: int) -> list[tuple[int, int, float]]:
 
 
 def _lerp(a: float, b: float, t: float) -> float:
-    """numpy's _lerp, bit for bit."""
+    """numpy's _lerp, bit for bit, except where numpy's b - a overflows (neighbours near -+1.8e308): there the
+    same formula on a/2 and b/2, doubled (exact scaling), gives the finite, monotonic result numpy cannot."""
     diff = b - a
+    if math.isinf(diff) and math.isfinite(a) and math.isfinite(b):
+        return 2.0 * _lerp(a / 2.0, b / 2.0, t)
     if t >= 0.5:
         return b - diff * (1.0 - t)
     return a + diff * t
@@ -658,6 +664,8 @@ def _derive_float(s: FloatSummary, name: str, spec: HistSpec) -> TensorStats:
     cdf = _FloatCDF(s)
     beyond, exact = _float_beyond(s, mean, 6.0 * std)
     percentiles = _percentiles(n, lambda r: _float_rank_value(s, cdf, r))
+    if any(_beyond_f32_rank(s, cdf, r) for lo, hi, _ in _quantile_positions(n) for r in (lo, hi)):
+        exact = False  # a percentile among more than K F64 values beyond float32's range: a bound, not a value
     rng = spec.range or (s.vmin, s.vmax)
     edges = hist_edges(rng[0], rng[1], spec.bins)
     counts = _cdf_hist(cdf, edges)
@@ -716,7 +724,16 @@ def _float_rank_value(s: FloatSummary, cdf: _FloatCDF, r: int) -> float:
     k = min(k, len(cdf.c) - 1)
     lo, hi = cdf.lo[k], cdf.hi[k]
     value = hi if hi <= 0 else lo
-    return float(min(max(value, s.vmin), s.vmax))
+    # ranks between the stored extremes lie between them: clamping keeps percentiles monotonic in rank
+    return float(min(max(value, s.bottom[-1]), s.top[0]))
+
+
+def _beyond_f32_rank(s: FloatSummary, cdf: _FloatCDF, r: int) -> bool:
+    """Whether rank r is known only as 'an F64 value beyond float32's range' (not even to bf16 resolution)."""
+    if s.n <= len(s.top) or r < len(s.bottom) or s.n - 1 - r < len(s.top) or not len(cdf.c):
+        return False
+    k = min(int(np.searchsorted(cdf.cum[1:], r - len(s.bottom), side="right")), len(cdf.c) - 1)
+    return bool(cdf.hi[k] > F32_MAX or cdf.lo[k] < -F32_MAX)
 
 
 def _cdf_hist(cdf: _FloatCDF, edges: np.ndarray) -> np.ndarray:
