@@ -480,6 +480,9 @@ def _collect(obj: Any, budget: Budget) -> tuple[list[tuple[str, TensorRecord]], 
             for key, value in obj.items():
                 if key != wrapper:
                     walker.walk(value, (_key_text(key),))
+        elif not holders:
+            for key, value in obj.items():
+                walker.walk(value, (_key_text(key),))
         else:
             walker.walk(obj, ())
     else:

@@ -445,10 +445,16 @@ def _call_reconstructor(func: Global, args: tuple, kwargs: dict) -> Any:
     # copyreg._reconstructor(cls, base, state): protocol 0/1 objects; only allowed classes get through.
     if len(args) != 3 or not isinstance(args[0], Global):
         raise MalformedFileError("not a valid pickle: bad copyreg._reconstructor arguments")
-    if args[0].kind == "unknown" and not (isinstance(args[1], Global) and args[1].qualname == "builtins.object"
-                                          and args[2] is None):
+    base = args[1].qualname if isinstance(args[1], Global) else ""
+    if args[0].kind == "unknown" and base not in _PLAIN_BASES:
         return CallRecord(func, args)  # base.__new__(cls, state) of another base runs that base's code
-    return call(args[0], (), None, "NEWOBJ")
+    if args[2] is None:
+        return call(args[0], (), None, "NEWOBJ")
+    return call(args[0], args[2] if isinstance(args[2], tuple) else (args[2],), None, "NEWOBJ")
+
+
+# bases whose __new__ / __init__ copyreg._reconstructor may use on a placeholder class: built-in data types only
+_PLAIN_BASES = {f"builtins.{n}" for n in ("object", "tuple", "list", "dict", "int", "float", "str", "bytes")}
 
 
 def _call_newobj(func: Global, args: tuple, kwargs: dict) -> Any:
