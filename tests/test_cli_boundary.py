@@ -62,7 +62,8 @@ def test_a_bug_is_one_line_exit_1_and_a_logged_traceback(command: str, model: Pa
     captured = capsys.readouterr()
     assert captured.out == ""
     line = _one_error_line(captured.err)
-    assert line.startswith(f"error: internal error while summarising {'the statistics of ' if command == 'stats' else ''}"
+    what = "the statistics of " if command == "stats" else ""
+    assert line.startswith(f"error: internal error while summarising {what}"
                            f"{str(model)!r}: ValueError: dictionary update sequence element #0 has length 1; "
                            "please report it (details in ")
     log = _log_path(line)
