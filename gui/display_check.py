@@ -46,7 +46,7 @@ XCB_HELPER_PACKAGES = ("libxcb-cursor0", "libxcb-icccm4", "libxcb-image0", "libx
                        "libxcb-render-util0", "libxcb-shape0", "libxcb-xkb1", "libxkbcommon-x11-0")
 
 NO_DISPLAY = ("error: no display to show the window on (neither DISPLAY nor WAYLAND_DISPLAY is set); "
-              "use `main.py --screenshot OUT.png MODEL` or the info, stats and report commands")
+              "use --screenshot OUT.png MODEL, or the info, stats and report commands")
 
 
 def platform_will_be_xcb(env: Mapping[str, str]) -> bool:

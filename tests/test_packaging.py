@@ -10,6 +10,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -21,7 +22,9 @@ from pathlib import Path
 import pytest
 
 import resources
+from gui.display_check import XCB_PLUGIN_LIBRARIES
 from resources import ICON_SIZES, icon_paths, resource_path, resource_root
+from tests.xserver import run_window, xvfb_display
 
 ROOT = Path(__file__).resolve().parents[1]
 ICONS = ROOT / "resources" / "icons"
@@ -297,3 +300,43 @@ def test_frozen_app_computes_the_same_statistics_with_torch(frozen_app: Path, tm
     for doc in (got, want):
         doc.pop("seconds", None)
     assert got == want
+
+
+BUNDLED_XCB = sorted(so for so, pkg in XCB_PLUGIN_LIBRARIES.items() if pkg.startswith(("libxcb-", "libxkbcommon")))
+
+
+@packaging
+@pytest.mark.packaging
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(sys.platform != "linux", reason="Qt's xcb plugin is Linux's")
+def test_frozen_app_carries_the_xcb_libraries_beside_qt(frozen_app: Path) -> None:
+    internal = frozen_app.parent / "_internal"
+    for soname in BUNDLED_XCB:
+        bundled = internal / "PySide6" / "Qt" / "lib" / soname
+        assert bundled.is_file() and not bundled.is_symlink(), soname
+        assert (internal / soname).resolve() == bundled.resolve()  # the bootloader's library path finds it too
+
+
+@packaging
+@pytest.mark.packaging
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(sys.platform != "linux", reason="Qt's xcb plugin is Linux's")
+def test_frozen_app_starts_on_a_real_x_server_with_its_own_xcb_libraries(frozen_app: Path, tmp_path: Path) -> None:
+    if not shutil.which("Xvfb"):
+        if os.environ.get("WEIGHTSCOPE_X11") == "1":
+            pytest.fail("WEIGHTSCOPE_X11=1 but Xvfb is not installed")
+        pytest.skip("needs Xvfb (apt-get install -y xvfb xdotool)")
+    with xvfb_display() as display:
+        run = run_window([str(frozen_app), "--quit-after-shown", "1", "resources/samples/tiny-llama"], display,
+                         tmp_path / "home", ROOT, LD_DEBUG="files")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.window_seen is not False, "no visible window named Weightscope appeared on the X server"
+    # The dynamic loader names every library it initialises: the xcb helpers come from the bundle, never the
+    # system, so the app starts on a Debian that lacks them.
+    internal = frozen_app.parent / "_internal"
+    qt_lib = internal / "PySide6" / "Qt" / "lib"
+    loaded = set(re.findall(r"calling init: (\S+)", run.stderr))
+    assert f"{qt_lib}/libQt6XcbQpa.so.6" in loaded
+    for soname in BUNDLED_XCB:
+        [path] = [path for path in loaded if path.endswith("/" + soname)]
+        assert path in (f"{qt_lib}/{soname}", f"{internal}/{soname}"), path

@@ -51,10 +51,11 @@ class WindowRun:
     window_seen: bool | None  # None when xdotool is not installed
 
 
-def run_window(command: list[str], display: str, home: Path, cwd: Path, timeout: float = 300) -> WindowRun:
+def run_window(command: list[str], display: str, home: Path, cwd: Path, timeout: float = 300,
+               **extra_env: str) -> WindowRun:
     """Run the app on ``display`` until it exits, watching (with xdotool) for its visible main window."""
     xdotool = shutil.which("xdotool")
-    env = display_env(display, home)
+    env = {**display_env(display, home), **extra_env}
     home.mkdir(parents=True, exist_ok=True)
     log = home / "stderr.txt"  # a file, not a pipe: the app never blocks on a full pipe while we poll
     with log.open("w") as stderr_file:
