@@ -53,7 +53,8 @@ class TensorInfo:
 
     @property
     def is_parameter(self) -> bool:
-        return self.kind != "buffer"
+        """Part of the learned model: buffers and training state (optimizer moments, EMA copies) are not."""
+        return self.kind not in ("buffer", "state")
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -106,6 +107,7 @@ class Checkpoint:
         return sum(t.elements for t in self.tensors if t.is_parameter)
 
     def by_kind(self) -> dict[str, int]:
+        """Elements per kind; "state" (optimizer moments, EMA copies) appears only when the file holds some."""
         out = {"weight": 0, "bias": 0, "embedding": 0, "buffer": 0}
         for t in self.tensors:
             out[t.kind] = out.get(t.kind, 0) + t.elements

@@ -5,11 +5,16 @@ stand out: a kurtosis spike in one down_proj, a norm whose scale drifts. When
 a role has several tensors per block (two norms in a Llama block), each gets
 its own line, named by its module. Only weight-kind tensors are profiled;
 biases would double the lines for little insight.
+
+Models without transformer blocks (CNNs, MLPs, LSTMs) get lines too: tensors
+whose names differ only in their numbers (``conv1``..``conv5``, ``features.0``,
+``layer3.1.conv2``, ``weight_ih_l1``) form a stack, ordered by those numbers.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -27,7 +32,10 @@ STATISTICS: dict[str, tuple[str, Callable[[TensorStats], float]]] = {
 ROLE_SHORT = {
     "attention.q": "q", "attention.k": "k", "attention.v": "v", "attention.o": "o", "attention.qkv": "qkv",
     "mlp.up": "up", "mlp.gate": "gate", "mlp.down": "down", "mlp.gate_up": "gate_up", "norm": "norm",
+    "convolution": "conv", "recurrent": "recurrent",
 }
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
+_MAX_STACK_DIGITS = 9  # longer digit runs are names, not positions
 _CHEAP = HistSpec(bins=1, log_bins=1)
 
 
@@ -55,14 +63,47 @@ def _role_order(role: str) -> int:
 
 
 def profiled_tensors(tensors: Iterable[TensorInfo]) -> list[tuple[TensorInfo, int, str]]:
-    """(tensor, block, pattern) for every weight-kind tensor inside a numbered block."""
+    """(tensor, block, pattern) for every weight-kind tensor inside a numbered block.
+
+    Transformer blocks (``layers.N``) when the model has them; otherwise numbered stacks (see stack_positions).
+    """
+    weights = [t for t in tensors if t.kind == "weight"]
     out = []
-    for t in tensors:
-        if t.kind != "weight":
-            continue
+    for t in weights:
         found = block_pattern(t.name)
         if found is not None:
             out.append((t, found[0], found[1]))
+    return out or stack_positions(weights)
+
+
+def stack_pattern(name: str) -> tuple[tuple[int, ...], str] | None:
+    """(the numbers in a name, the name with each ASCII digit run replaced by '*'); None without numbers."""
+    pieces = _DIGIT_RUNS.split(name)
+    numbers = pieces[1::2]
+    if not numbers or any(len(n) > _MAX_STACK_DIGITS for n in numbers):
+        return None
+    return tuple(int(n) for n in numbers), "*".join(pieces[0::2])
+
+
+def stack_positions(tensors: Iterable[TensorInfo]) -> list[tuple[TensorInfo, int, str]]:
+    """(tensor, position, pattern) for tensors of one role whose names differ only in their numbers.
+
+    A stack needs two or more members. The position is the number itself for one-number names (``conv3`` -> 3,
+    ``features.6`` -> 6) and the rank in natural order otherwise (``layer2.0.conv1`` after ``layer1.1.conv3``).
+    """
+    stacks: dict[tuple[str, str], list[tuple[tuple[int, ...], TensorInfo]]] = {}
+    for t in tensors:
+        found = stack_pattern(t.name)
+        if found is not None:
+            stacks.setdefault((t.role, found[1]), []).append((found[0], t))
+    out = []
+    for (_, pattern), members in stacks.items():
+        if len(members) < 2:
+            continue
+        members.sort(key=lambda m: m[0])
+        single = all(len(numbers) == 1 for numbers, _ in members)
+        for rank, (numbers, t) in enumerate(members):
+            out.append((t, numbers[0] if single else rank, pattern))
     return out
 
 
@@ -76,7 +117,7 @@ def depth_profiles(tensors: Iterable[TensorInfo], summaries: dict[str, Summary],
     per_role_patterns: dict[str, set[str]] = {}
     for t, _, pattern in items:
         per_role_patterns.setdefault(t.role, set()).add(pattern)
-    series: dict[str, dict[str, DepthSeries]] = {key: {} for key in STATISTICS}
+    series: dict[str, dict[tuple[str, str], DepthSeries]] = {key: {} for key in STATISTICS}
     for t, layer, pattern in items:
         summary = summaries.get(t.name)
         if summary is None:
@@ -92,18 +133,31 @@ def depth_profiles(tensors: Iterable[TensorInfo], summaries: dict[str, Summary],
             leaf = split_name(pattern)[1]
             short = f"{short} · {module}" if leaf in ("weight", "") else f"{short} · {module}.{leaf}"
         for key, (_, fn) in STATISTICS.items():
-            line = series[key].get(pattern)
+            line = series[key].get((t.role, pattern))
             if line is None:
-                line = series[key][pattern] = DepthSeries(short, t.role, pattern)
+                line = series[key][(t.role, pattern)] = DepthSeries(short, t.role, pattern)
             value = float(fn(ts))
             line.points.append((layer, value if math.isfinite(value) else math.nan, t.name))
     out: dict[str, list[DepthSeries]] = {}
     for key, by_pattern in series.items():
+        _unique_labels(list(by_pattern.values()))
         lines = sorted(by_pattern.values(), key=lambda s: (_role_order(s.role), s.label))
         for line in lines:
-            line.points.sort()
+            line.points.sort(key=lambda p: p[0])
         out[key] = lines
     return out
+
+
+def _unique_labels(lines: list[DepthSeries]) -> None:
+    """Lines that would share a label (CNN stacks such as ``features.*`` and ``layer*.*.downsample.*``) are
+    named by their whole pattern instead, so a legend or a report keyed by label keeps every line."""
+    seen: dict[str, int] = {}
+    for line in lines:
+        seen[line.label] = seen.get(line.label, 0) + 1
+    for line in lines:
+        if seen[line.label] > 1:
+            pattern = line.pattern.removesuffix(".weight")
+            line.label = f"{ROLE_SHORT.get(line.role, line.role)} · {pattern}"
 
 
 def depth_profile(tensors: Iterable[TensorInfo], summaries: dict[str, Summary],

@@ -1,13 +1,15 @@
 """What stands out in a model's values, each with a plain-language explanation.
 
-Four questions a reader of a checkpoint asks: which tensors have extreme
+Four questions a reader of a checkpoint asks: which parameters have extreme
 values or heavy tails (the top tensors by peak / sigma and by kurtosis), is
 anything broken (NaN or Inf), is anything empty (all-zero tensors), and does
 any layer behave differently from the same tensor in the other layers
 (siblings: ``layers.N.mlp.down_proj.weight`` for every N). Sibling outliers use
 the modified z-score of Iglewicz and Hoaglin, 0.6745 (x - median) / MAD, on the
 log of std, max |w| and kurtosis (all positive scale-like numbers, so a
-ten-fold rise and a ten-fold drop weigh the same).
+ten-fold rise and a ten-fold drop weigh the same). Buffers and training state
+(optimizer moments, EMA copies) are checked for NaN and zeros but never ranked
+or compared as siblings: they are not the model's parameters.
 """
 
 from __future__ import annotations
@@ -153,6 +155,11 @@ def _check_values(out: Findings, name: str, ts: TensorStats, info: Any) -> None:
         if kind == "buffer":
             why = ("This is a buffer (state that is not learned), for which zeros are often the expected "
                    "starting value.")
+            severity = "note"
+        elif kind == "state":
+            why = ("This is training state (optimizer moments, momentum or an EMA copy), not part of the model; "
+                   "zeros are what optimizers start from and what they keep for parameters that never got a "
+                   "gradient.")
             severity = "note"
         elif kind == "bias":
             why = ("All-zero biases are what most layers start from; in a trained model they mean the bias "

@@ -222,11 +222,15 @@ def summary_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
         f"The model holds {human_count(params)} parameters ({params:,}) in "
         f"{plural(len(checkpoint.tensors), 'tensor')}, {human_bytes(checkpoint.file_bytes)} on disk. "
         "Buffers (state that is not learned) add "
-        f"{by_kind.get('buffer', 0):,} elements."))
-    kinds = [(k, n) for k, n in by_kind.items() if k != "buffer"]
+        f"{by_kind.get('buffer', 0):,} elements."
+        + (f" The file also holds {by_kind['state']:,} values of training state (optimizer moments, EMA copies), "
+           "which are not part of the model and not counted as parameters." if by_kind.get("state") else "")))
+    kinds = [(k, n) for k, n in by_kind.items() if k not in ("buffer", "state")]
     rows = _share_rows(kinds, params)
     rows.append(["total parameters", human_count(params), f"{params:,}", percent(params, params)])
     rows.append(["buffers (not learned)", human_count(by_kind.get("buffer", 0)), f"{by_kind.get('buffer', 0):,}", ""])
+    if by_kind.get("state"):
+        rows.append(["training state (not the model)", human_count(by_kind["state"]), f"{by_kind['state']:,}", ""])
     blocks.append(Table(["Kind", "Parameters", "Exact", "Share"], rows, "lrrr", [3, 1.4, 2.2, 1.2],
                         title="Parameters by kind", bold_rows={len(kinds)}))
     roles = sorted(checkpoint.by_role().items(), key=lambda kv: -kv[1])
@@ -535,10 +539,13 @@ LEGEND_TERMS = [
     ("Biases", KIND_HELP["bias"]),
     ("Embeddings", KIND_HELP["embedding"]),
     ("Buffers", KIND_HELP["buffer"]),
-    ("Parameters", "All learned numbers: weights, biases and embeddings. Buffers are not counted."),
+    ("Training state", KIND_HELP["state"]),
+    ("Parameters", "All learned numbers: weights, biases and embeddings. Buffers and training state are not "
+                   "counted."),
     ("Roles", "Which part of the network uses a tensor: attention (q, k, v project the input into queries, keys "
               "and values; o mixes the heads back), MLP (up and gate widen, down narrows back), norm (per-feature "
-              "scales), embedding, and head (turns the last hidden state into scores over the vocabulary)."),
+              "scales), embedding, convolution, recurrent (the gates of LSTM and GRU layers), and head (turns the "
+              "last hidden state into scores over the vocabulary or the classes)."),
     ("Mean and std", "The average value and the standard deviation, the typical distance of a value from the "
                      "average."),
     ("Max |w|", "The largest magnitude of any value, whatever its sign."),

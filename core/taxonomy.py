@@ -1,10 +1,13 @@
 """What each tensor is for, from its name, shape and dtype.
 
 Kind answers "what sort of number is this": a learned weight, a bias, an
-embedding vector table, or a buffer (non-learned state). Role answers "which
-part of the network uses it": attention q/k/v/o, MLP up/gate/down, norm,
-embedding, head, convolution. Naming schemes covered: Llama/Mistral/Qwen/Gemma
-(Hugging Face), Meta's original Llama, Phi, GPT-2, BERT, T5 and GGUF ``blk.N``.
+embedding vector table, a buffer (non-learned state of the model), or training
+state (optimizer moments, scheduler state, EMA copies: kept to resume training,
+not part of the model). Role answers "which part of the network uses it":
+attention q/k/v/o, MLP up/gate/down, norm, embedding, head, convolution,
+recurrent. Naming schemes covered: Llama/Mistral/Qwen/Gemma (Hugging Face),
+Meta's original Llama, Phi, GPT-2, BERT, T5, GGUF ``blk.N``, torchvision CNNs
+and torch.nn LSTM/GRU.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from __future__ import annotations
 import re
 
 from core import dtypes
+from core.training_state import is_training_state
 
-KINDS = ("weight", "bias", "embedding", "buffer")
+KINDS = ("weight", "bias", "embedding", "buffer", "state")
+PARAMETER_KINDS = frozenset({"weight", "bias", "embedding"})  # what counts as the model's parameters
 ROLES = (
     "attention.q", "attention.k", "attention.v", "attention.o", "attention.qkv", "attention",
     "mlp.up", "mlp.gate", "mlp.down", "mlp.gate_up", "mlp",
-    "norm", "embedding", "head", "convolution", "other",
+    "norm", "embedding", "head", "convolution", "recurrent", "other",
 )
 
 KIND_HELP = {
@@ -25,7 +30,11 @@ KIND_HELP = {
     "bias": "Biases are baseline offsets: learned numbers added after the multiplication, one per output.",
     "embedding": "Embeddings are the learned vectors that represent tokens (or positions): one row per token.",
     "buffer": "Buffers are stored state that is not learned, such as position ids, masks or running averages.",
+    "state": "Training state is the values the optimizer or trainer keeps to resume training (Adam moments, "
+             "momentum, EMA copies); not part of the model.",
 }
+KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers",
+               "state": "Training state"}
 
 _EMBEDDING_MODULES = {
     "embed_tokens", "wte", "wpe", "word_embeddings", "position_embeddings", "token_type_embeddings",
@@ -61,11 +70,10 @@ _ROLE_RULES: list[tuple[re.Pattern[str], str]] = [
         (r"(attn|attention)", "attention"),
         (r"(mlp|ffn|feed_forward|densereludense|intermediate)", "mlp"),
         (r"conv", "convolution"),
+        (r"(^|\.)(lstm|gru|rnn)s?\d*($|\.)", "recurrent"),
     ]
 ]
-
-
-_OPTIMIZER_STATE = re.compile(r"(^|\.)(optimizer|optimizer_states(\.\d+)?|optim)\.state(\.|$)")
+_RECURRENT_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)(_l[0-9]+)?(_reverse)?$")
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -85,19 +93,22 @@ def tensor_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
     leaf_l = leaf.lower()
     module_last = module.rpartition(".")[2].lower()
     dt = dtypes.lookup(dtype)
+    if is_training_state(name):
+        return "state"  # Adam moments, scheduler state and EMA copies (buffers included) are not the model
     if leaf_l in _BUFFER_LEAVES or module_last in _BUFFER_LEAVES:
         return "buffer"
-    if _OPTIMIZER_STATE.search(name):
-        return "buffer"  # Adam moments and other optimizer state are not learned parameters
     if leaf_l == "bias" and len(shape) == 4 and re.search(r"(^|\.)(attn|attention)$", module.lower()):
         return "buffer"  # GPT-2's causal mask is stored as "attn.bias"
     if dt is not None and not dt.is_float and not (leaf_l in _INT_WEIGHT_LEAVES and len(shape) >= 2):
         return "buffer"  # integer and bool state; packed integer weight matrices stay weights
-    if leaf_l.endswith("bias"):
-        return "bias"
+    if leaf_l.endswith("bias") or _BIAS_LEAF.match(leaf_l):
+        return "bias"  # also torch.nn.LSTM/GRU's bias_ih_l0, bias_hh_l1_reverse
     if _is_embedding(module, leaf_l):
         return "embedding"
     return "weight"
+
+
+_BIAS_LEAF = re.compile(r"^bias(_[a-z0-9]+)*$")
 
 
 def _is_embedding(module: str, leaf: str) -> bool:
@@ -111,7 +122,11 @@ def _is_embedding(module: str, leaf: str) -> bool:
 def tensor_role(name: str, shape: tuple[int, ...], kind: str) -> str:
     if kind == "embedding":
         return "embedding"
+    if kind == "state":
+        return "other"  # not part of the model, so no part of the network uses it
     module, leaf = split_name(name)
+    if _RECURRENT_LEAF.match(leaf.lower()):
+        return "recurrent"  # torch.nn.LSTM/GRU/RNN gate matrices and biases
     path = module.lower()
     if not path:
         path = leaf.lower()
@@ -136,12 +151,13 @@ def _is_head(path: str, name: str) -> bool:
     parts = path.split(".")
     if "norm" in parts[-1]:
         return False
-    return parts[0] in ("lm_head", "cls", "classifier", "score", "qa_outputs") or parts[-1] in _HEAD_MODULES \
-        or (parts[0] == "output" and len(parts) == 1)
+    return parts[0] in ("lm_head", "cls", "score", "qa_outputs") or parts[-1] in _HEAD_MODULES \
+        or any(p in ("classifier", "pooler") for p in parts) or (parts[0] == "output" and len(parts) == 1)
 
 
+# ASCII digits only, at most 9 of them: "layers.²" or a 5,000-digit index is a name, not a block number.
 _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers?|h|blk|blocks?|block|encoder\.layer|decoder\.layer|transformer\.h)"
-                          r"\.(\d+)(?:\.|$)")
+                          r"\.([0-9]{1,9})(?:\.|$)")
 
 
 def layer_index(name: str) -> int | None:

@@ -4,17 +4,29 @@ Every node aggregates what lies below it (tensor count, elements per kind,
 bytes, dtypes). ``fold_repeats`` turns runs of structurally identical numbered
 blocks (``layers.0`` ... ``layers.31``) into one group node, "layers.0-31 (x32)",
 whose children sum the matching tensors of every block.
+
+The tree depends only on the set of tensors, never on their order in the file
+or on how a model is sharded: children are sorted canonically (numbers by
+value, training state after the model), and blocks are compared and merged by
+name. Files are hostile, so nothing here recurses on name depth or compares
+numbers through int() of unbounded digit strings, and folding is near-linear.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from core.checkpoint import TensorInfo
 
+MAX_DEPTH = 64  # deeper names keep their tail as one leaf name: no model nests this deep, hostile files do
+_NOT_PARAMETERS = ("buffer", "state")
+_DIGIT_RUNS = re.compile(r"([0-9]+)")
+_MAX_INT_DIGITS = 18  # block numbers longer than this are names, not positions to fold
 
-@dataclass(eq=False)
+
+@dataclass(eq=False, slots=True)
 class TreeNode:
     name: str
     path: str
@@ -40,15 +52,24 @@ class TreeNode:
 
     @property
     def parameters(self) -> int:
-        return self.elements - self.by_kind.get("buffer", 0)
+        """Learned values of the model below this node: buffers and training state are not parameters."""
+        return self.elements - sum(self.by_kind.get(kind, 0) for kind in _NOT_PARAMETERS)
+
+    @property
+    def is_training_state(self) -> bool:
+        """Everything below is optimizer, scheduler or EMA state (shown as its own section)."""
+        return bool(self.by_kind) and set(self.by_kind) == {"state"}
 
     def walk(self) -> Iterator[TreeNode]:
-        yield self
-        for child in self.children:
-            yield from child.walk()
+        """This node and every node below it, depth first in child order (iterative: names may nest deeply)."""
+        stack = [self]
+        while stack:
+            node = stack.pop()
+            yield node
+            stack.extend(reversed(node.children))
 
     def all_tensors(self) -> list[TensorInfo]:
-        """Every tensor below this node, in file order of discovery, each once."""
+        """Every tensor below this node, in tree order, each once."""
         out: list[TensorInfo] = []
         for node in self.walk():
             out.extend(node.tensors)
@@ -66,105 +87,171 @@ class TreeNode:
         self.nbytes += t.nbytes
         self.by_kind[t.kind] = self.by_kind.get(t.kind, 0) + t.elements
         self.dtypes[t.dtype] = self.dtypes.get(t.dtype, 0) + t.elements
-        if t.kind != "buffer":
+        if t.kind not in _NOT_PARAMETERS:
             self.roles[t.role] = self.roles.get(t.role, 0) + t.elements
 
 
+def name_parts(name: str) -> list[str]:
+    """The dotted components of a tensor name, at most MAX_DEPTH of them."""
+    return name.split(".", MAX_DEPTH - 1)
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key that orders ASCII digit runs by value (2 before 10) without int(): runs may be 5,000 digits long.
+
+    ``re.split`` with a capturing group alternates text and digits, so equal positions always hold the same
+    type and any two keys compare.
+    """
+    key: list[tuple] = []
+    for i, piece in enumerate(_DIGIT_RUNS.split(name)):
+        if i % 2:
+            value = piece.lstrip("0")
+            key.append((len(value), value, piece))
+        else:
+            key.append((piece.lower(), piece))
+    return tuple(key)
+
+
+def child_order(node: TreeNode) -> tuple:
+    """Canonical position among siblings: the model first, training state after it, names in natural order."""
+    return node.is_training_state, natural_key(node.name)
+
+
 def build_tree(tensors: Iterable[TensorInfo], root_name: str = "model") -> TreeNode:
-    """Nodes per dotted name component; children keep the order in which names first appear."""
+    """Nodes per dotted name component, children in canonical order whatever the file order."""
     root = TreeNode(root_name, "")
-    index: dict[str, TreeNode] = {"": root}
+    index: dict[str, TreeNode] = {}  # by path; the root stays out, so a hostile empty name is a child, not the root
     for t in tensors:
-        parts = t.name.split(".")
         node = root
         prefix = ""
-        for part in parts:
-            prefix = f"{prefix}.{part}" if prefix else part
+        for part in name_parts(t.name):
+            prefix = f"{prefix}.{part}" if node is not root else part
             child = index.get(prefix)
             if child is None:
                 child = TreeNode(part, prefix)
                 index[prefix] = child
                 node.children.append(child)
-            node._add(t)
             node = child
-        node._add(t)
         node.tensors.append(t)
-    _sort_numeric(root)
+    for node in _postorder(root):  # counts bottom-up: once per node, not once per tensor per ancestor
+        for t in node.tensors:
+            node._add(t)
+        for child in node.children:
+            _accumulate(node, child)
+        if len(node.children) > 1:
+            node.children.sort(key=child_order)
     return root
 
 
-def _sort_numeric(node: TreeNode) -> None:
-    """Numbered children in numeric order (2 before 10); others keep file order."""
-    if len(node.children) > 1 and all(c.name.isdigit() for c in node.children):
-        node.children.sort(key=lambda c: int(c.name))
-    for child in node.children:
-        _sort_numeric(child)
+def _postorder(root: TreeNode) -> list[TreeNode]:
+    """Every node after all of its descendants, without recursion."""
+    order: list[TreeNode] = []
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        stack.extend(node.children)
+    order.reverse()
+    return order
 
 
-def _signature(node: TreeNode) -> tuple:
-    """What makes two blocks 'the same': relative tensor names, shapes and dtypes."""
-    base = len(node.path) + 1 if node.path else 0
-    return tuple(sorted((t.name[base:], t.shape, t.dtype) for t in node.all_tensors()))
-
-
-def fold_repeats(node: TreeNode, min_run: int = 2) -> TreeNode:
-    """A copy of the tree with runs of identical numbered blocks folded into group nodes."""
-    children = [fold_repeats(c, min_run) for c in node.children]
-    if len(node.children) >= min_run and all(c.name.isdigit() for c in node.children):
-        children = _fold_runs(node, min_run) or children
-    folded = TreeNode(node.name, node.path, children=children, tensors=list(node.tensors), repeat=node.repeat,
-                      members=list(node.members))
-    _copy_counts(node, folded)
-    if len(children) == 1 and children[0].members and len(children[0].members) == len(node.children):
-        group = children[0]  # the whole list is one run: "layers.0-31 (x32)"
-        group.name = f"{node.name}.{group.name}"
-        group.path = node.path
-        return group
-    return folded
-
-
-def _fold_runs(node: TreeNode, min_run: int) -> list[TreeNode] | None:
-    runs: list[list[TreeNode]] = []
-    last_sig = None
-    for child in node.children:
-        sig = _signature(child)
-        if runs and sig == last_sig and int(child.name) == int(runs[-1][-1].name) + 1:
-            runs[-1].append(child)
-        else:
-            runs.append([child])
-        last_sig = sig
-    if all(len(run) < min_run for run in runs):
-        return None
-    out: list[TreeNode] = []
-    for run in runs:
-        if len(run) < min_run:
-            out.extend(fold_repeats(c, min_run) for c in run)
-        else:
-            out.append(_merge_run(run))
+def _signatures(root: TreeNode) -> dict[int, int]:
+    """id(node) -> a small int equal for two nodes exactly when their subtrees hold the same relative names,
+    shapes and dtypes; computed bottom-up once per node."""
+    interned: dict[tuple, int] = {}
+    out: dict[int, int] = {}
+    for node in _postorder(root):
+        own = tuple(sorted((t.shape, t.dtype) for t in node.tensors))
+        key = (own, tuple((c.name, out[id(c)]) for c in node.children))
+        out[id(node)] = interned.setdefault(key, len(interned))
     return out
 
 
-def _merge_run(run: list[TreeNode]) -> TreeNode:
+def _is_index(name: str) -> bool:
+    return name.isascii() and name.isdecimal()
+
+
+def _follows(previous: str, name: str) -> bool:
+    """``name`` is the block number right after ``previous`` (both ASCII digit strings)."""
+    if len(previous) > _MAX_INT_DIGITS or len(name) > _MAX_INT_DIGITS:
+        return False
+    return int(name) == int(previous) + 1
+
+
+def fold_repeats(node: TreeNode, min_run: int = 2) -> TreeNode:
+    """A copy of the tree with runs of identical numbered blocks folded into group nodes.
+
+    Bottom-up and iterative: every node is folded once, and a group's children merge its members' (already
+    folded) children by name.
+    """
+    signatures = _signatures(node)
+    folded: dict[int, TreeNode] = {}
+    for original in _postorder(node):
+        children = [folded[id(c)] for c in original.children]
+        if len(original.children) >= min_run and all(_is_index(c.name) for c in original.children):
+            runs = _runs(original.children, signatures)
+            if any(len(run) >= min_run for run in runs):
+                children = []
+                for run in runs:
+                    if len(run) < min_run:
+                        children.extend(folded[id(c)] for c in run)
+                    else:
+                        children.append(_merge_run(run, [folded[id(c)] for c in run]))
+                if len(runs) == 1:  # the whole list is one run: "layers.0-31 (x32)"
+                    group = children[0]
+                    group.name = f"{original.name}.{group.name}"
+                    group.path = original.path
+                    folded[id(original)] = group
+                    continue
+        copy = TreeNode(original.name, original.path, children=children, tensors=list(original.tensors),
+                        repeat=original.repeat, members=list(original.members))
+        _copy_counts(original, copy)
+        folded[id(original)] = copy
+    return folded[id(node)]
+
+
+def _runs(children: list[TreeNode], signatures: dict[int, int]) -> list[list[TreeNode]]:
+    """Numbered siblings split into runs of consecutive numbers with the same signature."""
+    runs: list[list[TreeNode]] = []
+    for child in children:
+        if runs:
+            last = runs[-1][-1]
+            if signatures[id(child)] == signatures[id(last)] and _follows(last.name, child.name):
+                runs[-1].append(child)
+                continue
+        runs.append([child])
+    return runs
+
+
+def _merge_run(run: list[TreeNode], folded_run: list[TreeNode]) -> TreeNode:
     first, last = run[0], run[-1]
     group = TreeNode(f"{first.name}-{last.name} (x{len(run)})", first.path, repeat=len(run), members=list(run))
-    for member in run:
+    for member in folded_run:
         _accumulate(group, member)
-    group.children = _merge_children([m.children for m in run], len(run))
+        group.tensors.extend(member.tensors)
+    _merge_children(group, folded_run, len(run))
     return group
 
 
-def _merge_children(lists: list[list[TreeNode]], repeat: int) -> list[TreeNode]:
-    """Children of identical blocks, position by position, summed into one node each."""
-    merged: list[TreeNode] = []
-    for column in zip(*lists, strict=True):
-        template = column[0]
-        node = TreeNode(template.name, template.path, repeat=repeat)
-        for member in column:
-            _accumulate(node, member)
-            node.tensors.extend(member.tensors)
-        node.children = _merge_children([m.children for m in column], repeat)
-        merged.append(node)
-    return merged
+def _merge_children(target: TreeNode, sources: list[TreeNode], repeat: int) -> None:
+    """Children of identical blocks, matched by name (never by position), summed into one node each."""
+    work = [(target, sources)]
+    while work:
+        into, column = work.pop()
+        by_name: dict[str, list[TreeNode]] = {}
+        for source in column:
+            for child in source.children:
+                by_name.setdefault(child.name, []).append(child)
+        for name, matching in by_name.items():
+            template = matching[0]
+            node = TreeNode(name, template.path, repeat=repeat * template.repeat,
+                            members=[m for c in matching for m in c.members])
+            for member in matching:
+                _accumulate(node, member)
+                node.tensors.extend(member.tensors)
+            into.children.append(node)
+            work.append((node, matching))
+        into.children.sort(key=child_order)
 
 
 def _accumulate(target: TreeNode, source: TreeNode) -> None:

@@ -12,12 +12,14 @@ GRID = "#e5e7eb"
 PANEL = "#f8fafc"
 WARNING = "#b45309"
 
-KIND_COLORS = {"weight": "#2563eb", "bias": "#f59e0b", "embedding": "#10b981", "buffer": "#9ca3af"}
+KIND_COLORS = {"weight": "#2563eb", "bias": "#f59e0b", "embedding": "#10b981", "buffer": "#9ca3af",
+               "state": "#c084fc"}
 ROLE_COLORS = {
     "attention.q": "#2563eb", "attention.k": "#7c3aed", "attention.v": "#db2777", "attention.o": "#dc2626",
     "attention.qkv": "#4f46e5", "attention": "#6366f1",
     "mlp.up": "#059669", "mlp.gate": "#65a30d", "mlp.down": "#d97706", "mlp.gate_up": "#0d9488", "mlp": "#14b8a6",
-    "norm": "#0891b2", "embedding": "#10b981", "head": "#9333ea", "convolution": "#b45309", "other": "#9ca3af",
+    "norm": "#0891b2", "embedding": "#10b981", "head": "#9333ea", "convolution": "#b45309", "recurrent": "#be123c",
+    "other": "#9ca3af",
 }
 SERIES_COLORS = ["#2563eb", "#dc2626", "#059669", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d",
                  "#4b5563", "#b45309", "#4f46e5", "#0d9488"]

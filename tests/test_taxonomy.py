@@ -87,7 +87,46 @@ def test_layer_index(name: str, index: int | None) -> None:
     assert layer_index(name) == index
 
 
-@pytest.mark.parametrize("name", ["optimizer.state.0.exp_avg", "optimizer_states.0.state.3.exp_avg_sq",
-                                  "optim.state.12.momentum_buffer"])
-def test_optimizer_state_is_a_buffer_not_a_parameter(name: str) -> None:
-    assert classify(name, (4, 4), "F32")[0] == "buffer"
+TRAINING_STATE = [
+    "optimizer.state.0.exp_avg", "optimizer_states.0.state.3.exp_avg_sq", "optim.state.12.momentum_buffer",
+    "optimizer_state.state.7.step", "optimizer_state_dict.state.0.max_exp_avg_sq", "opt_state.state.1.sum",
+    "my_sgd.state.4.momentum_buffer", "trainer.opt.state.3.step", "whatever.state.0.exp_avg_sq_row",
+    "optimizer.state.0.exp_avg_sq_col", "optimizer.state.2.square_avg", "optimizer.state.2.acc_delta",
+    "optimizer.param_groups.0.lr", "lr_schedulers.0.base_lrs", "scheduler.last_epoch", "callbacks.ModelCheckpoint.best",
+    "ema.layers.0.weight", "model_ema.module.conv1.weight", "ema_state_dict.fc.bias", "shadow_params.3",
+    "state_dict_ema.head.weight", "module.ema.fc.weight", "ema.bn1.running_mean", "loss", "epoch", "global_step",
+]
+MODEL_WEIGHTS = [
+    "model.layers.0.self_attn.state.weight", "encoder.state.0.weight", "lstm.weight_ih_l0", "opt.decoder.weight",
+    "state_proj.weight", "ema_gate.weight", "model.lossless.weight", "model.step_embedding.weight",
+    "scheduler_net.0.weight.extra", "block.0.sum.weight",
+]
+
+
+@pytest.mark.parametrize("name", TRAINING_STATE)
+def test_training_state_is_its_own_kind_and_not_a_parameter(name: str) -> None:
+    assert classify(name, (4, 4), "F32") == ("state", "other")
+
+
+@pytest.mark.parametrize("name", MODEL_WEIGHTS)
+def test_model_tensors_that_look_a_little_like_training_state_stay_in_the_model(name: str) -> None:
+    assert classify(name, (4, 4), "F32")[0] in ("weight", "bias", "embedding")
+
+
+@pytest.mark.parametrize(("name", "kind", "role"), [
+    ("lstm.weight_ih_l0", "weight", "recurrent"), ("lstm.weight_hh_l1_reverse", "weight", "recurrent"),
+    ("lstm.bias_ih_l0", "bias", "recurrent"), ("encoder.rnn.bias_hh_l1_reverse", "bias", "recurrent"),
+    ("gru.weight_hr_l0", "weight", "recurrent"), ("cell.bias_hh", "bias", "recurrent"),
+    ("attn.bias_k", "bias", "attention"), ("bn1.weight", "weight", "norm"), ("layer1.0.bn2.bias", "bias", "norm"),
+    ("features.BatchNorm.weight", "weight", "norm"), ("classifier.1.weight", "weight", "head"),
+    ("bert.pooler.dense.weight", "weight", "head"), ("roberta.classifier.dense.bias", "bias", "head"),
+    ("fc.weight", "weight", "head"),
+])
+def test_recurrent_norm_and_head_roles(name: str, kind: str, role: str) -> None:
+    assert classify(name, (4, 4), "F32") == (kind, role)
+
+
+@pytest.mark.parametrize("name", ["model.layers.²", "layers." + "9" * 5000 + ".weight", "layers.٣.weight"])
+def test_odd_digits_are_not_block_numbers(name: str) -> None:
+    assert layer_index(name) is None
+    classify(name, (2,), "F32")

@@ -44,13 +44,13 @@ def test_numbered_children_sort_numerically() -> None:
 def test_identical_blocks_fold_into_one_group() -> None:
     tensors = tensors_for(llama_tensor_shapes(SMALL))
     folded = fold_repeats(build_tree(tensors))
-    model = folded.children[0]
+    model = next(c for c in folded.children if c.name == "model")
     group = next(c for c in model.children if c.members)
     assert group.name == "layers.0-3 (x4)"
     assert group.repeat == 4 and len(group.members) == 4
     assert group.elements == build_tree(tensors).find("model.layers").elements
-    q = next(c for c in group.children if c.name == "self_attn").children[0]
-    assert q.name == "q_proj" and q.elements == 4 * 64 and len(q.children[0].tensors) == 4
+    q = next(c for c in next(c for c in group.children if c.name == "self_attn").children if c.name == "q_proj")
+    assert q.elements == 4 * 64 and len(q.children[0].tensors) == 4
     assert len(group.all_tensors()) == 4 * 9
 
 

@@ -29,7 +29,8 @@ from core.taxonomy import KIND_HELP, ROLES
 from gui.plain import plain_label, tooltip
 from gui.style import KIND_COLORS, MUTED, role_color
 
-KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers"}
+KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers",
+               "state": "Training state"}
 ARCH_LABELS = {
     "family": "Family", "layers": "Layers (blocks)", "hidden_size": "Hidden size", "heads": "Attention heads",
     "kv_heads": "Key/value heads", "head_dim": "Head dimension", "intermediate_size": "MLP width",
@@ -151,7 +152,7 @@ class SummaryPanel(QScrollArea):
         kinds = cp.by_kind()
         total = max(cp.element_count, 1)
         cells = [("Parameters", human_count(params), f"{params:,} exactly",
-                  "Every learned number: weights + biases + embeddings (buffers excluded).")]
+                  "Every learned number: weights + biases + embeddings (buffers and training state excluded).")]
         for kind in ("weight", "bias", "embedding"):
             cells.append((KIND_LABELS[kind], human_count(kinds.get(kind, 0)),
                           f"{kinds.get(kind, 0):,} · {percent(kinds.get(kind, 0), total)}", KIND_HELP[kind]))
@@ -164,6 +165,9 @@ class SummaryPanel(QScrollArea):
         dtypes = sorted(cp.by_dtype().items(), key=lambda kv: -kv[1])
         cells.append(("Stored as", dtypes[0][0] if dtypes else "–",
                       ", ".join(d for d, _ in dtypes[1:4]) or "one dtype", "The dtype holding most values."))
+        if kinds.get("state"):
+            cells.append((KIND_LABELS["state"], human_count(kinds["state"]),
+                          f"{kinds['state']:,} values, not the model", KIND_HELP["state"]))
         for i, (title, value, sub, tip) in enumerate(cells):
             label = self._metric(grid, i // 4, i % 4, title, value, sub, tip)
             if i == 0:
