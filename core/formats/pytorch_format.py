@@ -118,12 +118,13 @@ def _refuse_torchscript(names: list[str]) -> None:
 
 def _read_zip(reader: FileReader, budget: Budget) -> tuple[Any, pickle_vm.PickleVM]:
     members = read_members(reader, _refuse_torchscript)
+    interpreted: set[str] = set()
     try:
-        return _read_torch_zip(reader, members, budget)
+        return _read_torch_zip(reader, members, budget, interpreted)
     except UnsafeFileError:
         raise
     except CheckpointError:
-        _scan_for_danger(reader, members)
+        _scan_for_danger(reader, [m for m in members if m.name not in interpreted])
         raise
 
 
@@ -148,7 +149,9 @@ def _zip_layout(members: list[ZipMember]) -> tuple[str, ZipMember]:
     return root, data[0]
 
 
-def _read_torch_zip(reader: FileReader, members: list[ZipMember], budget: Budget) -> tuple[Any, pickle_vm.PickleVM]:
+def _read_torch_zip(reader: FileReader, members: list[ZipMember], budget: Budget,
+                    interpreted: set[str]) -> tuple[Any, pickle_vm.PickleVM]:
+    """The archive's data.pkl, interpreted; its name goes into ``interpreted`` (a refusal needs no rescan)."""
     root, data_pkl = _zip_layout(members)
     by_name = {m.name: m for m in members}
     byteorder = by_name.get(f"{root}/byteorder")
@@ -176,6 +179,7 @@ def _read_torch_zip(reader: FileReader, members: list[ZipMember], budget: Budget
         known = storages.setdefault(f"{key}:{ref.torch_dtype}", ref)
         return known
 
+    interpreted.add(data_pkl.name)
     return pickle_vm.run_pickle(ByteSource.from_bytes(pickle_bytes), persistent_load, budget)
 
 
@@ -373,7 +377,7 @@ class _Walker:
         self.holds[key] = found
         return found
 
-    def walk(self, obj: Any, path: tuple[str, ...], parent: int = 0) -> None:
+    def walk(self, obj: Any, path: tuple[str, ...], parent: int = 0, in_dict: bool = True) -> None:
         self.spend()
         key = id(obj)
         is_tensor = isinstance(obj, TensorRecord)
@@ -386,7 +390,7 @@ class _Walker:
             if key in self.edges or is_tensor:  # walked (or being walked: a cycle) before; count this path too
                 self.edges[parent].append(key)
                 self.alias.setdefault(key, text)
-            if is_tensor and self.listed.get(key, 0) < MAX_NAMES_PER_TENSOR:
+            if is_tensor and in_dict and self.listed.get(key, 0) < MAX_NAMES_PER_TENSOR:
                 # one tensor under several keys of a state dict (tied weights): a loader needs every name
                 self.listed[key] = self.listed.get(key, 0) + 1
                 self.tensors.append((text, obj))
@@ -402,8 +406,9 @@ class _Walker:
         if len(path) > MAX_DEPTH:
             raise MalformedFileError(f"pickled object is nested deeper than {MAX_DEPTH} levels")
         self.edges[key] = []
+        in_dict = isinstance(obj, dict)
         for child_key, child in children or ():
-            self.walk(child, (*path, _key_text(child_key)), key)
+            self.walk(child, (*path, _key_text(child_key)), key, in_dict)
         self.order.append(key)
 
     def path_counts(self) -> dict[int, int]:
@@ -426,7 +431,7 @@ class _Walker:
         for name, record in shared[:10]:
             other = self.alias.get(id(record)) or self._container_alias(name)
             extra = self.listed.get(id(record), 0)
-            how = f"listed under its first {extra + 1} names" if extra else "listed and counted once"
+            how = f"listed under its first {extra + 1} names" if extra else "it is listed and counted once"
             out.append(f"tensor {name[:120]!r} is also reachable as {other[:120]!r} ({ways[id(record)] - 1:,} "
                        f"aliases); {how}")
         if len(shared) > 10:

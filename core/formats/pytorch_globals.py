@@ -24,7 +24,8 @@ MAX_KEY_NODES = 1_000
 MAX_KEY_DEPTH = 32
 MAX_DIM = 1 << 62
 MAX_REPEAT = 64  # a view may show its storage's bytes this many times over (plus 1 MiB)
-MAX_BUDGET = 20_000_000  # copied elements plus tensor paths, per file
+MAX_BUDGET = 10_000_000  # copied elements plus tensor paths, per file
+PAIR_COST = 8  # a (key, value) pair copied into a dict is checked in Python: it costs this many elements
 MAX_SAME_HASH = 16  # non-string dict keys sharing one hash value, per dict
 MAX_SHOWN = 300  # characters of a refused call's rendered arguments
 
@@ -148,7 +149,8 @@ class Budget:
                                      f"({what}): a small file that would unpack into a huge structure")
 
     def check_key(self, target: dict, key: Any) -> None:
-        if isinstance(key, str):
+        """Call before inserting ``key`` into ``target``; refuses the key that would make too many collide."""
+        if isinstance(key, str) or key in target:  # a lookup walks at most MAX_SAME_HASH colliding entries
             return
         counts = self._hashes.setdefault(id(target), {})
         h = hash(key)  # keys are plain values (check_key) or our own records: no code from the file runs
@@ -306,8 +308,13 @@ def type_name(value: Any) -> str:
     return type(value).__name__
 
 
+_SCALAR_KEYS = {str, int, float, bool, type(None), bytes}
+
+
 def check_key(key: Any) -> None:
     """Refuse dict keys that Python could not hash, or whose hashing would recurse deeply or blow up."""
+    if type(key) in _SCALAR_KEYS:
+        return
     todo = [(key, 0)]
     seen = 0
     while todo:
@@ -346,13 +353,12 @@ def call(func: Any, args: tuple, kwargs: dict | None, how: str, budget: Budget |
     if how != "REDUCE" and kind.startswith("rebuild"):
         raise MalformedFileError(f"not a valid pickle: {how} on the function {func.qualname}")
     if budget is not None and kind in _COPYING_KINDS:
-        budget.charge(sum(len(a) for a in args if isinstance(a, (list, tuple, dict))), f"{func.qualname} copies")
-    out = handler(func, args, kwargs or {})
-    if budget is not None and isinstance(out, dict) and kind == "dict_class":
-        guard: dict = {}
-        for key in out:
-            budget.check_key(guard, key)
-    return out
+        cost = PAIR_COST if kind == "dict_class" else 1
+        budget.charge(cost * sum(len(a) for a in args if isinstance(a, (list, tuple, dict))),
+                      f"{func.qualname} copies")
+    if kind == "dict_class":
+        return _call_dict(func, args, kwargs or {}, budget)
+    return handler(func, args, kwargs or {})
 
 
 def build(target: Any, state: Any, budget: Budget | None = None) -> None:
@@ -372,21 +378,25 @@ def build(target: Any, state: Any, budget: Budget | None = None) -> None:
         raise MalformedFileError(f"not a valid pickle: BUILD on a {type_name(target)}")
 
 
-def _call_dict(func: Global, args: tuple, kwargs: dict) -> dict:
+def _call_dict(func: Global, args: tuple, kwargs: dict, budget: Budget | None = None) -> dict:
     out: dict = {}
     if func.name == "defaultdict":
         args = args[1:]
     if args and isinstance(args[0], dict):
         for key, value in args[0].items():
-            out[key] = value
+            out[key] = value  # keys already passed the guard of the dict they come from
     elif args and isinstance(args[0], (list, tuple)):
         for pair in args[0]:
             if not isinstance(pair, (list, tuple)) or len(pair) != 2:
                 raise MalformedFileError(f"not a valid pickle: {func.qualname} needs (key, value) pairs")
             check_key(pair[0])
+            if budget is not None:
+                budget.check_key(out, pair[0])
             out[pair[0]] = pair[1]
     for key, value in kwargs.items():
         check_key(key)
+        if budget is not None:
+            budget.check_key(out, key)
         out[key] = value
     return out
 
