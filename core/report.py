@@ -353,7 +353,7 @@ def _layer_row(label: str, node: TreeNode, result: Any, total: int) -> list[str]
     names = [t.name for t in node.all_tensors()]
     ts = result.group(names, label, STATS_ONLY)
     if node.parameters == 0 and node.elements:
-        params, share = f"buffer, {human_count(node.elements)}", ""
+        params, share = f"{'state' if node.is_training_state else 'buffer'}, {human_count(node.elements)}", ""
     else:
         params, share = human_count(node.parameters), percent(node.parameters, total)
     if ts is None or ts.count == 0:

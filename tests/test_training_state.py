@@ -265,3 +265,27 @@ def test_a_training_checkpoint_folds_and_sums_like_its_model(tmp_path: Path) -> 
     assert names == ["model_state.0-3 (x4)", "optimizer_state"]
     assert folded.parameters == numel(model.parameters())
     assert all(node.parameters == 0 for node in folded.children[1].walk())
+
+
+def test_report_keeps_training_state_out_of_the_parameters(tmp_path: Path) -> None:
+    from core.report import LEGEND_TERMS, Table, layer_rows, summary_blocks
+    from core.stats import run
+
+    torch.manual_seed(8)
+    model = SmallNet()
+    optimizer = torch.optim.Adam(model.parameters())
+    trained(model, optimizer, torch.randn(5, 12))
+    path = tmp_path / "report.pt"
+    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer.state_dict()}, path)
+    params, _ = model_counts(model)
+    state = state_numel(optimizer.state_dict())
+    with open_checkpoint(str(path)) as cp:
+        result = run(cp, use_cache=False, device="cpu")
+        kinds = next(b for b in summary_blocks(cp, result) if isinstance(b, Table) and b.title == "Parameters by kind")
+        rows, _, _, _ = layer_rows(cp, result)
+    by_label = {row[0]: row for row in kinds.rows}
+    assert by_label["total parameters"][2] == f"{params:,}"
+    assert by_label["training state (not the model)"][2] == f"{state:,}"
+    optimizer_row = next(row for row in rows if row[0].startswith("optimizer_state"))
+    assert optimizer_row[1] == f"state, {human_count(state)}" and optimizer_row[2] == ""
+    assert any(term == "Training state" for term, _ in LEGEND_TERMS)
