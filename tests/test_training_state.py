@@ -289,3 +289,15 @@ def test_report_keeps_training_state_out_of_the_parameters(tmp_path: Path) -> No
     optimizer_row = next(row for row in rows if row[0].startswith("optimizer_state"))
     assert optimizer_row[1] == f"state, {human_count(state)}" and optimizer_row[2] == ""
     assert any(term == "Training state" for term, _ in LEGEND_TERMS)
+
+
+def test_corpus_tutorial_checkpoint_counts_only_its_two_linear_layers() -> None:
+    """burn's checkpoint.pt: {"epoch", "model_state_dict", "optimizer_state_dict", "loss"} of Linear(5, 10) and
+    Linear(10, 3) with SGD momentum; the manifest lists 143 elements, of which the model is 5*10+10 + 10*3+3."""
+    from tests.corpus import CORPUS, truth
+
+    entry = next(e for e in truth() if e["file"] == "good/pytorch/burn-checkpoint.pt")
+    with open_checkpoint(str(CORPUS / entry["file"])) as cp:
+        assert cp.parameter_count == 5 * 10 + 10 + 10 * 3 + 3
+        assert cp.by_kind()["state"] == entry["elements"] - cp.parameter_count
+        assert {t.name for t in cp.tensors if t.kind == "state"} == {"optimizer_state_dict.state.0.momentum_buffer"}
