@@ -6,10 +6,13 @@ thing for what we refuse (TorchScript, legacy GGML, Git LFS pointer, HTML ...).
 
 from __future__ import annotations
 
+import os
 import struct
 import zipfile
 
 from core.errors import CheckpointError, MalformedFileError, UnsupportedFormatError
+from core.formats.pickle_vm import OPCODES
+from core.io import FileReader, read_head
 
 SNIFF_BYTES = 64
 
@@ -31,9 +34,7 @@ _OTHER_MAGIC = [
 def sniff(path: str) -> str:
     """Return "safetensors", "gguf", "pytorch-zip", "pytorch-legacy" or "pickle"; raise otherwise."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-            size = f.seek(0, 2)
+        head, size = read_head(path, SNIFF_BYTES)  # regular files only: a FIFO or device must not hang us
     except IsADirectoryError:
         raise CheckpointError("is a folder, not a file", path=path) from None
     except OSError as exc:
@@ -42,6 +43,8 @@ def sniff(path: str) -> str:
         raise MalformedFileError("the file is empty (0 bytes)", path=path)
     if head.startswith(b"GGUF"):
         return "gguf"
+    if _is_strict_safetensors(path, head, size):  # before pickles: ~1 in 400 header lengths look like opcodes
+        return "safetensors"
     if head[:4] in _GGML_LEGACY:
         raise UnsupportedFormatError(
             f"legacy {_GGML_LEGACY[head[:4]]} model file (the pre-GGUF llama.cpp/whisper.cpp format); "
@@ -60,7 +63,7 @@ def sniff(path: str) -> str:
         )
     if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
         return "pytorch-zip"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+    if _looks_like_new_pickle(head):
         if head[2:3] == b"\x8a":  # LONG1: the legacy format starts with the magic number as a long
             return "pytorch-legacy"
         return "pickle"
@@ -81,6 +84,25 @@ def sniff(path: str) -> str:
     raise UnsupportedFormatError(
         "not a recognised checkpoint (expected safetensors, GGUF or a PyTorch .bin/.pt file)", path=path
     )
+
+
+def _is_strict_safetensors(path: str, head: bytes, size: int) -> bool:
+    """The 8-byte header length N fits the file, byte 8 opens the JSON and the header's last non-space byte
+    closes it: what safetensors writes, whatever N's bytes look like."""
+    if len(head) < 10 or head[8:9] != b"{":
+        return False
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if header_len < 2 or 8 + header_len > size:
+        return False
+    with FileReader(path) as reader:
+        tail_len = min(header_len, 4096)
+        tail = reader.read(8 + header_len - tail_len, tail_len)
+    return tail.rstrip(b" ").endswith(b"}")
+
+
+def _looks_like_new_pickle(head: bytes) -> bool:
+    """PROTO 2-5 followed by an opcode a pickler writes next (a safetensors length 640 is b"\\x80\\x02\\x00...")."""
+    return len(head) >= 3 and head[0] == 0x80 and 2 <= head[1] <= 5 and head[2] in OPCODES and head[2] != 0x80
 
 
 def _looks_like_safetensors(head: bytes, size: int) -> bool:
@@ -114,3 +136,127 @@ def zip_kind(path: str) -> str:
     if any("/code/" in n or n.endswith("/constants.pkl") or n == "constants.pkl" for n in names):
         return "torchscript"
     return "pytorch"
+
+
+# --- what other loaders would make of the file ---------------------------------------------------------------------
+_PYTORCH_NAMES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+_KIND_WORDS = {"safetensors": "safetensors", "gguf": "GGUF", "pytorch-zip": "a PyTorch zip (pickle inside)",
+               "pytorch-legacy": "a legacy PyTorch pickle", "pickle": "a Python pickle"}
+_PICKLE_KINDS = ("pytorch-zip", "pytorch-legacy", "pickle")
+MAX_POLYGLOT_PICKLE = 64 << 20
+_TAR_BLOCK = 512
+MAX_TAR_MEMBERS = 64
+
+
+def file_warnings(path: str, kind: str) -> list[str]:
+    """Lines for Checkpoint.warnings: a name that promises another format, and a file that also parses as another
+    container (tar, zip, pickle), naming what that container's loader would do (run code, for a pickle).
+
+    Other tools choose their loader by the name, and torch.load tries tar, then zip, then pickle, whatever the
+    name: a file shown here as one harmless tensor may run code there.
+    """
+    out: list[str] = []
+    name = os.path.basename(path)
+    lower = name.lower()
+    said = ("PyTorch" if lower.endswith(_PYTORCH_NAMES) else "safetensors" if lower.endswith(".safetensors")
+            else "GGUF" if lower.endswith(".gguf") else None)
+    matches = {"PyTorch": kind in _PICKLE_KINDS, "safetensors": kind == "safetensors", "GGUF": kind == "gguf"}
+    if said and not matches[said]:
+        loader = "torch.load" if said == "PyTorch" else f"a {said} loader"
+        out.append(f"the name {name[:80]!r} says {said} but the content is {_KIND_WORDS.get(kind, kind)}: tools that "
+                   f"choose their loader by name would hand it to {loader}")
+    try:
+        with FileReader(path) as reader:
+            out.extend(_container_warnings(reader, kind))
+    except (CheckpointError, OSError):
+        pass  # the reader that opened the file already vetted what we show; this is a second opinion
+    return out
+
+
+def _container_warnings(reader: FileReader, kind: str) -> list[str]:
+    out: list[str] = []
+    head = reader.read(0, min(reader.size, 2 * _TAR_BLOCK))
+    if head[257:262] == b"ustar":
+        out.append("the file is also a tar archive (\"ustar\" at offset 257): torch.load(weights_only=False) tries "
+                   "the legacy tar format first" + _tar_pickle_verdict(reader))
+    if kind != "pytorch-zip" and (head.startswith(b"PK\x03\x04") or _has_zip_end(reader)):
+        out.append("the file is also a zip archive: torch.load reads it as a torch.save checkpoint"
+                   + _zip_pickle_verdict(reader.path))
+    if kind not in _PICKLE_KINDS and (_looks_like_new_pickle(head) or _looks_like_old_pickle(head[:SNIFF_BYTES])):
+        verdict = _pickle_verdict(reader, 0, min(reader.size, MAX_POLYGLOT_PICKLE))
+        if verdict is not None:
+            out.append("the file is also a pickle: torch.load and pickle.load would unpickle it" + verdict)
+    return out
+
+
+def _has_zip_end(reader: FileReader) -> bool:
+    """An end-of-central-directory record whose comment ends the file: where every zip reader looks."""
+    tail_len = min(reader.size, 22 + 0xFFFF)
+    tail = reader.read(reader.size - tail_len, tail_len)
+    pos = len(tail)
+    while (pos := tail.rfind(b"PK\x05\x06", 0, pos)) >= 0:
+        if pos + 22 <= len(tail) and pos + 22 + int.from_bytes(tail[pos + 20 : pos + 22], "little") == len(tail):
+            return True
+    return False
+
+
+def _pickle_verdict(reader: FileReader | _BytesReader, start: int, end: int) -> str | None:
+    """'' for a pickle that parses, '; it calls X(...)' for one that would run code, None for no pickle."""
+    from core.errors import UnsafeFileError
+    from core.formats.pickle_vm import ByteSource, run_pickle
+
+    try:
+        run_pickle(ByteSource(reader.read, start, end), lambda pid: None)
+    except UnsafeFileError as exc:
+        return f", and it would run code: {exc.reason}"
+    except CheckpointError:
+        return None
+    return ""
+
+
+def _zip_pickle_verdict(path: str) -> str:
+    """Interpret the zip's stored .pkl members (small, uncompressed only) with our own interpreter."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist()[:1000] if i.filename.endswith(".pkl")
+                     and i.compress_type == zipfile.ZIP_STORED and i.file_size <= MAX_POLYGLOT_PICKLE]
+            for info in infos[:4]:
+                data = zf.read(info)
+                verdict = _pickle_verdict(_BytesReader(data), 0, len(data))
+                if verdict:
+                    return f" ({info.filename[:80]!r}{verdict})"
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+        pass
+    return ""
+
+
+def _tar_pickle_verdict(reader: FileReader) -> str:
+    """Walk the tar headers (ours, bounded) to the members torch's legacy tar loader unpickles."""
+    pos = 0
+    for _ in range(MAX_TAR_MEMBERS):
+        if pos + _TAR_BLOCK > reader.size:
+            break
+        header = reader.read(pos, _TAR_BLOCK)
+        name = header[:100].split(b"\0", 1)[0]
+        try:
+            size = int(header[124:136].split(b"\0", 1)[0].strip() or b"0", 8)
+        except ValueError:
+            break
+        data = pos + _TAR_BLOCK
+        if name in (b"storages", b"tensors", b"pickle") and data + size <= reader.size:
+            verdict = _pickle_verdict(reader, data, data + min(size, MAX_POLYGLOT_PICKLE))
+            if verdict:
+                return f" (its member {name.decode()!r}{verdict})"
+        pos = data + (size + _TAR_BLOCK - 1) // _TAR_BLOCK * _TAR_BLOCK
+    return ""
+
+
+class _BytesReader:
+    """The read(offset, n) of a FileReader over bytes in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.size = len(data)
+
+    def read(self, offset: int, n: int) -> bytes:
+        return self.data[offset : offset + n]

@@ -669,6 +669,8 @@ _DISPATCH: dict[int, Callable[[PickleVM], None]] = {
     }.items()
 }
 
+OPCODES = frozenset(_DISPATCH)
+
 
 def run_pickle(source: ByteSource, persistent_load: Callable[[Any], Any] | None = None,
                budget: Budget | None = None) -> tuple[Any, PickleVM]:

@@ -22,6 +22,7 @@ from core import dtypes
 from core.checkpoint import Checkpoint, FileEntry, TensorInfo
 from core.errors import CheckpointError, MalformedFileError, UnsafeFileError, UnsupportedFormatError
 from core.formats import pickle_vm
+from core.formats.detect import file_warnings
 from core.formats.pickle_vm import ByteSource
 from core.formats.pytorch_globals import Budget, Global, Placeholder, SetRecord, StorageRef, TensorRecord
 from core.formats.pytorch_zip import ZipMember, read_member, read_members
@@ -94,6 +95,7 @@ def read_pytorch_file(path: str) -> tuple[list[TensorInfo], dict[str, Any], int,
         else:
             (obj, vm), fmt = _read_legacy(reader, budget), "legacy (torch.save before 1.6)"
         named, metadata, warnings = _collect(obj, budget)
+        warnings.extend(file_warnings(path, "pytorch-zip" if fmt.startswith("zip") else "pytorch-legacy"))
         tensors = [_tensor_info(name, record, path) for name, record in named]
         metadata = {"serialization": fmt, **metadata}
         placeholders = [f"`{c[:200]}`" for c in vm.placeholder_classes[:20]]
