@@ -231,7 +231,13 @@ class Checkpoint:
         raw = np.empty((last_block - first_block) * dt.type_size, dtype=np.uint8)
         self._reader(t.file).read_into(t.offset + first_block * dt.type_size, raw)
         try:
-            values = dequantize(raw, GGMLQuantizationType[dt.name]).reshape(-1).astype(np.float32, copy=False)
+            with np.errstate(over="ignore", invalid="ignore"):  # huge scales overflow to inf: data, not a warning
+                values = dequantize(raw, GGMLQuantizationType[dt.name]).reshape(-1).astype(np.float32, copy=False)
+            if dt.name == "MXFP4":  # an E8M0 scale of 0xFF is NaN (OCP MX spec); gguf decodes it as 2**127
+                nan_scale = raw.reshape(-1, dt.type_size)[:, 0] == 0xFF
+                if nan_scale.any():
+                    values = values.copy() if not values.flags.writeable else values
+                    values.reshape(-1, dt.block_size)[nan_scale] = np.nan
         except NotImplementedError:  # Q8_1, Q8_K, Q1_0 ...: listed fine, but the gguf package cannot decode them
             raise ReadError(f"cannot decode {dt.name} values of tensor {t.name[:80]!r}: the gguf package has no "
                             "dequantiser for this type", path=t.file) from None
