@@ -45,6 +45,7 @@ from core.stats_summary import (
 )
 
 BLOCK_ELEMENTS = 1 << 20
+SMALL_BLOCK = 1 << 14  # below this torch.bincount's fixed cost (ms on a busy machine) exceeds numpy's
 _SPECIAL_KEYS = np.r_[0x7F80:0x8000, 0xFF80:0x10000]
 
 
@@ -323,7 +324,7 @@ class TorchCPUBackend(Backend):
         import torch
 
         scratch = self._scratch()
-        if x.size > scratch.numel():
+        if x.size > scratch.numel() or x.size < SMALL_BLOCK:
             return numpy_f32_key_counts(x)
         keys = scratch[: x.size]
         keys.copy_(torch.from_numpy(x.reshape(-1).view(np.int32)))

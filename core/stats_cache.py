@@ -61,7 +61,6 @@ MAX_ENTRY_BYTES = 1 << 30  # an entry file larger than this is not read
 SAMPLE = 4096  # bytes per fingerprint sample
 HEADER_SAMPLE = 1 << 20  # at most this much of the header is hashed
 MAX_SAMPLED = 4 << 20  # fingerprint reads at most this much in all
-_SPECIAL_KEYS = np.r_[0x7F80:0x8000, 0xFF80:0x10000]
 _pruned: set[str] = set()  # cache folders already pruned by this process
 
 
@@ -550,8 +549,10 @@ def _decode(row: dict[str, Any], t: TensorInfo) -> Summary | None:
 
 def _consistent_float(s: FloatSummary) -> bool:
     """Stored figures that could all be true of one set of values (a bug or a forgery fails this)."""
-    kc = s.keys.array()
-    if kc[_SPECIAL_KEYS].any() or s.zeros > int(kc[0] + kc[0x8000]):
+    idx, cnt = s.keys.sparse()  # sparse lookups: a dense copy is 512 KiB per tensor
+    if np.any(((idx >= 0x7F80) & (idx < 0x8000)) | (idx >= 0xFF80)):
+        return False
+    if s.zeros > _count_at(idx, cnt, np.array([0, 0x8000])).sum():
         return False
     if s.n == 0:
         return not len(s.top) and not len(s.bottom) and s.mean == 0 and s.m2 == 0
@@ -581,8 +582,16 @@ def _consistent_float(s: FloatSummary) -> bool:
         return False
     held = np.concatenate([bottom, top]) if s.n > K_EXTREMES else top
     with np.errstate(all="ignore"):
-        found = np.bincount(float_keys(np.unique(held)), minlength=KEYS)
-    return not np.any(found > kc)  # every stored extreme's key was counted
+        keys, found = np.unique(float_keys(np.unique(held)), return_counts=True)
+    return not np.any(found > _count_at(idx, cnt, keys))  # every stored extreme's key was counted
+
+
+def _count_at(idx: np.ndarray, cnt: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Counts at ``keys`` of sparse counts (``idx`` strictly increasing); 0 where absent."""
+    pos = np.minimum(np.searchsorted(idx, keys), max(len(idx) - 1, 0))
+    if not len(idx):
+        return np.zeros(len(keys), np.int64)
+    return np.where(idx[pos] == keys, cnt[pos], 0)
 
 
 def _store(idx: np.ndarray, cnt: np.ndarray, length: int) -> CountStore | None:
