@@ -3,7 +3,8 @@
 Run:  .venv/bin/python benchmarks/hostile.py              (all inputs, a few minutes)
       .venv/bin/python benchmarks/hostile.py --only fifo  (inputs whose name contains "fifo")
       .venv/bin/python benchmarks/hostile.py --list       (the inputs, without running anything)
-      --timeout S (per command, default 30), --keep DIR (keep the generated inputs there), --json (rows as JSON)
+      --timeout S (per command, default 30), --keep DIR (keep the generated inputs there), --json (rows as JSON),
+      --jobs N (inputs at once, default 2: hangs overlap; --jobs 1 for the cleanest timings)
 
 Inputs are generated in a temporary folder (small files; big ones are sparse). Each command runs in its own
 child process, so its peak RSS is its own (os.wait4), with WEIGHTSCOPE_CACHE_DIR pointing at a fresh cache that
@@ -25,12 +26,14 @@ import os
 import resource
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -127,10 +130,6 @@ def run_child(argv: list[str], env: dict[str, str], cwd: Path, timeout: float, n
         time.sleep(0.01)
     seconds = time.perf_counter() - start
     proc.returncode = status if status is not None else -9  # reaped by wait4 above
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # grandchildren that outlived it
-    except ProcessLookupError:
-        pass
     out.join()
     err.join()
     stderr = bytes(err.kept).decode("utf-8", "backslashreplace")
@@ -224,8 +223,9 @@ class Harness:
         self.root = root
         self.timeout = timeout
         self.echo = echo
-        self.rows: list[Row] = []
-        self.target = Path()
+        self.by_case: dict[str, list[Row]] = {}
+        self.targets: dict[str, Path] = {}
+        self._print_lock = threading.Lock()
         self.decoy = root / "decoy"
         self.home = root / "home"
         self.xdg = root / "xdg-cache"
@@ -276,7 +276,9 @@ class Harness:
         row.fs += [f"foreign cache file {rel} {'deleted' if rel not in foreign_after else 'changed'}"
                    for rel in foreign_before if foreign_after.get(rel) != foreign_before[rel]]
         self._judge(case, row, result)
-        self.rows.append(row)
+        if result.status not in (0, None) and row.stderr_first:
+            row.notes.append("said: " + ascii(row.stderr_first.replace(str(self.root), "$TMP")[:160]))
+        self.by_case[case.name].append(row)
         return row, result
 
     def _judge(self, case: Case, row: Row, result: Outcome) -> None:
@@ -312,47 +314,79 @@ class Harness:
             case.check(self, row, result)
 
     def skip(self, case: Case, label: str, why: str) -> None:
-        self.rows.append(Row(case.name, label, skipped=True, notes=[why]))
+        self.by_case[case.name].append(Row(case.name, label, skipped=True, notes=[why]))
 
     # --- a whole case -------------------------------------------------------------------------------------------
     def run_case(self, case: Case) -> None:
         """Generate the input, run its commands, then print its rows (checks that compare runs come last)."""
-        first = len(self.rows)
+        self.by_case[case.name] = []
         try:
             self._run_case(case)
         finally:
             if self.echo:
-                for row in self.rows[first:]:
-                    print(format_row(row), flush=True)
+                with self._print_lock:
+                    for row in self.by_case[case.name]:
+                        print(format_row(row), flush=True)
 
     def _run_case(self, case: Case) -> None:
         inputs, _cache, _logs, out = self.folders(case)
         try:
             target = case.make(inputs)
         except Exception as exc:  # a generator that cannot run here (no mkfifo, no sparse files) is a row, not a crash
-            self.rows.append(Row(case.name, "(generate)", failures=[f"generator failed: {type(exc).__name__}: {exc}"]))
+            self.by_case[case.name].append(Row(case.name, "(generate)",
+                                               failures=[f"generator failed: {type(exc).__name__}: {exc}"]))
             return
-        self.target = target
+        self.targets[case.name] = target
+        size_note = "input " + describe_size(target)
         if case.scenario is not None:
             case.scenario(self, case, target)
+            self.by_case[case.name][0].notes.insert(0, size_note)
             return
         commands = [(cmd, [*cmd.split()[:1], str(target), *cmd.split()[1:]], None) for cmd in case.commands]
         if case.report:
             pdf = out / f"{case.name}.pdf"
             commands.append(("report -o OUT.pdf", ["report", str(target), "-o", str(pdf)], pdf))
         hung = False
+        first = True
         for label, argv, pdf in commands:
             if hung:
                 self.skip(case, label, "skipped: an earlier command on this input hung")
                 continue
             allowed = {str(pdf)} if pdf is not None else set()
             row, result = self.run(case, label, argv, allowed)
+            if first:
+                row.notes.insert(0, size_note)
+                first = False
             hung = result.status is None
             if pdf is not None and result.status == 0:
                 if not pdf.is_file() or pdf.read_bytes()[:5] != b"%PDF-":
                     row.failures.append("exit 0 but no PDF written")
                 else:
                     row.notes.append(f"PDF {pdf.stat().st_size:,} bytes")
+
+
+def describe_size(path: Path) -> str:
+    """Apparent and allocated size of a file or a folder's files (sparse inputs say how little they hold)."""
+    try:
+        files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file()]
+        stats = [p.stat() for p in files]
+    except OSError:
+        return "(size unknown)"
+    if not stats or not all(stat.S_ISREG(s.st_mode) for s in stats):
+        return "(not a regular file)"
+    apparent = sum(s.st_size for s in stats)
+    allocated = sum(s.st_blocks * 512 for s in stats)
+    count = f"{len(stats):,} files, " if path.is_dir() else ""
+    text = f"{count}{human(apparent)}"
+    return text + (f" (sparse: {human(allocated)} on disk)" if apparent > 2 * allocated + (1 << 20) else "")
+
+
+def human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000:
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def longest_string(doc: object) -> int:
@@ -382,7 +416,8 @@ def check_polyglot(h: Harness, row: Row, result: Outcome) -> None:
     """``info`` must say the file also parses as another container."""
     if row.command != "info" or result.status != 0:
         return
-    text = result.stdout.decode("utf-8", "replace").replace(str(h.target), "FILE").replace(h.target.name, "FILE")
+    target = h.targets[row.case]
+    text = result.stdout.decode("utf-8", "replace").replace(str(target), "FILE").replace(target.name, "FILE")
     said = [line.strip() for line in text.splitlines()
             if any(word in line.lower() for word in ("polyglot", "also parses", "warning"))]
     if said:
@@ -617,6 +652,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per command before it counts as a hang")
     parser.add_argument("--keep", metavar="DIR", help="generate inputs in DIR (must not exist) and keep them")
     parser.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+    parser.add_argument("--jobs", type=int, default=2, help="inputs run at once (default 2; 1 gives the cleanest "
+                        "timings and attributes any write to the shared decoy folders to one command)")
     args = parser.parse_args(argv)
     cases = [c for c in CASES if not args.only or any(s in c.name for s in args.only)]
     if args.list:
@@ -637,13 +674,13 @@ def main(argv: list[str] | None = None) -> int:
               + (" (root: chmod 000 does not stop reads)" if os.getuid() == 0 else ""))
         print(HEADER, flush=True)
     try:
-        for case in cases:
-            harness.run_case(case)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            list(pool.map(harness.run_case, cases))
     finally:
         if not args.keep:
             restore_permissions(root)
             shutil.rmtree(root, ignore_errors=True)
-    rows = harness.rows
+    rows = [row for case in cases for row in harness.by_case.get(case.name, [])]
     passed = sum(r.passed for r in rows)
     skipped = sum(r.skipped for r in rows)
     failed = len(rows) - passed - skipped
