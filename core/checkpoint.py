@@ -20,6 +20,9 @@ from core.errors import ReadError
 from core.io import FileReader
 
 DEFAULT_CHUNK_BYTES = 64 << 20
+STRIDED_BLOCK = 1 << 20  # elements of a strided view indexed at once
+STRIDED_WINDOW = 16 << 20  # bytes one read of a strided block may cover beyond 4x the block
+STRIDED_GAP = 1024  # elements: nearer indices of a sparse view are read together
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +172,7 @@ class Checkpoint:
             return self._read_quantized(t, dt, start, count)
         np_dtype = np.dtype(dt.storage)
         if t.strides is not None:
-            return self._read_strided(t, np_dtype)[start : start + count]
+            return self._read_strided(t, np_dtype, start, count)
         nbytes = count * np_dtype.itemsize
         if out is not None and out.nbytes >= nbytes:
             buf = out.view(np.uint8)[:nbytes]
@@ -211,16 +214,36 @@ class Checkpoint:
             count = min(step, t.elements - start)
             yield self.read_raw(t, start, count, out=buffer)
 
-    def _read_strided(self, t: TensorInfo, np_dtype: np.dtype) -> np.ndarray:
-        span = t.span_bytes if t.span_bytes is not None else t.nbytes
-        buf = np.empty(span, dtype=np.uint8)
-        self._reader(t.file).read_into(t.offset, buf)
-        base = buf.view(np_dtype)
+    def _read_strided(self, t: TensorInfo, np_dtype: np.dtype, start: int, count: int) -> np.ndarray:
+        """Elements ``[start, start+count)`` of a strided or expanded (stride 0) view, in bounded blocks.
+
+        Each block of at most STRIDED_BLOCK elements computes its storage indices, then reads the smallest
+        window covering them when that window is small, else only the runs of nearby indices it touches:
+        a 2-element view over a terabyte storage reads 2 elements, and an expanded view reads each stored
+        element once per block. Memory: the output plus a few buffers of about one block.
+        """
         item = np_dtype.itemsize
-        view = np.lib.stride_tricks.as_strided(
-            base, shape=t.shape, strides=tuple(s * item for s in t.strides or ()), writeable=False
-        )
-        return np.ascontiguousarray(view).reshape(-1)
+        result = np.empty(count, dtype=np_dtype)
+        reader = self._reader(t.file)
+        shape = t.shape
+        strides = t.strides or ()
+        for block_start in range(start, start + count, STRIDED_BLOCK):
+            n = min(STRIDED_BLOCK, start + count - block_start)
+            flat = np.arange(block_start, block_start + n, dtype=np.int64)
+            index = np.zeros(n, dtype=np.int64)
+            for dim, stride in zip(reversed(shape), reversed(strides), strict=True):
+                if stride:
+                    index += (flat % dim) * stride
+                flat //= dim
+            lo, hi = int(index.min()), int(index.max())
+            target = result[block_start - start : block_start - start + n]
+            if (hi - lo + 1) <= max(4 * n, STRIDED_WINDOW // item):
+                window = np.empty((hi - lo + 1) * item, dtype=np.uint8)
+                reader.read_into(t.offset + lo * item, window)
+                np.take(window.view(np_dtype), index - lo, out=target)
+            else:
+                _gather_runs(reader, t.offset, index, target, item)
+        return result
 
     def _read_quantized(self, t: TensorInfo, dt: dtypes.DType, start: int, count: int) -> np.ndarray:
         from gguf.constants import GGMLQuantizationType
@@ -243,6 +266,28 @@ class Checkpoint:
                             "dequantiser for this type", path=t.file) from None
         skip = start - first_block * dt.block_size
         return values[skip : skip + count]
+
+
+def _gather_runs(reader: FileReader, base: int, index: np.ndarray, target: np.ndarray, item: int) -> None:
+    """Fill ``target`` with the elements at ``index`` (in elements from ``base``), reading each run of nearby
+    distinct indices once: sparse views read what they show, never the gaps between."""
+    order = np.unique(index)
+    gaps = np.nonzero(np.diff(order) > STRIDED_GAP)[0]
+    starts = np.concatenate(([0], gaps + 1)).tolist()
+    ends = np.concatenate((gaps + 1, [len(order)])).tolist()
+    values = np.empty(len(order), dtype=target.dtype)
+    limit = STRIDED_WINDOW // item  # a run wider than this is read in windows of at most this many elements
+    for run_first, run_end in zip(starts, ends, strict=True):
+        first = run_first
+        while first < run_end:
+            lo = int(order[first])
+            last = min(run_end, int(np.searchsorted(order, lo + limit, side="left")))
+            hi = int(order[last - 1])
+            window = np.empty((hi - lo + 1) * item, dtype=np.uint8)
+            reader.read_into(base + lo * item, window)
+            values[first:last] = window.view(target.dtype)[order[first:last] - lo]
+            first = last
+    target[:] = values[np.searchsorted(order, index)]
 
 
 def decode(raw: np.ndarray, dtype_name: str) -> np.ndarray:

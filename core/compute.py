@@ -262,9 +262,6 @@ class Backend:
 
     def summarize_range(self, checkpoint: Checkpoint, t: TensorInfo, start: int, count: int) -> Summary:
         """The summary of elements [start, start+count) of ``t``; blocks start at multiples of BLOCK_ELEMENTS."""
-        if t.strides is not None:  # strided views are read whole (they are small PyTorch views)
-            data = checkpoint.read_raw(t)[start : start + count]
-            return self._summarize_array(data, t)
         blocks = [(s, min(BLOCK_ELEMENTS, start + count - s)) for s in range(start, start + count, BLOCK_ELEMENTS)]
         _touch_reader(checkpoint, t)
         if self._pool is None or len(blocks) == 1:

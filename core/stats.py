@@ -316,9 +316,7 @@ class _Engine:
 
 
 def _chunk_elements(t: TensorInfo, chunk_bytes: int) -> int:
-    """Elements per chunk. Strided PyTorch views are read whole (they are small and read as one span)."""
-    if t.strides is not None:
-        return max(t.elements, 1)
+    """Elements per chunk (strided PyTorch views too: read_raw gathers any range of them in bounded blocks)."""
     dt = dtypes.get(t.dtype)
     # quant chunks need not align with blocks: the reader rounds out to whole blocks
     return max(1, chunk_bytes * dt.block_size // dt.type_size)

@@ -23,7 +23,8 @@ from core.errors import MalformedFileError, UnsafeFileError, UnsupportedFormatEr
 MAX_KEY_NODES = 1_000
 MAX_KEY_DEPTH = 32
 MAX_DIM = 1 << 62
-MAX_REPEAT = 64  # a view may show its storage's bytes this many times over (plus 1 MiB)
+MAX_REPEAT = 64  # a view may show its storage's bytes this many times over (plus MAX_EXPANDED_BYTES)
+MAX_EXPANDED_BYTES = 1 << 30
 MAX_BUDGET = 10_000_000  # copied elements plus tensor paths, per file
 PAIR_COST = 8  # a (key, value) pair copied into a dict is checked in Python: it costs this many elements
 MAX_SAME_HASH = 16  # non-string dict keys sharing one hash value, per dict
@@ -537,8 +538,8 @@ def make_tensor(storage: Any, offset: Any, size: Any, stride: Any, dtype: str | 
             f"of its storage {storage.key!r} ({storage.nbytes:,} bytes)")
     if elements >= 1 << 63:
         raise MalformedFileError("a tensor's element count overflows int64")
-    if elements * itemsize > MAX_REPEAT * storage.nbytes + (1 << 20):
-        # stride-0 views (expand) are legitimate, but reading one materialises every element
+    if elements * itemsize > MAX_REPEAT * storage.nbytes + MAX_EXPANDED_BYTES:
+        # stride-0 views (expand) are legitimate and read in bounded blocks, but every element costs time
         raise MalformedFileError(f"a tensor view of {elements:,} elements repeats its storage {storage.key!r} "
                                  f"({storage.nbytes:,} bytes) implausibly often")
     return TensorRecord(storage, offset, shape, strides, dtype)
