@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import math
 import os
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -345,13 +346,15 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
     """Round tick values (1, 2 or 5 times a power of ten) covering [lo, hi]."""
     if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
         return [lo] if math.isfinite(lo) else []
+    if not math.isfinite(hi - lo):  # a range wider than float64 (data near -+1.8e308): tick a tenth of it
+        return [t * 10.0 for t in nice_ticks(lo / 10.0, hi / 10.0, target) if math.isfinite(t * 10.0)]
     raw = (hi - lo) / max(1, target)
-    power = 10 ** math.floor(math.log10(raw))
+    power = 10.0 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * 0.7)
     first = math.ceil(lo / step - 1e-9) * step
     ticks = []
     value = first
-    while value <= hi + step * 1e-9:
+    while value <= hi + step * 1e-9 and math.isfinite(value) and len(ticks) < 100:  # hi + ... may be inf
         ticks.append(0.0 if abs(value) < step * 1e-9 else value)
         value += step
     return ticks
@@ -360,7 +363,7 @@ def nice_ticks(lo: float, hi: float, target: int = 5) -> list[float]:
 def log_ticks(lo: float, hi: float) -> list[float]:
     """Ticks for a log axis over [lo, hi] (lo > 0): decades, thinned to about six; 1-2-5 steps when the
     range spans less than three decades; plain round steps when it spans less than one."""
-    a, b = math.floor(math.log10(lo)), math.ceil(math.log10(hi))
+    a, b = math.floor(math.log10(lo)), min(math.ceil(math.log10(hi)), 308)  # 10.0**309 overflows
     stride = max(1, math.ceil((b - a + 1) / 6))
     decades = [10.0**e for e in range(a, b + 1, stride) if lo <= 10.0**e <= hi]
     if len(decades) >= 3:
@@ -452,8 +455,18 @@ def _no_data(p: QPainter, area: QRectF, text: str) -> None:
 def _x_scale(lo: float, hi: float, area: QRectF) -> tuple[float, float, Callable[[float], float]]:
     if not hi > lo:
         pad = abs(lo) * 0.1 or 1.0
-        lo, hi = lo - pad, hi + pad
-    return lo, hi, lambda v: area.left() + (v - lo) / (hi - lo) * area.width()
+        lo, hi = _finite(lo - pad), _finite(hi + pad)
+    return lo, hi, lambda v: area.left() + _fraction(v, lo, hi) * area.width()
+
+
+def _finite(x: float) -> float:
+    """x clamped to float64's finite range (padding an axis at -+1.8e308 must not make it infinite)."""
+    return min(max(x, -sys.float_info.max), sys.float_info.max)
+
+
+def _fraction(v: float, lo: float, hi: float) -> float:
+    """(v - lo) / (hi - lo) computed on halves, so no difference overflows for data near -+1.8e308."""
+    return (v * 0.5 - lo * 0.5) / (hi * 0.5 - lo * 0.5)
 
 
 def draw_histogram(p: QPainter, plot: Histogram, rect: QRectF) -> None:
@@ -523,7 +536,7 @@ def draw_lines(p: QPainter, plot: LinePlot, rect: QRectF) -> None:
         if y_hi <= y_lo:
             y_lo, y_hi = y_lo / 2, y_hi * 2
         span = math.log10(y_hi) - math.log10(y_lo)
-        y_lo, y_hi = y_lo / 10 ** (span * 0.08), y_hi * 10 ** (span * 0.08)
+        y_lo, y_hi = max(y_lo / 10 ** (span * 0.08), math.ulp(0.0)), _finite(y_hi * 10 ** (span * 0.08))
 
         def fy(v: float) -> float:
             return area.bottom() - (math.log10(v) - math.log10(y_lo)) / (math.log10(y_hi) - math.log10(y_lo)) \
@@ -532,11 +545,11 @@ def draw_lines(p: QPainter, plot: LinePlot, rect: QRectF) -> None:
         ticks = log_ticks(y_lo, y_hi)
     else:
         y_lo, y_hi = min(values), max(values)
-        pad = (y_hi - y_lo) * 0.08 or abs(y_hi) * 0.1 or 1.0
-        y_lo, y_hi = y_lo - pad, y_hi + pad
+        pad = (y_hi * 0.5 - y_lo * 0.5) * 0.16 or abs(y_hi) * 0.1 or 1.0
+        y_lo, y_hi = _finite(y_lo - pad), _finite(y_hi + pad)
 
         def fy(v: float) -> float:
-            return area.bottom() - (v - y_lo) / (y_hi - y_lo) * area.height()
+            return area.bottom() - _fraction(v, y_lo, y_hi) * area.height()
 
         ticks = [t for t in nice_ticks(y_lo, y_hi, 4) if y_lo <= t <= y_hi]
     xt = _x_ticks(p, lo, hi, area, fx, lambda t: f"{t:.0f}", integers=True)

@@ -25,6 +25,13 @@ STAT_HELP = {
     "outliers": "How many values of each tensor lie more than 6 standard deviations from its mean.",
 }
 _DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
+SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: larger lines are drawn scaled
+
+
+def axis_scale(values: list[float]) -> int:
+    """The power of ten to divide a linear axis by so that every finite value is within SAFE_MAGNITUDE."""
+    top = max((abs(v) for v in values if math.isfinite(v)), default=0.0)
+    return math.ceil(math.log10(top)) - 3 if top > SAFE_MAGNITUDE else 0
 
 
 class DepthPanel(QWidget):
@@ -97,8 +104,9 @@ class DepthPanel(QWidget):
         key = self.current_statistic
         label = STATISTICS[key][0]
         self.statistic.setToolTip(STAT_HELP[key])
-        self.plot.setLabel("left", label)
         self.plot.setLogMode(False, self.log_y.isChecked())
+        self._exponent = 0 if self.log_y.isChecked() else axis_scale([p[1] for line in lines for p in line.points])
+        self.plot.setLabel("left", label + (f" (×1e{self._exponent})" if self._exponent else ""))
         if not lines:
             note = getattr(self, "_note", "")
             if self.profiles is not None:  # an incomplete analysis says so, never "no repeated blocks"
@@ -117,8 +125,11 @@ class DepthPanel(QWidget):
             color = base if base and n == 0 else SERIES_COLORS[i % len(SERIES_COLORS)]
             x = np.array([p[0] for p in line.points], dtype=float)
             y = np.array([p[1] for p in line.points], dtype=float)
+            y = np.where(np.isfinite(y), y, np.nan)  # infinities cannot be drawn: gaps, like NaN
             if self.log_y.isChecked():
                 y = np.where(y > 0, y, np.nan)
+            elif self._exponent:
+                y = y / 10.0**self._exponent
             pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
             curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
                                     symbolPen=pg.mkPen(color), name=rich_escape(line.label),
@@ -149,5 +160,6 @@ class DepthPanel(QWidget):
             for layer, value, name in line.points:
                 if name == self._highlight_name and math.isfinite(value):
                     y = math.log10(value) if self.log_y.isChecked() and value > 0 else value
+                    y = y / 10.0 ** getattr(self, "_exponent", 0)
                     self.ring.setData([layer], [y])
                     return
