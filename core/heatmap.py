@@ -2,7 +2,8 @@
 
 The matrix is streamed by bands of whole block-rows, so a 128k × 16k
 embedding never sits in memory at once; each band is decoded to float32,
-padded to whole blocks and reduced with one reshape. Tensors of more than
+padded to whole blocks and reduced with one reshape. A block-row wider than
+a chunk (a 700 MB vector) is read tile by tile of whole blocks instead. Tensors of more than
 two dimensions are viewed as (first dimension, everything else), 1-D ones
 as a single row.
 """
@@ -91,6 +92,9 @@ def compute_heatmap(checkpoint: Checkpoint, tensor: TensorInfo | str, mode: str 
     if rows == 0 or cols == 0:
         return out
     bytes_per_row = max(1, t.nbytes // rows)
+    if bytes_per_row * br > chunk_bytes:  # one block-row is too big to hold (a long vector): go by columns too
+        return (yield from _by_columns(checkpoint, t, out, max(1, chunk_bytes // max(1, bytes_per_row // cols)),
+                                       should_stop))
     band_rows = max(br, (chunk_bytes // bytes_per_row) // br * br)
     for r0 in range(0, rows, band_rows):
         if should_stop is not None and should_stop():
@@ -102,4 +106,26 @@ def compute_heatmap(checkpoint: Checkpoint, tensor: TensorInfo | str, mode: str 
         out.values[r0 // br: math.ceil(r1 / br)] = reduce_blocks(band, br, bc, mode)
         out.rows_done = r1
         yield replace(out, values=out.values.copy())  # a snapshot the UI may draw while we go on
+    return out
+
+
+def _by_columns(checkpoint: Checkpoint, t: TensorInfo, out: Heatmap, chunk_elements: int,
+                should_stop: Callable[[], bool] | None) -> Generator[Heatmap, None, Heatmap]:
+    """Block-rows too wide to read at once, reduced a tile of whole blocks at a time (about ``chunk_elements``
+    values): memory stays bounded however long a row is."""
+    rows, cols, br, bc = out.rows, out.cols, out.block_rows, out.block_cols
+    width = max(bc, chunk_elements // br // bc * bc)
+    for r0 in range(0, rows, br):
+        r1 = min(rows, r0 + br)
+        for c0 in range(0, cols, width):
+            if should_stop is not None and should_stop():
+                raise CancelledError("heatmap cancelled")
+            c1 = min(cols, c0 + width)
+            tile = np.stack([checkpoint.read(t, r * cols + c0, c1 - c0) for r in range(r0, r1)])
+            if tile.dtype == np.bool_:
+                tile = tile.astype(np.float32)
+            out.values[r0 // br, c0 // bc: math.ceil(c1 / bc)] = reduce_blocks(tile, br, bc, out.mode)[0]
+            yield replace(out, values=out.values.copy())
+        out.rows_done = r1
+    yield replace(out, values=out.values.copy())
     return out
