@@ -594,6 +594,8 @@ def as_path(value: str) -> Callable[[Path], Path]:
 
 
 CASES = [
+    Case("baseline-small-model", lambda f: gen.small_model(f / "model.safetensors"), must_open=True, tensors=3,
+         report=True, note="an honest file: the floor for each command's time and memory on this machine"),
     Case("cache-same-size-mtime", gen.make_cache_model, scenario=scenario_same_size_mtime),
     Case("cache-planted-entry", gen.make_cache_model, scenario=scenario_planted_entry),
     Case("cache-prune-foreign", gen.make_cache_model, scenario=scenario_prune, big_foreign=True),
