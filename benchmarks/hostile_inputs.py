@@ -464,7 +464,7 @@ def make_huge_indices(folder: Path) -> Path:
 
 # --- scale: tensor counts, shard counts -----------------------------------------------------------------------------
 def make_million_empty_tensors(folder: Path) -> Path:
-    """One million zero-size tensors in one header (~45 MB of JSON, no data)."""
+    """One million zero-size tensors in one header (~56 MB of JSON, no data)."""
     path = folder / "million-empty.safetensors"
     parts = [f'"{i:x}":{{"dtype":"U8","shape":[0],"data_offsets":[0,0]}}' for i in range(1_000_000)]
     text = ("{" + ",".join(parts) + "}").encode()
