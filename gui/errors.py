@@ -63,11 +63,13 @@ def details(exc: BaseException, path: str | None = None, log_path: str | None = 
     if path:
         lines.append(f"Path: {path}")
     lines.append(f"Error type: {type(exc).__module__}.{type(exc).__name__}")
+    if isinstance(exc, CheckpointError):
+        lines.append(f"Reason: {exc}")
     call = getattr(exc, "call", None)
     if call:
         lines.append(f"Call: {call}")
     arguments = getattr(exc, "arguments", None)
-    if arguments is not None:
+    if arguments:
         lines.append("Arguments:")
         lines.append(_arguments_text(arguments))
     if not isinstance(exc, CheckpointError):

@@ -106,6 +106,7 @@ class ModelView(QWidget):
         self._selection_waiting = False
         self.selection_reading = False  # the selection job reads tensors the analysis has not covered
         self.analysis_meter = Throughput()
+        self._stopping: list = []  # cancelled workers finishing their current chunk (they stop before the next)
         self.selection_meter = Throughput()
         self._tensor_done_count = 0
         self._last_refresh = 0.0
@@ -452,6 +453,7 @@ class ModelView(QWidget):
     def cancel_analysis(self) -> None:
         """Cancel means cancel: no job of this tab reads the file afterwards until the user asks again."""
         was_reading = self.is_reading()
+        self._remember_stopping(self.heatmap.job, self.selection_job, self.analysis_job)
         self.heatmap.cancel()
         if self.selection_reading:
             self.selection_job.cancel()
@@ -463,6 +465,10 @@ class ModelView(QWidget):
             self._start_selection_job(may_read=False)
         self._stop_ticker_when_quiet()
         self.sig_analysis_changed.emit()
+
+    def _remember_stopping(self, *slots: JobSlot) -> None:
+        self._stopping = [w for w in self._stopping if not w.is_done]
+        self._stopping += [slot.worker for slot in slots if slot.worker is not None and not slot.worker.is_done]
 
     def _stop_ticker_when_quiet(self) -> None:
         if not self.is_reading():
@@ -506,7 +512,8 @@ class ModelView(QWidget):
         self._stop_ticker_when_quiet()
         if self.result is not None and not self.device_label:
             self.device_label = self.result.device
-        if self._selection_waiting or (self.selection_result is not None and self.selection_result.fraction < 1):
+        partial = self.selection_result is None or self.selection_result.fraction < 1
+        if self.selection is not None and (self._selection_waiting or partial):
             self._start_selection_job(may_read=self.analysis_state == "done")
         self._selection_waiting = False
         self._start_depth_job()
@@ -529,7 +536,8 @@ class ModelView(QWidget):
         note = ""
         if self.analysis_state != "done":
             done, total, fraction = self.analysed_counts()
-            note = f"partial: {partial_text(done, total, fraction)} (analysis {self.analysis_state})"
+            note = (f"partial: {partial_text(done, total, fraction)} (analysis {self.analysis_state})" if done
+                     else f"analysis {self.analysis_state}")
         job = functools.partial(depth_job, self.checkpoint.tensors, summaries)
         self.depth_job.start(job, on_return=lambda profiles: self.depth.set_profiles(profiles, note),
                              on_error=self._depth_failed)
@@ -579,14 +587,13 @@ class ModelView(QWidget):
 
     def is_idle(self) -> bool:
         return not (self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
-                    or self.heatmap.job.busy)
+                    or self.heatmap.job.busy or any(not w.is_done for w in self._stopping))
 
     def shutdown(self) -> None:
         """Cancel every job of this view; the checkpoint is closed once they have all stopped."""
         self._closed = True
         self.ticker.stop()
-        running = [slot.worker for slot in (self.analysis_job, self.selection_job, self.depth_job, self.heatmap.job)
-                   if slot.worker is not None]
+        running = self.pending_workers()
         for slot in (self.analysis_job, self.selection_job, self.depth_job, self.heatmap.job):
             slot.cancel()
         checkpoint = self.checkpoint
@@ -600,8 +607,10 @@ class ModelView(QWidget):
         close_when_stopped()
 
     def pending_workers(self) -> list:
-        return [slot.worker for slot in (self.analysis_job, self.selection_job, self.depth_job, self.heatmap.job)
-                if slot.worker is not None and not slot.worker.is_done]
+        """Workers of this tab still running, cancelled ones finishing their chunk included."""
+        live = [slot.worker for slot in (self.analysis_job, self.selection_job, self.depth_job, self.heatmap.job)
+                if slot.worker is not None]
+        return [w for w in live + self._stopping if not w.is_done]
 
     def current_node(self) -> TreeNode | None:
         index = self.tree.currentIndex()

@@ -21,17 +21,22 @@ class Throughput:
         self._samples.clear()
 
     def add(self, bytes_done: int) -> None:
+        """Record progress; only a change counts (progress arrives per chunk, the ticker asks more often)."""
+        if self._samples and bytes_done == self._samples[-1][1]:
+            return
+        if self._samples and bytes_done < self._samples[-1][1]:
+            self._samples.clear()
         now = self._clock()
         self._samples.append((now, bytes_done))
         while len(self._samples) > 2 and now - self._samples[0][0] > RATE_WINDOW_SECONDS:
             self._samples.popleft()
 
     def rate(self) -> float | None:
-        """Bytes per second, or None before two samples a moment apart."""
+        """Bytes per second between the oldest and newest change, or None before two changes."""
         if len(self._samples) < 2:
             return None
         (t0, b0), (t1, b1) = self._samples[0], self._samples[-1]
-        if t1 - t0 < 0.2 or b1 < b0:
+        if t1 - t0 <= 0:
             return None
         return (b1 - b0) / (t1 - t0)
 

@@ -185,10 +185,8 @@ def export_report_dialog(parent: QWidget | None, checkpoint: Checkpoint, result:
         analysed, report = prepared
         write_report(checkpoint, analysed, path, report=report)
     except CheckpointError as exc:
-        box = QMessageBox(QMessageBox.Icon.Warning, "Export Report", f"The report was not written.\n\n{exc}",
-                          QMessageBox.StandardButton.Ok, parent)
-        box.setTextFormat(Qt.TextFormat.PlainText)  # the reason quotes names from the file
-        box.exec()
-        box.deleteLater()
+        # plain text: Qt takes text as rich only if a tag comes before the first line break, and our own
+        # sentence comes first
+        QMessageBox.warning(parent, "Export Report", f"The report was not written.\n\n{exc}")
         return None
     return path

@@ -262,6 +262,7 @@ class SummaryPanel(QScrollArea):
         rows = [(dtype, count_with_exact(n), percent(n, total)) for dtype, n in by_dtype]
         self.dtype_table = _table(rows, ("Dtype", "Values", "Share"))
         layout.addWidget(self.dtype_table)
+        layout.addStretch(1)  # top-aligned when the Files box beside it grows with warnings
         return box
 
     def _files_box(self) -> QGroupBox:
