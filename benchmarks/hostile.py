@@ -25,6 +25,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -448,16 +449,21 @@ def json_or_none(data: bytes, default):
 # --- checks that need to know the input -----------------------------------------------------------------------------
 def check_polyglot(h: Harness, row: Row, result: Outcome) -> None:
     """``info`` must say the file also parses as another container."""
+    if row.command == "info --json" and result.status == 0:
+        warnings = json_or_none(result.stdout, {}).get("warnings")
+        row.notes.append(f"JSON warnings: {ascii(warnings)[:150]}")
     if row.command != "info" or result.status != 0:
         return
     target = h.targets[row.case]
     text = result.stdout.decode("utf-8", "replace").replace(str(target), "FILE").replace(target.name, "FILE")
-    said = [line.strip() for line in text.splitlines()
-            if any(word in line.lower() for word in ("polyglot", "also parses", "warning"))]
+    said = [line.strip() for line in text.splitlines() if POLYGLOT_WORDS.search(line)]
     if said:
         row.notes.append("said: " + ascii(said[0][:150]))
     else:
         row.failures.append("no polyglot warning in info")
+
+
+POLYGLOT_WORDS = re.compile(r"\b(polyglot|also parses|also a|zip|tar|archive)\b", re.IGNORECASE)
 
 
 def check_percentiles(h: Harness, row: Row, result: Outcome) -> None:

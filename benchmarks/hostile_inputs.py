@@ -394,7 +394,7 @@ def make_polyglot_tar(folder: Path) -> Path:
     checksum live inside a metadata string, so tarfile (and torch's legacy tar loader) sees an archive."""
     import tarfile
 
-    prefix = '{"__metadata__":{"tar":"'
+    prefix = '{"__metadata__":{"note":"'
     start = 8 + len(prefix)  # file offset where the string's text begins
     text = bytearray(b"-" * (600 - start))
 
