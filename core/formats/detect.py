@@ -12,7 +12,7 @@ import zipfile
 
 from core.errors import CheckpointError, MalformedFileError, UnsupportedFormatError
 from core.formats.pickle_vm import OPCODES
-from core.io import FileReader
+from core.io import FileReader, read_head
 
 SNIFF_BYTES = 64
 
@@ -34,9 +34,7 @@ _OTHER_MAGIC = [
 def sniff(path: str) -> str:
     """Return "safetensors", "gguf", "pytorch-zip", "pytorch-legacy" or "pickle"; raise otherwise."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(SNIFF_BYTES)
-            size = f.seek(0, 2)
+        head, size = read_head(path, SNIFF_BYTES)  # regular files only: a FIFO or device must not hang us
     except IsADirectoryError:
         raise CheckpointError("is a folder, not a file", path=path) from None
     except OSError as exc:

@@ -30,7 +30,10 @@ MAX_DIMS = 4
 LIST_LIMIT = 64  # arrays up to this long are kept whole in the metadata
 HEAD_ITEMS = 8  # longer arrays are summarised with their first items
 MAX_STRING_BYTES = 64 << 10  # longer metadata strings are cut (they stay inert text either way)
-FIRST_READ = 64 << 10  # the header is read in growing bounded chunks starting with this many bytes
+FIRST_READ = 64 << 10  # the header is read through a window of bounded chunks, starting with this many bytes
+MAX_WINDOW = 16 << 20  # the largest chunk read at once; skipped values are never read at all
+MAX_NAME_BYTES = 64 << 10  # keys and tensor names (ggml itself refuses tensor names of 64 bytes or more)
+MAX_STRING_ITEMS = 1 << 22  # string arrays are walked item by item: real vocabularies hold at most ~300k
 # Python objects cost ~10x their bytes on disk: beyond the byte bounds, cap the counts no real model nears
 # (real files hold dozens of keys and at most thousands of tensors)
 MAX_TENSORS = 1_000_000
@@ -154,8 +157,9 @@ class _Parser:
         self.reader = reader
         self.path = reader.path
         self.size = reader.size
-        self.buf = b""
-        self.pos = 0
+        self.buf = b""  # a window of the file: bytes [base, base + len(buf))
+        self.base = 0
+        self.pos = 0  # absolute file offset of the cursor
         self.where = "the header"
 
     # --- low-level reads ----------------------------------------------------
@@ -168,17 +172,33 @@ class _Parser:
     def need(self, n: int) -> None:
         """Make bytes [pos, pos+n) available or raise: the file ends too early."""
         end = self.pos + n
-        if end <= len(self.buf):
+        if end <= self.base + len(self.buf):
             return
         if end > self.size:
-            raise self.fail(f"truncated GGUF file: it ends inside {self.where} "
-                            f"(needs {end:,} bytes, the file has {self.size:,})")
-        new_len = min(self.size, max(end, 2 * len(self.buf), FIRST_READ))
-        self.buf += self.reader.read(len(self.buf), new_len - len(self.buf))
+            raise self.truncated(end)
+        kept = self.buf[self.pos - self.base :] if self.pos < self.base + len(self.buf) else b""
+        window = min(self.size, max(end, self.pos + min(MAX_WINDOW, max(FIRST_READ, 2 * len(self.buf)))))
+        start = self.pos + len(kept)
+        self.buf = kept + self.reader.read(start, window - start)
+        self.base = self.pos
+
+    def truncated(self, end: int) -> MalformedFileError:
+        return self.fail(f"truncated GGUF file: it ends inside {self.where} "
+                         f"(needs {end:,} bytes, the file has {self.size:,})")
+
+    def skip(self, n: int) -> None:
+        """Move past ``n`` bytes without reading them (long strings and arrays that are not shown)."""
+        if self.pos + n > self.size:
+            raise self.truncated(self.pos + n)
+        self.pos += n
+
+    def at(self) -> int:
+        """The cursor's index into the window."""
+        return self.pos - self.base
 
     def fixed(self, st: struct.Struct) -> Any:
         self.need(st.size)
-        (value,) = st.unpack_from(self.buf, self.pos)
+        (value,) = st.unpack_from(self.buf, self.at())
         self.pos += st.size
         return value
 
@@ -194,12 +214,22 @@ class _Parser:
             raise self.fail(f"{what} claims a string of {n:,} bytes but only {self.left():,} bytes are left")
         return n
 
-    def string(self, what: str, limit: int | None = None) -> str:
+    def name(self, what: str) -> str:
+        """A key or tensor name: short in every real file, so a long one is refused, not read."""
         n = self.string_length(what)
-        self.need(n)
-        shown = n if limit is None else min(n, limit)
-        text = self.buf[self.pos : self.pos + shown].decode("utf-8", errors="replace")
-        self.pos += n
+        if n > MAX_NAME_BYTES:
+            raise self.fail(f"{what} is {n:,} bytes long (names are limited to {MAX_NAME_BYTES:,})")
+        return self.string_body(n, n)
+
+    def string(self, what: str, limit: int) -> str:
+        """A string value: its first ``limit`` bytes are read and shown, the rest is skipped unread."""
+        n = self.string_length(what)
+        return self.string_body(n, min(n, limit))
+
+    def string_body(self, n: int, shown: int) -> str:
+        self.need(shown)
+        text = self.buf[self.at() : self.at() + shown].decode("utf-8", errors="replace")
+        self.skip(n)
         if shown < n:
             text += f"... [{n:,} bytes in all]"
         return text
@@ -218,7 +248,8 @@ class _Parser:
         self.where = "the magic number"
         self.need(4)
         if self.buf[:4] != MAGIC:
-            raise UnsupportedFormatError(f"not a GGUF file (magic {self.buf[:4]!r}, expected b'GGUF')", path=self.path)
+            raise UnsupportedFormatError(f"not a GGUF file (magic {self.buf[:4]!r}, expected b'GGUF')",
+                                         path=self.path)
         self.pos = 4
         self.where = "the version"
         version = self.u32()
@@ -259,7 +290,7 @@ class _Parser:
         types: dict[str, int] = {}
         for i in range(n_kv):
             self.where = f"metadata key/value {i + 1} of {n_kv}"
-            key = self.string(f"metadata key {i + 1}")
+            key = self.name(f"metadata key {i + 1}")
             if not key:
                 raise self.fail(f"metadata key {i + 1} of {n_kv} is empty")
             if key in metadata:
@@ -297,13 +328,15 @@ class _Parser:
             raise self.fail(f"metadata array {_show(key)} claims {count:,} elements but only {self.left():,} "
                             "bytes are left")
         if etype == _STRING:
+            if count > MAX_STRING_ITEMS:
+                raise self.fail(f"metadata array {_show(key)} holds {count:,} strings, more than the "
+                                f"{MAX_STRING_ITEMS:,} this reader walks (real vocabularies hold ~300,000)")
             items: list[Any] = self.string_items(key, count)
         else:
-            nbytes = count * item
-            self.need(nbytes)
             shown = count if count <= LIST_LIMIT else HEAD_ITEMS
-            values = np.frombuffer(self.buf, dtype=_FIXED[etype][2], count=shown, offset=self.pos)
-            self.pos += nbytes
+            self.need(shown * item)
+            values = np.frombuffer(self.buf, dtype=_FIXED[etype][2], count=shown, offset=self.at())
+            self.skip(count * item)
             if etype == 7:
                 items = [bool(v) for v in values]
             elif etype == 6:
@@ -316,29 +349,29 @@ class _Parser:
         return {"summary": f"[array of {count:,} {name}]", "type": name, "count": count, "first": items}
 
     def string_items(self, key: str, count: int) -> list[str]:
-        """Walk ``count`` strings (tokenizer vocabularies: 100k+), decoding only those we keep."""
+        """Walk ``count`` strings (tokenizer vocabularies: 100k+), reading only the lengths and the kept items.
+
+        The hot loop works on window-relative indices; it goes back to ``need`` only at the window's end.
+        """
         keep = count if count <= LIST_LIMIT else HEAD_ITEMS
         out: list[str] = []
         unpack = _U64.unpack_from
-        size = self.size
-        pos = self.pos
         for i in range(count):
-            if pos + 8 > len(self.buf):
-                self.pos = pos
+            if i < keep or self.pos + 8 > self.base + len(self.buf):
                 self.where = f"element {i + 1} of metadata array {_show(key)}"
                 self.need(8)
-            (n,) = unpack(self.buf, pos)
-            pos += 8
-            if n > size - pos:
+            buf, base = self.buf, self.base
+            at = self.pos - base
+            (n,) = unpack(buf, at)
+            self.pos += 8
+            if n > self.size - self.pos:
                 raise self.fail(f"element {i + 1} of metadata array {_show(key)} claims a string of {n:,} bytes "
-                                f"but only {size - pos:,} bytes are left")
-            if pos + n > len(self.buf):
-                self.pos = pos
-                self.need(n)
+                                f"but only {self.size - self.pos:,} bytes are left")
             if i < keep:
-                out.append(self.buf[pos : pos + min(n, MAX_STRING_BYTES)].decode("utf-8", errors="replace"))
-            pos += n
-        self.pos = pos
+                shown = min(n, MAX_STRING_BYTES)
+                self.need(shown)
+                out.append(self.buf[self.at() : self.at() + shown].decode("utf-8", errors="replace"))
+            self.pos += n
         return out
 
     def alignment(self, metadata: dict[str, Any], types: dict[str, int]) -> int:
@@ -359,7 +392,7 @@ class _Parser:
         names: set[str] = set()
         for i in range(n_tensors):
             self.where = f"tensor info {i + 1} of {n_tensors}"
-            name = self.string(f"tensor info {i + 1}")
+            name = self.name(f"tensor info {i + 1}")
             if not name:
                 raise self.fail(f"tensor {i + 1} of {n_tensors} has an empty name")
             if name in names:

@@ -19,6 +19,7 @@ from core.io import FileReader
 
 MAX_HEADER_BYTES = 100_000_000
 _INT64_MAX = (1 << 63) - 1
+_ENTRY_KEYS = frozenset({"dtype", "shape", "data_offsets"})
 _SUB_BYTE = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}  # bits per element; must fill whole bytes
 
 
@@ -81,11 +82,14 @@ def read_header(path: str) -> tuple[list[TensorInfo], dict[str, str], int]:
 
 
 def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise CheckpointError(f"duplicate key {key[:80]!r} in header")
-        out[key] = value
+    """Build the object at C speed; only when keys collapsed, look for the duplicate to name it."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise CheckpointError(f"duplicate key {key[:80]!r} in header")
+            seen.add(key)
     return out
 
 
@@ -101,48 +105,48 @@ def _validate_metadata(meta: object, path: str) -> dict[str, str]:
     return meta
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _tensor_entry(name: str, entry: object, path: str, data_start: int) -> TensorInfo:
-    shown = name[:80]
+    """One validated entry; exact type tests in plain loops, since a header may list a million tensors."""
     if not name:
         raise MalformedFileError("a tensor has an empty name", path=path)
-    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
-        raise MalformedFileError(f"tensor {shown!r}: entry must have exactly dtype, shape and data_offsets",
+    if type(entry) is not dict or entry.keys() != _ENTRY_KEYS:
+        raise MalformedFileError(f"tensor {name[:80]!r}: entry must have exactly dtype, shape and data_offsets",
                                  path=path)
     dtype_name, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-    if not isinstance(dtype_name, str):
-        raise MalformedFileError(f"tensor {shown!r}: dtype is not a string", path=path)
-    if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= _INT64_MAX for d in shape):
-        raise MalformedFileError(f"tensor {shown!r}: shape must be a list of non-negative integers", path=path)
-    if (not isinstance(offsets, list) or len(offsets) != 2
-            or not all(_is_int(o) and 0 <= o <= _INT64_MAX for o in offsets)):
-        raise MalformedFileError(f"tensor {shown!r}: data_offsets must be two non-negative integers", path=path)
-    begin, end = offsets
-    if end < begin:
-        raise MalformedFileError(f"tensor {shown!r}: data_offsets end before they begin", path=path)
+    if type(dtype_name) is not str:
+        raise MalformedFileError(f"tensor {name[:80]!r}: dtype is not a string", path=path)
+    if type(shape) is not list:
+        raise MalformedFileError(f"tensor {name[:80]!r}: shape must be a list of non-negative integers", path=path)
     elements = 1
     for dim in shape:
+        if type(dim) is not int or dim < 0 or dim > _INT64_MAX:
+            raise MalformedFileError(f"tensor {name[:80]!r}: shape must be a list of non-negative integers",
+                                     path=path)
         elements *= dim
         if elements > _INT64_MAX:
-            raise MalformedFileError(f"tensor {shown!r}: element count overflows int64", path=path)
+            raise MalformedFileError(f"tensor {name[:80]!r}: element count overflows int64", path=path)
+    if type(offsets) is not list or len(offsets) != 2:
+        raise MalformedFileError(f"tensor {name[:80]!r}: data_offsets must be two non-negative integers", path=path)
+    begin, end = offsets
+    if type(begin) is not int or type(end) is not int or not 0 <= begin <= _INT64_MAX or not 0 <= end <= _INT64_MAX:
+        raise MalformedFileError(f"tensor {name[:80]!r}: data_offsets must be two non-negative integers", path=path)
+    if end < begin:
+        raise MalformedFileError(f"tensor {name[:80]!r}: data_offsets end before they begin", path=path)
     if dtype_name in _SUB_BYTE:
         bits = elements * _SUB_BYTE[dtype_name]
         if bits % 8:
-            raise MalformedFileError(f"tensor {shown!r}: {dtype_name} values do not fill whole bytes", path=path)
-        raise MalformedFileError(f"tensor {shown!r}: sub-byte dtype {dtype_name} is not supported yet", path=path)
+            raise MalformedFileError(f"tensor {name[:80]!r}: {dtype_name} values do not fill whole bytes", path=path)
+        raise MalformedFileError(f"tensor {name[:80]!r}: sub-byte dtype {dtype_name} is not supported yet",
+                                 path=path)
     dt = dtypes.lookup(dtype_name)
     if dt is None or dt.is_quantized:
-        raise MalformedFileError(f"tensor {shown!r}: unknown dtype {dtype_name[:20]!r}", path=path)
+        raise MalformedFileError(f"tensor {name[:80]!r}: unknown dtype {dtype_name[:20]!r}", path=path)
     nbytes = elements * dt.type_size
     if nbytes != end - begin:
         raise MalformedFileError(
-            f"tensor {shown!r}: {elements:,} x {dtype_name} needs {nbytes:,} bytes but its range holds "
+            f"tensor {name[:80]!r}: {elements:,} x {dtype_name} needs {nbytes:,} bytes but its range holds "
             f"{end - begin:,}", path=path)
-    return TensorInfo(name=name, shape=tuple(shape), dtype=dtype_name, elements=elements, nbytes=nbytes,
-                      file=path, offset=data_start + begin)
+    return TensorInfo(name, tuple(shape), dtype_name, elements, nbytes, path, data_start + begin)
 
 
 def _check_layout(tensors: list[TensorInfo], data_start: int, size: int, path: str) -> None:
