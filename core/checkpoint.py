@@ -17,7 +17,7 @@ import numpy as np
 
 from core import dtypes
 from core.errors import ReadError
-from core.io import FileReader
+from core.io import FileReader, ReaderPool
 
 DEFAULT_CHUNK_BYTES = 64 << 20
 STRIDED_BLOCK = 1 << 20  # elements of a strided view indexed at once
@@ -94,7 +94,7 @@ class Checkpoint:
     warnings: list[str] = field(default_factory=list)
     # One-line statement of how the file was read, e.g. "data only: read without running code".
     safety: str = "data only: read without running code"
-    _readers: dict[str, FileReader] = field(default_factory=dict, repr=False)
+    _readers: ReaderPool = field(default_factory=ReaderPool, repr=False)  # bounded: thousands of shards
 
     # --- counts -------------------------------------------------------------
     @property
@@ -137,15 +137,11 @@ class Checkpoint:
 
     # --- reading ------------------------------------------------------------
     def _reader(self, path: str) -> FileReader:
-        reader = self._readers.get(path)
-        if reader is None:
-            reader = self._readers[path] = FileReader(path)
-        return reader
+        """The file's reader from a bounded pool: a model of more shards than the open-file limit still reads."""
+        return self._readers.get(path)
 
     def close(self) -> None:
-        for reader in self._readers.values():
-            reader.close()
-        self._readers.clear()
+        self._readers.close()
 
     def __enter__(self) -> Checkpoint:
         return self
