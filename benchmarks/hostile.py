@@ -9,13 +9,15 @@ Run:  .venv/bin/python benchmarks/hostile.py              (all inputs, a few min
 Inputs are generated in a temporary folder (small files; big ones are sparse). Each command runs in its own
 child process, forked by a lean launcher so that its peak RSS (os.wait4) is its own, not the harness's, with
 WEIGHTSCOPE_CACHE_DIR pointing at a fresh cache that also holds files of "another program" (they must
-survive), WEIGHTSCOPE_LOG_DIR at a temporary folder, HOME and XDG_CACHE_HOME at watched decoys, and the
-working directory in a watched decoy folder. Targets per row: under 10 s, exit 0 or 2 (0 where the input is
-valid), peak RSS under 1 GB, no "Traceback" or "Warning" on stderr, no raw ESC/CR/NUL/bidi control characters
-on stdout (nor ESC/NUL/bidi on stderr), no stdout line (for --json: no string) over 10,000 characters, and
-nothing created, changed or deleted outside the cache folder. A hang is killed at the timeout and the input's
-remaining commands are skipped. Timings are wall-clock on a possibly shared machine: the load average is
-printed. Exit status: 0 when every row passes, 1 otherwise.
+survive), WEIGHTSCOPE_LOG_DIR at a temporary folder (a new incident log is noted), HOME, XDG_CACHE_HOME and
+XDG_STATE_HOME at watched decoys, and the working directory in a watched decoy folder.
+
+Targets per row: under 10 s, exit 0 or 2 (0 where the input is valid), peak RSS under 1 GB, no "Traceback" or
+"Warning" on stderr, no raw ESC/CR/NUL/bidi control characters on stdout (nor ESC/NUL/bidi on stderr), no
+stdout line (for --json: no string) over 10,000 characters, and nothing created, changed or deleted outside
+the cache folder. A hang is killed at the timeout and the input's remaining commands are skipped. Timings are
+wall-clock on a possibly shared machine: the load average is printed, and the baseline row (an honest file)
+shows the floor. Exit status: 0 when every row passes, 1 otherwise.
 """
 
 from __future__ import annotations
@@ -264,7 +266,9 @@ class Harness:
         self.decoy = root / "decoy"
         self.home = root / "home"
         self.xdg = root / "xdg-cache"
-        for folder in (self.decoy, self.home, self.xdg, root / "inputs", root / "caches", root / "logs", root / "out"):
+        self.xdg_state = root / "xdg-state"
+        for folder in (self.decoy, self.home, self.xdg, self.xdg_state, *(root / k for k in ("inputs", "caches",
+                                                                                          "logs", "out"))):
             folder.mkdir(parents=True, exist_ok=True)
         (self.decoy / "notes.txt").write_text("the user's own file\n")
         gen.small_model(self.decoy / "model.safetensors")
@@ -291,14 +295,16 @@ class Harness:
         env = {k: v for k, v in os.environ.items() if not k.startswith("WEIGHTSCOPE_")}
         env.update(WEIGHTSCOPE_CACHE_DIR=str(self.root / "caches" / case.name),
                    WEIGHTSCOPE_LOG_DIR=str(self.root / "logs" / case.name), HOME=str(self.home),
-                   XDG_CACHE_HOME=str(self.xdg), QT_QPA_PLATFORM="offscreen", PYTHONDONTWRITEBYTECODE="1")
+                   XDG_CACHE_HOME=str(self.xdg), XDG_STATE_HOME=str(self.xdg_state), QT_QPA_PLATFORM="offscreen",
+                   PYTHONDONTWRITEBYTECODE="1")
         return env
 
     # --- one command --------------------------------------------------------------------------------------------
     def run(self, case: Case, label: str, argv: list[str], allowed: set[str] | None = None) -> tuple[Row, Outcome]:
-        inputs, cache, _logs, out = (self.root / kind / case.name for kind in ("inputs", "caches", "logs", "out"))
-        watched = [inputs, self.decoy, self.home, self.xdg, out]
+        inputs, cache, logs, out = (self.root / kind / case.name for kind in ("inputs", "caches", "logs", "out"))
+        watched = [inputs, self.decoy, self.home, self.xdg, self.xdg_state, out]
         before = [snapshot(folder) for folder in watched]
+        logs_before = set(os.listdir(logs)) if logs.is_dir() else set()
         foreign_before = foreign_state(cache)
         result = run_child(argv, self.env(case), self.decoy, self.timeout, case.nofile)
         row = Row(case.name, label, seconds=result.seconds, rss_mb=result.rss_mb, status=result.status,
@@ -311,6 +317,8 @@ class Harness:
         row.fs += [f"foreign cache file {rel} {'deleted' if rel not in foreign_after else 'changed'}"
                    for rel in foreign_before if foreign_after.get(rel) != foreign_before[rel]]
         self._judge(case, row, result)
+        for name in sorted((set(os.listdir(logs)) if logs.is_dir() else set()) - logs_before):
+            row.notes.append("incident log (an internal error): " + last_line(logs / name))
         if result.status not in (0, None) and row.stderr_first:
             row.notes.append("said: " + ascii(row.stderr_first.replace(str(self.root), "$TMP")[:160]))
         self.by_case[case.name].append(row)
@@ -398,6 +406,15 @@ class Harness:
                     row.failures.append("exit 0 but no PDF written")
                 else:
                     row.notes.append(f"PDF {pdf.stat().st_size:,} bytes")
+
+
+def last_line(path: Path) -> str:
+    """The exception line at the end of an incident log."""
+    try:
+        lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return "(unreadable)"
+    return ascii(lines[-1][:160]) if lines else "(empty)"
 
 
 def describe_size(path: Path) -> str:
