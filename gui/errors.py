@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from core.errors import CheckpointError
 
 INTERNAL_NOTE = "please report it"
+_open_boxes: list[QMessageBox] = []
 
 
 def reason(exc: BaseException, context: str = "") -> str:
@@ -97,6 +98,8 @@ def show_error(parent: QWidget | None, title: str, exc: BaseException, path: str
         box.exec()
         box.deleteLater()
     else:
+        _open_boxes.append(box)  # a parentless box must outlive this frame until it is closed
+        box.finished.connect(lambda _result, b=box: _open_boxes.remove(b) if b in _open_boxes else None)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.show()
     return box

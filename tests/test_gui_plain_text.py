@@ -136,6 +136,33 @@ def test_internal_error_is_one_line_with_the_traceback_in_details_and_log(qtbot,
     assert "Traceback (most recent call last)" in box["details"]
     assert "test_internal_error_is_one_line" in box["details"]
     logs = list((tmp_path / "logs").glob("*"))
-    if logs:  # core.logs wrote the incident: the details name it
-        assert str(logs[0]) in box["details"]
-        assert "KeyError" in logs[0].read_text()
+    assert len(logs) == 1  # core.logs wrote the incident, and the details name it
+    assert f"Log: {logs[0]}" in box["details"]
+    assert "KeyError" in logs[0].read_text()
+
+
+def test_an_exception_escaping_a_slot_becomes_an_internal_error_dialog(qtbot, tmp_path, monkeypatch):
+    import sys
+
+    from PySide6.QtWidgets import QApplication
+
+    from gui.errors import install_excepthook
+
+    monkeypatch.setenv("WEIGHTSCOPE_LOG_DIR", str(tmp_path / "logs"))
+    passed_on: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, exc, tb: passed_on.append(exc))
+    install_excepthook(lambda: None)
+    try:
+        raise ValueError("<b>boom</b>")
+    except ValueError as exc:
+        sys.excepthook(type(exc), exc, exc.__traceback__)
+    boxes = [w for w in QApplication.topLevelWidgets() if isinstance(w, QMessageBox) and w.isVisible()]
+    assert len(boxes) == 1
+    box = boxes[0]
+    try:
+        assert box.text() == "internal error while handling an event: ValueError; please report it"
+        assert box.textFormat() == Qt.TextFormat.PlainText
+        assert "ValueError: <b>boom</b>" in box.detailedText()
+        assert len(passed_on) == 1  # the console still gets it
+    finally:
+        box.close()
