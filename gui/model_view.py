@@ -404,12 +404,12 @@ class ModelView(QWidget):
         complete = update.tensors_done >= update.tensors_total and update.fraction >= 1
         if not complete:
             part = partial_text(update.tensors_done, update.tensors_total, update.fraction)
-            if self.selection_reading:
-                sub += f" · reading: {part}"
+            if self.selection_reading:  # the partial figures first: a narrow panel cuts the end of the line
+                sub = f"reading: {part} · {sub}"
             elif self._selection_waiting:
-                sub += f" · partial: {part} · the whole-model analysis fills in the rest"
+                sub = f"partial: {part} · {sub} · the whole-model analysis fills in the rest"
             else:
-                sub += f" · partial: {part} (analysis {self.analysis_state}; select again to read the rest)"
+                sub = f"partial: {part} · {sub} · analysis {self.analysis_state}: select again to read the rest"
         self.distribution.set_stats(update.stats, sel.title, sub, 1.0 if complete else min(update.fraction, 0.999))
 
     def _selection_failed(self, exc: BaseException) -> None:

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
 
 from core.numbers import format_value
 from core.stats_summary import PERCENTILES, TensorStats, percentile_key
+from gui.plain import tooltip
 from gui.style import ACCENT, MUTED, panel_header
 
 FILL = QColor(37, 99, 235, 70)
@@ -179,6 +180,7 @@ class DistributionPanel(QWidget):
         note = " · partial" if fraction < 1 and "partial" not in subtitle and "reading" not in subtitle else ""
         exact = "" if ts.exact else " · beyond-6σ estimated"
         self.subtitle.setText(f"{subtitle}{note}{exact}")
+        self.subtitle.setToolTip(tooltip(self.subtitle.text()))  # the whole line, when the panel cuts it
         self.table.setHorizontalHeaderLabels(["Statistic", "Value" if fraction >= 1 else "Value (partial)"])
         self._fill_table(ts)
         self._redraw()
