@@ -275,3 +275,9 @@ def test_file_reader_refuses_a_fifo(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "x")
     with pytest.raises(ReadError, match=r"not a regular file \(a FIFO\)"):
         FileReader(str(tmp_path / "x"))
+
+
+def test_fifo_as_a_split_gguf_part_is_named(tmp_path: Path) -> None:
+    (tmp_path / "m-00001-of-00002.gguf").write_bytes(b"GGUF" + struct.pack("<IQQ", 3, 0, 0))
+    os.mkfifo(tmp_path / "m-00002-of-00002.gguf")
+    assert refusal(tmp_path / "m-00001-of-00002.gguf").endswith("m-00002-of-00002.gguf: not a regular file (a FIFO)")

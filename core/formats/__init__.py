@@ -88,7 +88,7 @@ def _gguf_split_parts(path: str) -> list[str]:
     if total < 1 or total > 10_000:
         raise MalformedFileError(f"implausible split count {total}", path=path)
     parts = [os.path.join(folder, f"{match['stem']}-{i:05d}-of-{total:05d}.gguf") for i in range(1, total + 1)]
-    missing = [os.path.basename(p) for p in parts if not os.path.isfile(p)]
+    missing = [os.path.basename(p) for p in parts if not os.path.lexists(p)]  # odd files are named when read
     if missing:
         raise MissingFilesError(f"split GGUF model is missing {len(missing)} part(s): {', '.join(missing[:5])}",
                                 path=path)
