@@ -10,8 +10,8 @@ import os
 import struct
 import zipfile
 
-from core.errors import CheckpointError, MalformedFileError, UnsupportedFormatError
-from core.formats.pickle_vm import OPCODES
+from core.errors import CheckpointError, MalformedFileError, UnsafeFileError, UnsupportedFormatError
+from core.formats.pickle_vm import OPCODES, ByteSource, run_pickle
 from core.io import FileReader, read_head
 
 SNIFF_BYTES = 64
@@ -201,10 +201,7 @@ def _has_zip_end(reader: FileReader) -> bool:
 
 
 def _pickle_verdict(reader: FileReader | _BytesReader, start: int, end: int) -> str | None:
-    """'' for a pickle that parses, '; it calls X(...)' for one that would run code, None for no pickle."""
-    from core.errors import UnsafeFileError
-    from core.formats.pickle_vm import ByteSource, run_pickle
-
+    """'' for a pickle that parses, ', and it would run code: <refusal>' for one that calls, None for no pickle."""
     try:
         run_pickle(ByteSource(reader.read, start, end), lambda pid: None)
     except UnsafeFileError as exc:
