@@ -245,8 +245,9 @@ def summary_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
     blocks.append(Table(["Data type", "Elements", "Exact", "Share", "Stored"], dtype_rows, "lrrrr",
                         [2.2, 1.3, 2.2, 1.1, 1.6], title="Data types (buffers included)"))
     if checkpoint.architecture:
-        blocks.append(KeyValues([(k.replace("_", " "), clip(v)) for k, v in checkpoint.architecture.items()],
-                                title="Architecture"))
+        blocks.append(KeyValues(architecture_rows(checkpoint.architecture), title="Architecture"))
+    blocks.append(KeyValues([("how it was read", clip(checkpoint.safety))]
+                            + [("warning", clip(w)) for w in checkpoint.warnings], title="Safety"))
     blocks.append(memory_table(checkpoint))
     model = result.model(STATS_ONLY)
     if model is not None:
@@ -255,6 +256,14 @@ def summary_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
     if meta:
         blocks.append(KeyValues(meta, title="File metadata (as written in the file)"))
     return blocks
+
+
+def architecture_rows(architecture: dict[str, Any]) -> list[tuple[str, str]]:
+    """Facts one per row; each config.json claim the tensors contradict on a row of its own."""
+    rows = [(k.replace("_", " "), clip(v)) for k, v in architecture.items() if k != "contradictions"]
+    rows += [("contradiction", clip(f"{claim}; the tensors' figure is used"))
+             for claim in architecture.get("contradictions", [])]
+    return rows
 
 
 def memory_table(checkpoint: Checkpoint) -> Table:

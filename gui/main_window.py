@@ -50,16 +50,19 @@ DROP_TEXT = ("Drop a checkpoint or a model folder here\n"
 
 LEGEND_HTML = f"""
 <h3>What the numbers mean</h3>
-<p><b>Parameters</b> are the learned numbers of a model: weights + biases + embeddings. Buffers are not counted.</p>
+<p><b>Parameters</b> are the learned numbers of a model: weights + biases + embeddings. Buffers and training
+state are not counted.</p>
 <ul>
 <li><b>Weights</b>: {KIND_HELP['weight']}</li>
 <li><b>Biases</b>: {KIND_HELP['bias']}</li>
 <li><b>Embeddings</b>: {KIND_HELP['embedding']}</li>
 <li><b>Buffers</b>: {KIND_HELP['buffer']}</li>
+<li><b>Training state</b>: {KIND_HELP['state']}</li>
 </ul>
 <p><b>Roles</b> say which part of the network uses a tensor: attention <i>q</i> (queries), <i>k</i> (keys),
 <i>v</i> (values), <i>o</i> (output projection); MLP <i>up</i>, <i>gate</i> and <i>down</i> projections;
-<i>norm</i> (normalisation scales); <i>embedding</i> tables; the output <i>head</i>.</p>
+<i>norm</i> (normalisation scales); <i>recurrent</i> (LSTM/GRU input and hidden matrices);
+<i>convolution</i> kernels; <i>embedding</i> tables; the output <i>head</i>.</p>
 <p><b>Folded rows</b> such as <code>layers.0-31 (x32)</code> stand for identical repeated blocks; their counts add
 up all of them. Untick "Fold repeated blocks" to see each block.</p>
 <h3>Statistics</h3>

@@ -191,3 +191,19 @@ def test_report_content(llama: tuple[Path, dict[str, np.ndarray]]) -> None:
     assert sum(grids[0].plots[0].counts) == exact
     role_titles = [p.title for p in grids[1].plots]
     assert role_titles[:3] == ["mlp.down", "mlp.gate", "mlp.up"] and "norm" in role_titles
+
+
+def test_report_names_contradictions_safety_and_warnings(tmp_path: Path) -> None:
+    from tests.test_config_claims import _model
+
+    path = _model(tmp_path, num_hidden_layers=32)
+    with open_checkpoint(str(path)) as ck:
+        ck.warnings.append("the file is also a ZIP archive (polyglot)")
+        report = build_report(ck, run(ck, use_cache=False))
+    tables = {b.title: b for b in report.blocks if isinstance(b, KeyValues) and b.title}
+    architecture = dict(tables["Architecture"].rows)
+    assert architecture["layers"] == "2"
+    assert architecture["contradiction"] == (
+        "config.json says 32 layers; the tensors have 2; the tensors' figure is used")
+    assert tables["Safety"].rows == [("how it was read", "data only: read without running code"),
+                                     ("warning", "the file is also a ZIP archive (polyglot)")]

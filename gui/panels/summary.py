@@ -49,8 +49,9 @@ MEMORY_ROWS = (
 class BarChart(pg.PlotWidget):
     """Horizontal bars with their labels on the left and human counts at their ends."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, label_room: float = 1.75) -> None:
         super().__init__(parent)
+        self.label_room = label_room  # x range as a multiple of the longest bar, so the value labels fit
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
@@ -81,7 +82,7 @@ class BarChart(pg.PlotWidget):
             self.addItem(text)
         self.getPlotItem().getAxis("left").setTicks([[(float(y), label) for y, label in zip(ys, self.labels,
                                                                                                 strict=True)]])
-        self.setXRange(0, top * 1.75, padding=0)
+        self.setXRange(0, top * self.label_room, padding=0)
         self.setYRange(-0.6, n - 0.4, padding=0)
         self.setFixedHeight(max(70, 26 * n + 16))
         if tooltip:
@@ -196,7 +197,7 @@ class SummaryPanel(QScrollArea):
         box = QGroupBox("Where the parameters live")
         row = QHBoxLayout(box)
         kinds = cp.by_kind()
-        self.kind_chart = BarChart()
+        self.kind_chart = BarChart(label_room=2.6)  # a narrow column: more room for "771 K (95.9%)"
         self.kind_chart.set_bars([(KIND_LABELS[k], v, KIND_COLORS[k]) for k, v in kinds.items() if v],
                                  "Values by kind. " + " ".join(KIND_HELP.values()))
         by_role = cp.by_role()
@@ -249,6 +250,18 @@ class SummaryPanel(QScrollArea):
             widget.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             self.architecture_labels[key] = widget
             form.addRow(label, widget)
+        if arch.get("encoder_only"):
+            self.architecture_labels["encoder_only"] = plain_label("encoder only: no KV cache (it reads, it does "
+                                                                   "not generate token by token)")
+            form.addRow("Kind of model", self.architecture_labels["encoder_only"])
+        self.contradiction_labels: list[QLabel] = []
+        for claim in arch.get("contradictions", []):
+            label = plain_label(f"⚠ {claim}; the tensors' figure is used", "Warning")  # config.json is file text
+            label.setWordWrap(True)
+            label.setToolTip(tooltip("config.json beside the weights says something the tensors contradict. "
+                                     "Counts, memory and KV cache use what the tensors show."))
+            self.contradiction_labels.append(label)
+            form.addRow(label)
         if not self.architecture_labels:
             form.addRow(QLabel("No architecture facts in this file (no config.json or GGUF metadata)."))
         return box
