@@ -78,9 +78,11 @@ def shrinkable(label):
 
 
 def panel_header(title: str, subtitle: str = ""):
-    """The title row every panel starts with: a bold title over a muted subtitle, controls to the right.
+    """The head every panel starts with: a bold title over a muted subtitle, and a row of controls below them.
 
-    Returns (row layout, title label, subtitle label); callers add their controls to the row.
+    The title keeps the whole width (it holds tensor names), so a narrow window never cuts it off.
+    Returns (header layout, controls row, title label, subtitle label); callers add their controls to the row
+    and the header layout to the panel.
     """
     from PySide6.QtWidgets import QHBoxLayout, QVBoxLayout
 
@@ -88,10 +90,10 @@ def panel_header(title: str, subtitle: str = ""):
 
     title_label = shrinkable(plain_label(title, "PanelTitle"))  # titles hold tensor names: never markup
     subtitle_label = shrinkable(plain_label(subtitle, "Muted"))
-    titles = QVBoxLayout()
-    titles.setSpacing(0)
-    titles.addWidget(title_label)
-    titles.addWidget(subtitle_label)
-    row = QHBoxLayout()
-    row.addLayout(titles, 1)
-    return row, title_label, subtitle_label
+    header = QVBoxLayout()
+    header.setSpacing(2)
+    header.addWidget(title_label)
+    controls = QHBoxLayout()
+    controls.addWidget(subtitle_label, 1)
+    header.addLayout(controls)
+    return header, controls, title_label, subtitle_label

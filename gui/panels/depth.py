@@ -46,7 +46,7 @@ class DepthPanel(QWidget):
         self._highlight_name: str | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
-        head, self.title, self.subtitle = panel_header("Depth profile", "Waiting for the whole-model analysis…")
+        header, head, self.title, self.subtitle = panel_header("Depth profile", "Waiting for the whole-model analysis…")
         head.addWidget(QLabel("Statistic:"))
         self.statistic = QComboBox(objectName="depth_statistic")
         for key, (label, _) in STATISTICS.items():
@@ -55,7 +55,7 @@ class DepthPanel(QWidget):
         self.log_y = QCheckBox("Log scale", objectName="depth_log")
         head.addWidget(self.statistic)
         head.addWidget(self.log_y)
-        layout.addLayout(head)
+        layout.addLayout(header)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
@@ -118,6 +118,7 @@ class DepthPanel(QWidget):
         self.subtitle.setText(f"{len(lines)} lines × {len(layers)} layers · click a point to select its tensor"
                               + (f" · {self._note}" if getattr(self, "_note", "") else ""))
         used_colors: dict[str, int] = {}
+        undefined: list[str] = []
         for i, line in enumerate(lines):
             base = ROLE_COLORS.get(line.role)
             n = used_colors.get(line.role, 0)
@@ -130,6 +131,9 @@ class DepthPanel(QWidget):
                 y = np.where(y > 0, y, np.nan)
             elif self._exponent:
                 y = y / 10.0**self._exponent
+            if not np.isfinite(y).any():
+                undefined.append(line.label)  # e.g. the kurtosis of constant norm scales: nothing to draw
+                continue
             pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
             curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
                                     symbolPen=pg.mkPen(color), name=rich_escape(line.label),
@@ -138,6 +142,9 @@ class DepthPanel(QWidget):
             curve.setToolTip(tooltip(line.pattern))
             self.plot.addItem(curve)
             self.curves[line.label] = curve
+        if undefined:
+            self.subtitle.setText(f"{self.subtitle.text()} · undefined for {', '.join(undefined)} "
+                                  "(all values equal)")
         self.plot.enableAutoRange()
         self._draw_highlight()
 

@@ -104,7 +104,7 @@ class DistributionPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
 
-        head, self.title, self.subtitle = panel_header("Select a tensor or a group in the tree", "")
+        header, head, self.title, self.subtitle = panel_header("Select a tensor or a group in the tree", "")
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.x_mode = QComboBox(objectName="distribution_x_mode")
         self.x_mode.addItems(["Values", "log10 |v|"])
@@ -121,7 +121,7 @@ class DistributionPanel(QWidget):
         self.copy_button.setToolTip("Copy every statistic to the clipboard (tab-separated, full precision)")
         for w in (self.x_mode, self.y_mode, self.export_png, self.export_svg, self.copy_button):
             head.addWidget(w)
-        layout.addLayout(head)
+        layout.addLayout(header)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         self.plot = pg.PlotWidget()
