@@ -155,3 +155,28 @@ def test_ordinary_files_have_no_warnings(tmp_path: Path) -> None:
     pt = tmp_path / "model.pt"
     torch.save({"w": torch.ones(2)}, str(pt))
     assert file_warnings(str(pt), "pytorch-zip") == []
+
+
+def test_opening_a_polyglot_carries_its_warning_to_info(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import main
+
+    path = tmp_path / "model.safetensors"
+    tar_polyglot(path)
+    with open_checkpoint(str(path)) as ck:
+        assert ck.warnings == file_warnings(str(path), "safetensors")
+        assert len(ck.warnings) == 1 and "also a tar archive" in ck.warnings[0]
+    assert main.main(["info", str(path)]) == 0
+    assert "also a tar archive" in capsys.readouterr().out
+    assert main.main(["info", str(path), "--json"]) == 0
+    assert any("also a tar archive" in w for w in json.loads(capsys.readouterr().out)["warnings"])
+
+
+def test_a_polyglot_shard_is_named_in_the_warning(tmp_path: Path) -> None:
+    tar_polyglot(tmp_path / "model-00001-of-00002.safetensors")
+    save_file({"x": np.ones(3, dtype=np.float32)}, str(tmp_path / "model-00002-of-00002.safetensors"))
+    weight_map = {"w": "model-00001-of-00002.safetensors", "t": "model-00001-of-00002.safetensors",
+                  "x": "model-00002-of-00002.safetensors"}
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with open_checkpoint(str(tmp_path)) as ck:
+        assert len(ck.warnings) == 1
+        assert ck.warnings[0].startswith("'model-00001-of-00002.safetensors': the file is also a tar archive")

@@ -68,14 +68,27 @@ def _open_file(path: str) -> Checkpoint:
     if kind == "safetensors":
         from core.formats.safetensors_format import open_safetensors
 
-        return open_safetensors([path], path)
+        return _with_file_warnings(open_safetensors([path], path), [path], kind)
     if kind == "gguf":
         from core.formats.gguf_format import open_gguf
 
-        return open_gguf(_gguf_split_parts(path), path)
+        parts = _gguf_split_parts(path)
+        return _with_file_warnings(open_gguf(parts, path), parts, kind)
     from core.formats.pytorch_format import open_pytorch
 
-    return open_pytorch([path], path)
+    return open_pytorch([path], path)  # the PyTorch reader adds its own file warnings
+
+
+def _with_file_warnings(checkpoint: Checkpoint, paths: list[str], kind: str) -> Checkpoint:
+    """Polyglots and names that promise another format: other tools pick their loader by name (see detect.py)."""
+    from core.formats.detect import file_warnings
+
+    for path in paths:
+        prefix = f"{os.path.basename(path)[:80]!r}: " if len(paths) > 1 else ""
+        for warning in file_warnings(path, kind):
+            if prefix + warning not in checkpoint.warnings:
+                checkpoint.warnings.append(prefix + warning)
+    return checkpoint
 
 
 def _gguf_split_parts(path: str) -> list[str]:
@@ -159,7 +172,7 @@ def _open_index(path: str) -> Checkpoint:
     if kinds == {"safetensors"}:
         from core.formats.safetensors_format import open_safetensors
 
-        checkpoint = open_safetensors(shard_paths, path)
+        checkpoint = _with_file_warnings(open_safetensors(shard_paths, path), shard_paths, "safetensors")
     elif kinds <= {"pytorch-zip", "pytorch-legacy", "pickle"}:
         from core.formats.pytorch_format import open_pytorch
 
