@@ -354,6 +354,7 @@ class _Walker:
         self.order: list[int] = []  # post-order of walked objects, for counting paths
         self.alias: dict[int, str] = {}  # id -> the first other path that reached it
         self.listed: dict[int, int] = {}  # tensor id -> extra names it is listed under
+        self.too_deep = False  # something nests deeper than MAX_DEPTH: summarised, not searched for tensors
 
     def spend(self) -> None:
         self.budget.charge(1, "paths to tensors")
@@ -368,7 +369,8 @@ class _Walker:
         if key in self.holds:
             return self.holds[key]
         if depth > MAX_DEPTH:
-            raise MalformedFileError(f"pickled object is nested deeper than {MAX_DEPTH} levels")
+            self.too_deep = True  # not searched further: kept as a bounded metadata summary, with a warning
+            return False
         self.holds[key] = False  # cycles: assume no until shown otherwise
         found = False
         for _k, child in children:
@@ -406,7 +408,9 @@ class _Walker:
             self.order.append(key)
             return
         if len(path) > MAX_DEPTH:
-            raise MalformedFileError(f"pickled object is nested deeper than {MAX_DEPTH} levels")
+            self.too_deep = True
+            self.add_metadata(path, obj)
+            return
         self.edges[key] = []
         in_dict = isinstance(obj, dict)
         for child_key, child in children or ():
@@ -424,6 +428,11 @@ class _Walker:
         return ways
 
     def alias_warnings(self) -> list[str]:
+        deep = [f"objects nested deeper than {MAX_DEPTH} levels are shown as a summary and were not searched for "
+                "tensors"] if self.too_deep else []
+        return deep + self._shared_warnings()
+
+    def _shared_warnings(self) -> list[str]:
         if not self.alias:
             return []
         ways = self.path_counts()
