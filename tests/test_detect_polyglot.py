@@ -44,6 +44,19 @@ def test_safetensors_whose_length_looks_like_pickle_opcodes(tmp_path: Path, head
         assert ck.warnings == []
 
 
+def test_opcode_like_length_with_long_space_padding(tmp_path: Path) -> None:
+    """The format allows trailing spaces in the header: 0x6428 bytes, most of them padding, is still safetensors."""
+    body = json.dumps({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 12]}}).encode()
+    header = body + b" " * (0x6428 - len(body))
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + np.arange(3, dtype=np.float32).tobytes())
+    assert path.read_bytes()[:3] == b"(d\x00"
+    assert load_file(str(path))["w"].tolist() == [0.0, 1.0, 2.0]
+    assert sniff(str(path)) == "safetensors"
+    with open_checkpoint(str(path)) as ck:
+        assert ck.read_tensor("w").tolist() == [0.0, 1.0, 2.0]
+
+
 def test_sharded_model_with_such_a_shard(tmp_path: Path) -> None:
     first = {"a.weight": np.ones((2, 2), dtype=np.float16)}
     second = {"b.weight": np.arange(3, dtype=np.float32)}

@@ -95,9 +95,14 @@ def _is_strict_safetensors(path: str, head: bytes, size: int) -> bool:
     if header_len < 2 or 8 + header_len > size:
         return False
     with FileReader(path) as reader:
-        tail_len = min(header_len, 4096)
-        tail = reader.read(8 + header_len - tail_len, tail_len)
-    return tail.rstrip(b" ").endswith(b"}")
+        end = 8 + header_len
+        while end > 9:  # skip the space padding (any length) back to the JSON's last byte
+            start = max(9, end - (64 << 10))
+            tail = reader.read(start, end - start).rstrip(b" ")
+            if tail:
+                return tail.endswith(b"}")
+            end = start
+    return False
 
 
 def _looks_like_new_pickle(head: bytes) -> bool:
