@@ -73,6 +73,7 @@ _ROLE_RULES: list[tuple[re.Pattern[str], str]] = [
         (r"(^|\.)(lstm|gru|rnn)s?\d*($|\.)", "recurrent"),
     ]
 ]
+_ANY_ROLE_RULE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _ROLE_RULES))
 _RECURRENT_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)(_l[0-9]+)?(_reverse)?$")
 
 
@@ -83,9 +84,38 @@ def split_name(name: str) -> tuple[str, str]:
 
 
 def classify(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
-    """Return (kind, role) for one tensor."""
+    """Return (kind, role) for one tensor, memoised by its name pattern (see classification_key).
+
+    A million-tensor header repeats a few patterns (``layers.N.mlp.up_proj.weight``); classifying each
+    name afresh took ~40 us, a dictionary lookup takes well under one.
+    """
+    key = classification_key(name, shape, dtype)
+    found = _MEMO.get(key)
+    if found is None:
+        found = classify_uncached(name, shape, dtype)
+        if len(_MEMO) >= MEMO_LIMIT:  # distinct hostile names must not grow it without bound
+            _MEMO.clear()
+        _MEMO[key] = found
+    return found
+
+
+def classify_uncached(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
+    """(kind, role) computed from the name itself: the definition that ``classify`` memoises."""
     kind = tensor_kind(name, shape, dtype)
     return kind, tensor_role(name, shape, kind)
+
+
+MEMO_LIMIT = 1 << 16
+_MEMO: dict[tuple[str, int, str], tuple[str, str]] = {}
+# A dotted component of 1-9 ASCII digits. Every rule sees such a component only through its length class
+# (layer_index takes 1-9 digits, a param id 1-12, and no rule names a number as a component), so all of them
+# classify alike; longer runs and digits inside a component ("fc1", "w3", "4h") stay as they are.
+_SHORT_NUMBER_COMPONENT = re.compile(r"(?<![^.])[0-9]{1,9}(?![^.])")
+
+
+def classification_key(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, int, str]:
+    """What (kind, role) depends on: the name with its block numbers made alike, the shape's rank, the dtype."""
+    return _SHORT_NUMBER_COMPONENT.sub("0", name), len(shape), dtype
 
 
 def tensor_kind(name: str, shape: tuple[int, ...], dtype: str) -> str:
@@ -132,9 +162,10 @@ def tensor_role(name: str, shape: tuple[int, ...], kind: str) -> str:
         path = leaf.lower()
     if _is_head(path, name):
         return "head"
-    for pattern, role in _ROLE_RULES:
-        if pattern.search(path):
-            return role
+    if _ANY_ROLE_RULE.search(path):  # one search decides most names that match no rule
+        for pattern, role in _ROLE_RULES:
+            if pattern.search(path):
+                return role
     if len(shape) >= 3:
         return "convolution"
     return "other"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from json.encoder import encode_basestring_ascii
+from typing import Any, TextIO
 
 from core import training_state
-from core.checkpoint import Checkpoint
+from core.checkpoint import Checkpoint, TensorInfo
 from core.commands.common import refuse_on_error, stage
 from core.memory import memory_summary
 from core.numbers import count_with_exact, human_bytes, human_count, percent, strict_json
@@ -29,15 +30,52 @@ def run(args: argparse.Namespace) -> int:
     with stage(f"reading the metadata of {args.path!r}"), open_checkpoint(args.path) as checkpoint, \
             stage(f"summarising {args.path!r}"):
         if args.json:
-            json.dump(strict_json(info_json(checkpoint)), sys.stdout, indent=1, default=str, allow_nan=False)
-            sys.stdout.write("\n")
+            write_info_json(checkpoint, sys.stdout)
         else:
             sys.stdout.write(info_text(checkpoint, depth=args.depth))
     return 0
 
 
-def info_json(checkpoint: Checkpoint) -> dict[str, Any]:
-    return {
+def write_info_json(checkpoint: Checkpoint, out: TextIO) -> None:
+    """``info_json`` as indented JSON, its tensors streamed one compact line each.
+
+    json.dump with indent runs the pure-Python encoder: a million tensors took a minute and a gigabyte
+    as 13 million lines. The same JSON value now comes out in a few seconds, in bounded memory.
+    """
+    head = json.dumps(strict_json(info_json(checkpoint, tensors=False)), indent=1, default=str, allow_nan=False)
+    out.write(head[: -len("\n}")] + ',\n "tensors": [')
+    encoded: dict[object, str] = {}
+    tensors = checkpoint.tensors
+    for start in range(0, len(tensors), _TENSORS_PER_WRITE):
+        lines = [tensor_json_line(t, encoded) for t in tensors[start : start + _TENSORS_PER_WRITE]]
+        out.write(("," if start else "") + "\n  " + ",\n  ".join(lines))
+    out.write("\n ]\n}\n" if tensors else "]\n}\n")
+
+
+_TENSORS_PER_WRITE = 10_000
+_encode = json.JSONEncoder(default=str, allow_nan=False).encode
+
+
+def tensor_json_line(t: TensorInfo, encoded: dict[object, str]) -> str:
+    """``t.to_json()`` as one line of JSON; plain fields are formatted directly, repeated ones encoded once."""
+    shape = t.shape
+    if type(t.name) is not str or type(t.elements) is not int or type(t.nbytes) is not int \
+            or type(t.offset) is not int or not all(type(d) is int for d in shape):
+        return _encode(strict_json(t.to_json()))  # anything unusual: the general encoder, same result
+    kinds = (t.dtype, t.kind, t.role)
+    middle = encoded.get(kinds)
+    if middle is None:
+        middle = encoded[kinds] = f'"dtype": {_encode(t.dtype)}, "kind": {_encode(t.kind)}, "role": {_encode(t.role)}'
+    file = encoded.get(t.file)
+    if file is None:
+        file = encoded[t.file] = _encode(t.file)
+    return (f'{{"name": {encode_basestring_ascii(t.name)}, "shape": [{", ".join(map(str, shape))}], {middle}, '
+            f'"elements": {t.elements}, "bytes": {t.nbytes}, "file": {file}, "offset": {t.offset}}}')
+
+
+def info_json(checkpoint: Checkpoint, tensors: bool = True) -> dict[str, Any]:
+    """Everything `info --json` prints; ``tensors=False`` leaves out the per-tensor list (streamed apart)."""
+    out = {
         "format": checkpoint.format,
         "path": checkpoint.path,
         "files": [f.path for f in checkpoint.files],
@@ -53,8 +91,10 @@ def info_json(checkpoint: Checkpoint) -> dict[str, Any]:
         "metadata": bounded_json(checkpoint.metadata),
         "safety": checkpoint.safety,
         "warnings": list(checkpoint.warnings),
-        "tensors": [t.to_json() for t in checkpoint.tensors],
     }
+    if tensors:
+        out["tensors"] = [t.to_json() for t in checkpoint.tensors]
+    return out
 
 
 def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:

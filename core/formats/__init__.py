@@ -265,7 +265,11 @@ def _finish(checkpoint: Checkpoint) -> Checkpoint:
     from core.architecture import describe
     from core.taxonomy import classify
 
-    checkpoint.tensors = [_classified(t, *classify(t.name, t.shape, t.dtype)) for t in checkpoint.tensors]
+    tensors = checkpoint.tensors = list(checkpoint.tensors)  # 8 bytes a tensor; the records are what weigh
+    for i, t in enumerate(tensors):  # replaced one by one: a second set of a million records would double the peak
+        kind, role = classify(t.name, t.shape, t.dtype)
+        if kind != t.kind or role != t.role:
+            tensors[i] = _classified(t, kind, role)
     config = _load_config(checkpoint)
     if config is not None:
         checkpoint.metadata.setdefault("config.json", config)

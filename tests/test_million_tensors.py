@@ -1,0 +1,133 @@
+"""A header of a great many tensors opens, summarises and lists them in near-linear time and bounded output.
+
+The shortcuts that make this possible (memoised classification, streamed `info --json`, empty tensors summarised
+without a backend) must give exactly what the direct computation gives: these tests compare them against it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core.commands.info import info_json, write_info_json
+from core.formats import open_checkpoint
+from core.numbers import strict_json
+from core.taxonomy import classify, classify_uncached
+from tests.corpus import CORPUS
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "resources" / "samples"
+
+
+def model_files() -> list[Path]:
+    """Every good corpus file and the bundled sample: real names from many naming schemes."""
+    found = sorted(p for p in (CORPUS / "good").rglob("*") if p.is_file() and not p.name.endswith(".json"))
+    found += sorted(p for p in SAMPLES.rglob("*") if p.suffix in (".safetensors", ".gguf", ".bin", ".pt"))
+    return found
+
+
+def write_empty_tensors(path: Path, names: list[str], dtype: str = "F32") -> None:
+    entries = [f"{json.dumps(n)}:{{\"dtype\":\"{dtype}\",\"shape\":[0],\"data_offsets\":[0,0]}}" for n in names]
+    header = ("{" + ",".join(entries) + "}").encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+def run_cli(*args: str, cache: Path) -> tuple[subprocess.CompletedProcess, float]:
+    env = dict(os.environ, WEIGHTSCOPE_CACHE_DIR=str(cache), QT_QPA_PLATFORM="offscreen")
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, str(REPO / "main.py"), *args], capture_output=True, text=True,
+                            timeout=600, env=env)
+    return result, time.monotonic() - started
+
+
+# --- exactness of the shortcuts --------------------------------------------------------------------------------------
+VARIED_NAMES = [
+    "model.layers.7.mlp.fc1.weight", "model.layers.7.mlp.fc2.weight", "h.3.mlp.c_fc.weight", "blk.12.ffn_up.weight",
+    "layers.1234567890.attn.q.weight", "layers.123456789.attn.q.weight", "layers.0000000000001.attn.q.weight",
+    "optimizer.state.12.exp_avg", "optim.state.123456789012.step", "state.1234567890123.step", "state.7.step",
+    "encoder.layer.3.attention.output.dense.bias", "rnn.weight_ih_l0", "lstm2.weight_hh_l1_reverse", "bn1.running_mean",
+    "features.0.weight", "features.10.weight", "ln_1.weight", "ln.2.weight", "transformer.h.11.ln_f.weight",
+    "gpt_neox.layers.2.mlp.dense_h_to_4h.weight", "w1", "3", "12.34", "0.0.0", ".5.", "", "wte", "model.ema.3.weight",
+    "layers.５.weight", "layers.٣.mlp.weight", "LAYERS.4.Q_PROJ.WEIGHT", "output.weight", "lm_head.weight",
+]
+
+
+def test_memoised_classification_equals_the_direct_one() -> None:
+    cases = [(n, shape, dtype) for n in VARIED_NAMES for shape in [(), (4,), (4, 4), (2, 3, 4), (1, 2, 3, 4)]
+             for dtype in ("F32", "I64", "U8", "BOOL", "Q4_0")]
+    for path in model_files():
+        with open_checkpoint(str(path)) as checkpoint:
+            cases += [(t.name, t.shape, t.dtype) for t in checkpoint.tensors]
+            # the same names with other block numbers hit the memo entries the originals made
+            cases += [(t.name.replace("0", "7").replace("1", "12"), t.shape, t.dtype) for t in checkpoint.tensors]
+    assert len(cases) > 1_000
+    for _ in range(2):  # the second round answers from the memo
+        for name, shape, dtype in cases:
+            assert classify(name, shape, dtype) == classify_uncached(name, shape, dtype), name
+
+
+def test_streamed_info_json_equals_the_whole_object() -> None:
+    checked = 0
+    for path in model_files():
+        with open_checkpoint(str(path)) as checkpoint:
+            out = io.StringIO()
+            write_info_json(checkpoint, out)
+            expected = json.dumps(strict_json(info_json(checkpoint)), indent=1, default=str, allow_nan=False)
+            assert json.loads(out.getvalue()) == json.loads(expected), path
+            assert out.getvalue().endswith("}\n")
+            checked += 1
+    assert checked >= 3
+
+
+def test_streamed_info_json_of_odd_names_and_no_tensors(tmp_path: Path) -> None:
+    names = ["a\u202eb", "\x1b[31m", "é.ß", "\ud800x", '"quoted"\\', "x" * 300]
+    path = tmp_path / "odd.safetensors"
+    write_empty_tensors(path, names)
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(struct.pack("<Q", 2) + b"{}")
+    for model in (path, empty):
+        with open_checkpoint(str(model)) as checkpoint:
+            out = io.StringIO()
+            write_info_json(checkpoint, out)
+            assert json.loads(out.getvalue()) == json.loads(json.dumps(strict_json(info_json(checkpoint)),
+                                                                       default=str))
+            assert out.getvalue().isascii()  # as json.dump's ensure_ascii wrote it
+            assert [t["name"] for t in json.loads(out.getvalue())["tensors"]] == (names if model == path else [])
+
+
+# --- scaling ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("style", ["blocks", "flat"])
+def test_info_of_100000_empty_tensors_scales_linearly_and_prints_a_bounded_tree(tmp_path: Path, style: str) -> None:
+    def names(count: int) -> list[str]:
+        if style == "blocks":
+            return [f"model.layers.{i // 10}.mlp.e{i % 10}.weight" for i in range(count)]
+        return [f"{i * 7919:x}" for i in range(count)]  # distinct names the memo cannot share
+
+    small, large = tmp_path / "small.safetensors", tmp_path / "large.safetensors"
+    write_empty_tensors(small, names(1_000))
+    write_empty_tensors(large, names(100_000))
+    timings = {}
+    for label, model in (("small", small), ("large", large)):
+        for command in (["info", str(model)], ["info", "--json", str(model)]):
+            result, seconds = run_cli(*command, cache=tmp_path / "cache")
+            assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+            timings[(label, len(command))] = seconds
+            if "--json" in command:
+                data = json.loads(result.stdout)
+                assert data["tensor_count"] == len(data["tensors"]) == (100_000 if label == "large" else 1_000)
+                assert data["tensors"][-1]["name"] == names(100_000 if label == "large" else 1_000)[-1]
+            else:
+                assert len(result.stdout.splitlines()) < 2_000
+                assert f"Tensors     {100_000 if label == 'large' else 1_000:,}" in result.stdout
+    for length in (3, 4):
+        # 100 times the tensors; the interpreter's start-up (~1 s) is in both, so linear is well under 100x
+        assert timings[("large", length)] < 40 * timings[("small", length)] + 5, timings
+    assert sorted(os.listdir(tmp_path)) == ["cache", "large.safetensors", "small.safetensors"]
