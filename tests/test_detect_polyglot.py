@@ -193,3 +193,33 @@ def test_a_polyglot_shard_is_named_in_the_warning(tmp_path: Path) -> None:
     with open_checkpoint(str(tmp_path)) as ck:
         assert len(ck.warnings) == 1
         assert ck.warnings[0].startswith("'model-00001-of-00002.safetensors': the file is also a tar archive")
+
+
+def test_a_v7_tar_header_without_magic_is_still_flagged(tmp_path: Path) -> None:
+    """tarfile (and so torch's legacy loader) accepts a header with no "ustar" magic when its checksum matches."""
+    members = io.BytesIO()
+    with tarfile.open(fileobj=members, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        info = tarfile.TarInfo("storages")
+        info.size = len(TOUCH)
+        tar.addfile(info, io.BytesIO(TOUCH))
+    block = bytearray(members.getvalue())
+    block[257:265] = bytes(8)  # no magic, no version: a v7 header
+    block[148:156] = b" " * 8
+    block[148:156] = b"%06o\0 " % sum(block[:512])
+    path = tmp_path / "archive.bin"
+    path.write_bytes(bytes(block))
+    with tarfile.open(path) as tar:
+        assert tar.getnames() == ["storages"]
+    warnings = file_warnings(str(path), "pickle")
+    assert warnings[0].startswith("the file is also a tar archive (a valid tar header checksum)")
+    assert "os.system('touch /tmp/pwned')" in warnings[0]
+
+
+def test_no_corpus_file_is_taken_for_a_tar() -> None:
+    from tests.corpus import CORPUS
+
+    files = [p for p in (CORPUS / "good").rglob("*") if p.is_file() and p.suffix in (".safetensors", ".gguf", ".pt",
+                                                                                     ".pth", ".bin", ".ckpt")]
+    assert files
+    for path in files:
+        assert not any("tar archive" in w for w in file_warnings(str(path), sniff(str(path)))), path

@@ -181,8 +181,9 @@ def file_warnings(path: str, kind: str) -> list[str]:
 def _container_warnings(reader: FileReader, kind: str) -> list[str]:
     out: list[str] = []
     head = reader.read(0, min(reader.size, 2 * _TAR_BLOCK))
-    if head[257:262] == b"ustar":
-        out.append("the file is also a tar archive (\"ustar\" at offset 257): torch.load(weights_only=False) tries "
+    if head[257:262] == b"ustar" or _tar_checksum_ok(head[:_TAR_BLOCK]):
+        where = "\"ustar\" at offset 257" if head[257:262] == b"ustar" else "a valid tar header checksum"
+        out.append(f"the file is also a tar archive ({where}): torch.load(weights_only=False) tries "
                    "the legacy tar format first" + _tar_pickle_verdict(reader))
     if kind != "pytorch-zip" and (head.startswith(b"PK\x03\x04") or _has_zip_end(reader)):
         out.append("the file is also a zip archive: torch.load reads it as a torch.save checkpoint"
@@ -192,6 +193,20 @@ def _container_warnings(reader: FileReader, kind: str) -> list[str]:
         if verdict is not None:
             out.append("the file is also a pickle: torch.load and pickle.load would unpickle it" + verdict)
     return out
+
+
+def _tar_checksum_ok(block: bytes) -> bool:
+    """A pre-POSIX (v7) tar header has no magic; Python's tarfile, and so torch.load, accepts any block whose
+    checksum field matches the sum of its bytes (the field itself counted as spaces)."""
+    if len(block) < _TAR_BLOCK:
+        return False
+    field = block[148:156].replace(b"\0", b" ").strip()
+    if not field or any(c not in b"01234567" for c in field):
+        return False
+    stored = int(field, 8)
+    unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:_TAR_BLOCK])
+    signed = unsigned - 2 * sum(c for c in block[:148] + block[156:_TAR_BLOCK] if c > 127)  # some tars sum signed
+    return stored in (unsigned, signed) and unsigned != 8 * 32  # an all-zero block is the end marker, not a header
 
 
 def _has_zip_end(reader: FileReader) -> bool:
