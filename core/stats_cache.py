@@ -560,7 +560,7 @@ def _consistent_float(s: FloatSummary) -> bool:
     top, bottom = s.top, s.bottom
     if len(top) != k or len(bottom) != k or not (np.isfinite(top).all() and np.isfinite(bottom).all()):
         return False
-    if np.any(np.diff(top) < 0) or np.any(np.diff(bottom) < 0):
+    if np.any(top[1:] < top[:-1]) or np.any(bottom[1:] < bottom[:-1]):  # no diff: ±1.8e308 would overflow
         return False
     if not (math.isfinite(s.vmin) and math.isfinite(s.vmax) and s.vmin <= s.vmax):
         return False
