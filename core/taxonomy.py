@@ -73,7 +73,18 @@ _ROLE_RULES: list[tuple[re.Pattern[str], str]] = [
         (r"(^|\.)(lstm|gru|rnn)s?\d*($|\.)", "recurrent"),
     ]
 ]
-_ANY_ROLE_RULE = re.compile("|".join(f"(?:{pattern.pattern})" for pattern, _ in _ROLE_RULES))
+# Every text a role rule matches holds one of these letters or words (q/k/v/o: query, proj, norm, conv, out ...;
+# n: ln, bn, attn, lin, ffn, dense, rnn; m: rms, mlp, lstm; g: gate, gru; w: w1, wi, wo): a name of hex digits
+# is ruled out by one character-class scan instead of fourteen rule searches. Extend it with every new rule.
+_ROLE_LETTERS = re.compile(r"[gkmnoqvw]")
+_ROLE_F_WORDS = re.compile(r"feed|c_fc|fc[12]")
+
+
+def may_match_a_role_rule(path: str) -> bool:
+    """False only when no role rule can match ``path`` (a sound, cheap pre-check; tests hold it to that)."""
+    return _ROLE_LETTERS.search(path) is not None or ("f" in path and _ROLE_F_WORDS.search(path) is not None)
+
+
 _RECURRENT_LEAF = re.compile(r"^(weight|bias)_(ih|hh|hr)(_l[0-9]+)?(_reverse)?$")
 
 
@@ -162,7 +173,7 @@ def tensor_role(name: str, shape: tuple[int, ...], kind: str) -> str:
         path = leaf.lower()
     if _is_head(path, name):
         return "head"
-    if _ANY_ROLE_RULE.search(path):  # one search decides most names that match no rule
+    if may_match_a_role_rule(path):  # one cheap search decides most names that match no rule
         for pattern, role in _ROLE_RULES:
             if pattern.search(path):
                 return role

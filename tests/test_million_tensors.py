@@ -131,3 +131,27 @@ def test_info_of_100000_empty_tensors_scales_linearly_and_prints_a_bounded_tree(
         # 100 times the tensors; the interpreter's start-up (~1 s) is in both, so linear is well under 100x
         assert timings[("large", length)] < 40 * timings[("small", length)] + 5, timings
     assert sorted(os.listdir(tmp_path)) == ["cache", "large.safetensors", "small.safetensors"]
+
+
+def test_the_role_pre_check_never_rules_out_a_name_a_rule_matches() -> None:
+    import itertools
+    import random
+    import re
+
+    from core.taxonomy import _ROLE_RULES, may_match_a_role_rule
+
+    words = sorted({w for pattern, _ in _ROLE_RULES for w in re.findall(r"[a-z0-9_]+", pattern.pattern)})
+    words += ["", "x", "7", "12", "f", "e", "ab"]
+    paths = ["".join(p) for n in (1, 2, 3) for p in itertools.product("abcdefglnoqrsuvw._0129", repeat=n)]
+    rng = random.Random(7)
+    for _ in range(40_000):
+        parts = rng.choices(words, k=rng.randint(1, 4))
+        paths.append("".join(part + rng.choice([".", "_", "", "."]) for part in parts).strip("."))
+    paths += words
+    matched = 0
+    for path in paths:
+        if any(pattern.search(path) for pattern, _ in _ROLE_RULES):
+            matched += 1
+            assert may_match_a_role_rule(path), path
+    assert matched > 10_000  # the check saw many matching names, not only misses
+    assert not may_match_a_role_rule("3fa7c") and not may_match_a_role_rule("deadbeef.12")
