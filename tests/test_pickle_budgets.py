@@ -131,3 +131,26 @@ def test_same_tensor_under_two_keys_is_listed_under_both_with_a_warning(tmp_path
         assert [x.name for x in ck.tensors] == ["embed.weight", "lm_head.weight"]
         assert ck.warnings == ["tensor 'embed.weight' is also reachable as 'lm_head.weight' (1 aliases); listed under "
                                "its first 2 names"]
+
+
+def test_a_big_list_referenced_many_times_is_searched_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """[L, L, ... 300 times] with L a memoised list of 200,000 items: references, not copies; searching it for
+    tensors must cost one pass over L, not 300 (listing its children on every reference took 20 s)."""
+    from core.formats import pytorch_format
+
+    n = 200_000
+    items = b"Vrefs\n]q\x07" + b"(" + b"K\x01" * n + b"e0](" + b"h\x07" * 300 + b"e"
+    listed = 0
+    children = pytorch_format._children
+
+    def counting(obj: object) -> object:
+        nonlocal listed
+        out = children(obj)
+        listed += len(out or ())
+        return out
+
+    monkeypatch.setattr(pytorch_format, "_children", counting)
+    with open_checkpoint(extended(tmp_path, items)) as ck:
+        assert [t.name for t in ck.tensors] == ["w"]
+        assert ck.metadata["refs"][0][:3] == [1, 1, 1]
+    assert listed < n  # the tensor-free list is searched lazily, once, and never listed

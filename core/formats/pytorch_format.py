@@ -362,18 +362,17 @@ class _Walker:
     def holds_tensor(self, obj: Any, depth: int = 0) -> bool:
         if isinstance(obj, TensorRecord):
             return True
-        children = _children(obj)
-        if children is None:
+        if not _is_container(obj):
             return False
         key = id(obj)
-        if key in self.holds:
+        if key in self.holds:  # before listing children: a big list shared 300 times is searched once
             return self.holds[key]
         if depth > MAX_DEPTH:
             self.too_deep = True  # not searched further: kept as a bounded metadata summary, with a warning
             return False
         self.holds[key] = False  # cycles: assume no until shown otherwise
         found = False
-        for _k, child in children:
+        for child in _child_values(obj):
             self.spend()
             if self.holds_tensor(child, depth + 1):
                 found = True
@@ -385,10 +384,10 @@ class _Walker:
         self.spend()
         key = id(obj)
         is_tensor = isinstance(obj, TensorRecord)
-        children = None if is_tensor else _children(obj)
-        if not is_tensor and (children is None or not self.holds_tensor(obj)):
+        if not is_tensor and not self.holds_tensor(obj):
             self.add_metadata(path, obj)
             return
+        children = None if is_tensor else _children(obj)
         text = ".".join(path) or "tensor"
         if key in self.first_path:
             if key in self.edges or is_tensor:  # walked (or being walked: a cycle) before; count this path too
@@ -463,6 +462,19 @@ class _Walker:
             self.skipped_metadata += 1
             return
         self.metadata[".".join(path)] = inert(obj)
+
+
+def _is_container(obj: Any) -> bool:
+    return isinstance(obj, (dict, list, tuple)) or (isinstance(obj, Placeholder) and isinstance(obj.state, dict))
+
+
+def _child_values(obj: Any) -> Any:
+    """The children of a container, without building a list of them."""
+    if isinstance(obj, dict):
+        return obj.values()
+    if isinstance(obj, (list, tuple)):
+        return obj
+    return obj.state.values()
 
 
 def _children(obj: Any) -> list[tuple[Any, Any]] | None:
