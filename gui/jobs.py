@@ -7,7 +7,6 @@ widget only draws the TensorStats it receives.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
@@ -55,19 +54,6 @@ class SelectionStats:
     bytes_total: int = 0
 
 
-def accelerator_possible() -> bool:
-    """Whether this machine could have a CUDA or Apple GPU, judged without importing torch."""
-    import platform
-
-    system = platform.system()
-    if system == "Darwin":
-        return platform.machine() == "arm64"
-    if system == "Windows":
-        return os.path.exists(os.path.join(os.environ.get("SYSTEMROOT", r"C:\Windows"), "System32", "nvcuda.dll"))
-    return any(os.path.exists(p) for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia/version",
-                                            "/dev/dxg"))
-
-
 def analysis(checkpoint: Checkpoint, tensors: list[TensorInfo] | None, device: str, chunk_bytes: int,
              should_stop: Callable[[], bool]) -> Generator:
     """core.stats.analyze, on the numpy CPU backend when no GPU can be used.
@@ -76,12 +62,11 @@ def analysis(checkpoint: Checkpoint, tensors: list[TensorInfo] | None, device: s
     freezes the UI thread for a few hundred milliseconds; on a CPU-only
     machine numpy does the same exact counting as fast, so torch is skipped.
     """
+    from core.compute import accelerator_possible, make_backend
     from core.stats import analyze
 
     backend = None
     if device == "cpu" or (device == "auto" and not accelerator_possible()):
-        from core.compute import make_backend
-
         backend = make_backend("cpu", impl="numpy")
     try:
         return (yield from analyze(checkpoint, tensors, device=device, should_stop=should_stop,
