@@ -183,6 +183,9 @@ class LayerTreeModel(QAbstractItemModel):
             if leaf is not None:
                 return f"{leaf.kind} · {leaf.role}"
             blocks = f"{node.repeat} blocks · " if node.repeat > 1 else ""
+            state = node.by_kind.get("state", 0)
+            if state and not node.parameters:  # optimizer moments, schedulers, EMA copies: not the model
+                blocks = f"training state · {human_count(state)} values · "
             return f"{blocks}{node.tensor_count:,} tensor{'s' if node.tensor_count != 1 else ''}"
         if col == COL_SHAPE:
             return shape_text(leaf.shape) if leaf is not None else ""
@@ -195,6 +198,8 @@ class LayerTreeModel(QAbstractItemModel):
         if col == COL_BYTES:
             return human_bytes(node.nbytes)
         if col == COL_SHARE:
+            if not node.parameters and node.by_kind.get("state", 0):
+                return "–"  # not a share of the model: its values are training state
             return percent(node.parameters, self._total) if self._total else "–"
         return ""
 

@@ -27,7 +27,7 @@ from core.memory import memory_summary
 from core.numbers import count_with_exact, human_bytes, human_count, percent
 from core.taxonomy import KIND_HELP, ROLES
 from gui.plain import plain_label, tooltip
-from gui.style import KIND_COLORS, MUTED, role_color
+from gui.style import KIND_COLORS, role_color
 
 KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers",
                "state": "Training state"}
@@ -47,11 +47,13 @@ MEMORY_ROWS = (
 
 
 class BarChart(pg.PlotWidget):
-    """Horizontal bars with their labels on the left and human counts at their ends."""
+    """Horizontal bars, each labelled on the left with its name, human count and share.
 
-    def __init__(self, parent=None, label_room: float = 1.75) -> None:
+    The numbers sit in the axis labels, not after the bars, so no width of window can cut them off.
+    """
+
+    def __init__(self, parent=None) -> None:
         super().__init__(parent)
-        self.label_room = label_room  # x range as a multiple of the longest bar, so the value labels fit
         self.setMenuEnabled(False)
         self.setMouseEnabled(x=False, y=False)
         self.hideButtons()
@@ -60,6 +62,7 @@ class BarChart(pg.PlotWidget):
         self.setBackground(None)
         self.labels: list[str] = []
         self.values: list[int] = []
+        self.texts: list[str] = []  # the full label of each bar: name, count and share
 
     def set_bars(self, items: list[tuple[str, int, str]], tooltip: str = "") -> None:
         """items: (label, value, colour), drawn top to bottom in the given order."""
@@ -74,15 +77,11 @@ class BarChart(pg.PlotWidget):
         brushes = [pg.mkBrush(QColor(c)) for _, _, c in items]
         self.addItem(pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.62, width=widths, brushes=brushes,
                                      pens=[pg.mkPen(None)] * n))
-        top = float(widths.max()) if widths.max() > 0 else 1.0
         total = float(widths.sum()) or 1.0
-        for y, value in zip(ys, self.values, strict=True):
-            text = pg.TextItem(f"  {human_count(value)}  ({percent(value, total)})", color=MUTED, anchor=(0, 0.5))
-            text.setPos(float(value), float(y))
-            self.addItem(text)
-        self.getPlotItem().getAxis("left").setTicks([[(float(y), label) for y, label in zip(ys, self.labels,
-                                                                                                strict=True)]])
-        self.setXRange(0, top * self.label_room, padding=0)
+        self.texts = [f"{label}  {human_count(value)} ({percent(value, total)})"
+                      for label, value in zip(self.labels, self.values, strict=True)]
+        self.getPlotItem().getAxis("left").setTicks([list(zip(ys.tolist(), self.texts, strict=True))])
+        self.setXRange(0, float(widths.max()) or 1.0, padding=0.02)
         self.setYRange(-0.6, n - 0.4, padding=0)
         self.setFixedHeight(max(70, 26 * n + 16))
         if tooltip:
@@ -197,7 +196,7 @@ class SummaryPanel(QScrollArea):
         box = QGroupBox("Where the parameters live")
         row = QHBoxLayout(box)
         kinds = cp.by_kind()
-        self.kind_chart = BarChart(label_room=2.6)  # a narrow column: more room for "771 K (95.9%)"
+        self.kind_chart = BarChart()
         self.kind_chart.set_bars([(KIND_LABELS[k], v, KIND_COLORS[k]) for k, v in kinds.items() if v],
                                  "Values by kind. " + " ".join(KIND_HELP.values()))
         by_role = cp.by_role()
@@ -213,7 +212,7 @@ class SummaryPanel(QScrollArea):
             col.addWidget(label)
             col.addWidget(chart)
             col.addStretch(1)
-            row.addLayout(col, 1 if chart is self.kind_chart else 2)
+            row.addLayout(col, 1)
         return box
 
     def _memory_box(self) -> QGroupBox:
