@@ -36,6 +36,7 @@ from core.stats_summary import (
 )
 
 CACHED_DEVICE_LABEL = "cache"  # AnalysisResult.device when every summary came from the cache
+NOTHING_READ_LABEL = "none"  # AnalysisResult.device when every tensor analysed was empty: nothing was computed
 
 
 @dataclass
@@ -227,6 +228,7 @@ class _Engine:
         self.device = device
         self.backend = backend
         self.own_backend = backend is None
+        self.cache_hits = 0
         if self.backend is None and device not in ("auto", "cpu"):
             self._make_backend()  # an explicit accelerator must exist even when everything is cached
 
@@ -266,6 +268,8 @@ class _Engine:
             if cache is not None:
                 cache.flush()  # also after a cancel: the tensors finished so far are not read again
         result.seconds = time.perf_counter() - start_time
+        if result.device == CACHED_DEVICE_LABEL and not self.cache_hits and result.summaries:
+            result.device = NOTHING_READ_LABEL
         if cache is not None:
             cache.prune()
         return result
@@ -276,8 +280,14 @@ class _Engine:
         done = 0
         for t in selected:
             stop_if_asked()
+            if t.elements == 0:  # nothing to read, cache or compute: a header may list a million of these
+                empty = result.summaries[t.name] = _empty_summary(t)
+                result.seconds = time.perf_counter() - start_time
+                yield AnalysisProgress(done, total, t.name, True, empty.copy(), result)
+                continue
             cached = cache.get(t, everything) if cache is not None else None
             if cached is not None:
+                self.cache_hits += 1
                 result.summaries[t.name] = cached
                 done += t.nbytes
                 result.seconds = time.perf_counter() - start_time
@@ -287,10 +297,7 @@ class _Engine:
             result.device = backend.label
             acc: Summary | None = None
             step = _chunk_elements(t, chunk_bytes)
-            starts = range(0, t.elements, step)
-            if not starts:  # an empty tensor still gets a (zero-count) summary
-                acc = _empty_summary(t)
-            for i, first in enumerate(starts):
+            for i, first in enumerate(range(0, t.elements, step)):
                 if i:
                     stop_if_asked()
                 count = min(step, t.elements - first)
@@ -307,12 +314,6 @@ class _Engine:
                         cache.put(t, acc, everything)
                 result.seconds = time.perf_counter() - start_time
                 yield AnalysisProgress(done, total, t.name, last, acc.copy(), result)
-            if not starts:
-                assert acc is not None
-                result.summaries[t.name] = acc
-                if cache is not None:
-                    cache.put(t, acc, everything)
-                yield AnalysisProgress(done, total, t.name, True, acc.copy(), result)
 
 
 def _chunk_elements(t: TensorInfo, chunk_bytes: int) -> int:

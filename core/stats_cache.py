@@ -254,13 +254,14 @@ class StatsCache:
 
     # --- files ------------------------------------------------------------------
     def _file(self, t: TensorInfo, tensors: list[TensorInfo] | None) -> _FileEntry | None:
-        """The entry of ``t``'s data file, loaded once; made afresh when the file's identity changed."""
-        identity = stat_identity(t.file)
+        """The entry of ``t``'s data file, identified and loaded once per analysis, not once per tensor (a header
+        may list a million); ``flush`` checks the identity and fingerprint again before writing anything."""
         known = self._files.get(t.file)
+        if known is not None:
+            return known
+        identity = stat_identity(t.file)
         if identity is None:
             return None
-        if known is not None and known.identity[:6] == identity:
-            return known
         sampled = _same_file(t, tensors)
         fingerprint = file_fingerprint(identity[0], sampled)
         if fingerprint is None:
