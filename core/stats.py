@@ -14,6 +14,7 @@ torch is imported only when a tensor actually has to be read.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Callable, Generator, Iterable
@@ -55,12 +56,15 @@ class AnalysisResult:
 
     def stats(self, name: str, spec: HistSpec = HistSpec()) -> TensorStats:
         """Statistics of one analysed tensor (KeyError if it was not analysed, e.g. complex)."""
-        return _with_quant_info(derive(self.summaries[name], name, spec))
+        summary = self.summaries[name]
+        if _is_shared_empty(summary):  # derived once per dtype, not once per empty tensor
+            return _renamed(_derived_empty(summary.dtypes[0], spec), name)
+        return _with_quant_info(derive(summary, name, spec))
 
     def group(self, names: Iterable[str], label: str, spec: HistSpec = HistSpec()) -> TensorStats | None:
         """Exact statistics of the named tensors together (those not analysed are skipped); None if none were."""
         found = [s for s in (self.summaries.get(n) for n in names) if s is not None]
-        merged = merge_all(found)
+        merged = merge_all(_without_repeated_empties(found))
         if merged is None:
             return None
         out = _with_quant_info(derive(merged, label, spec))
@@ -283,7 +287,7 @@ class _Engine:
             if t.elements == 0:  # nothing to read, cache or compute: a header may list a million of these
                 empty = result.summaries[t.name] = _empty_summary(t)
                 result.seconds = time.perf_counter() - start_time
-                yield AnalysisProgress(done, total, t.name, True, empty.copy(), result)
+                yield AnalysisProgress(done, total, t.name, True, empty, result)  # shared, never changed
                 continue
             cached = cache.get(t, everything) if cache is not None else None
             if cached is not None:
@@ -331,11 +335,48 @@ def _range_bytes(t: TensorInfo, first: int, end: int) -> int:
 
 
 def _empty_summary(t: TensorInfo) -> Summary:
+    return _empty_summary_of(t.dtype)
+
+
+@cache
+def _empty_summary_of(dtype: str) -> Summary:
+    """The zero-count summary of a dtype, one object shared by every empty tensor of it (summaries are never
+    changed once finished, and merging copies its first one): a header may list a million empty tensors."""
     from core.compute import summary_kind
 
-    out: Summary = PatternSummary.empty(t.dtype, (t.dtype,)) if summary_kind(t.dtype) == "pattern" \
-        else FloatSummary.empty((t.dtype,))
-    out.compact()  # no counts: a few bytes, not a 512 KiB array (a file may hold thousands of empty tensors)
+    out: Summary = PatternSummary.empty(dtype, (dtype,)) if summary_kind(dtype) == "pattern" \
+        else FloatSummary.empty((dtype,))
+    out.compact()  # no counts: a few bytes, not a 512 KiB array
+    return out
+
+
+def _is_shared_empty(summary: Summary) -> bool:
+    return len(summary.dtypes) == 1 and summary is _empty_summary_of(summary.dtypes[0])
+
+
+@cache
+def _derived_empty(dtype: str, spec: HistSpec) -> TensorStats:
+    return _with_quant_info(derive(_empty_summary_of(dtype), "", spec))
+
+
+def _renamed(template: TensorStats, name: str) -> TensorStats:
+    """A private copy of ``template`` named ``name`` (its arrays and percentiles copied, not shared)."""
+    return dataclasses.replace(template, name=name, percentiles=dict(template.percentiles),
+                               hist_edges=template.hist_edges.copy(), hist_counts=template.hist_counts.copy(),
+                               log_edges=template.log_edges.copy(), log_counts=template.log_counts.copy())
+
+
+def _without_repeated_empties(summaries: list[Summary]) -> list[Summary]:
+    """``summaries`` with each shared empty summary kept once, where it first appears: merging it again adds
+    no values and no dtype, so the merge is the same, and a million empty tensors merge in a moment."""
+    out: list[Summary] = []
+    seen: set[int] = set()
+    for s in summaries:
+        if _is_shared_empty(s):
+            if id(s) in seen:
+                continue
+            seen.add(id(s))
+        out.append(s)
     return out
 
 
