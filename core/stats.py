@@ -14,13 +14,15 @@ torch is imported only when a tensor actually has to be read.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import os
 import time
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
+
+import numpy as np
 
 from core import dtypes
 from core.checkpoint import DEFAULT_CHUNK_BYTES, Checkpoint, TensorInfo
@@ -361,9 +363,11 @@ def _derived_empty(dtype: str, spec: HistSpec) -> TensorStats:
 
 def _renamed(template: TensorStats, name: str) -> TensorStats:
     """A private copy of ``template`` named ``name`` (its arrays and percentiles copied, not shared)."""
-    return dataclasses.replace(template, name=name, percentiles=dict(template.percentiles),
-                               hist_edges=template.hist_edges.copy(), hist_counts=template.hist_counts.copy(),
-                               log_edges=template.log_edges.copy(), log_counts=template.log_counts.copy())
+    out = copy.copy(template)  # dataclasses.replace runs __init__ again: 3x slower, a million times
+    out.name, out.percentiles = name, dict(template.percentiles)
+    out.hist_edges, out.hist_counts = template.hist_edges.copy(), template.hist_counts.copy()
+    out.log_edges, out.log_counts = template.log_edges.copy(), template.log_counts.copy()
+    return out
 
 
 def _without_repeated_empties(summaries: list[Summary]) -> list[Summary]:
@@ -400,10 +404,8 @@ def stats_to_json(ts: TensorStats) -> dict[str, Any]:
         "kurtosis": json_float(ts.kurtosis),
         "beyond_6_sigma": int(ts.beyond_6_sigma),
         "percentiles": {k: json_float(v) for k, v in ts.percentiles.items()},
-        "histogram": {"edges": [json_float(x) for x in ts.hist_edges],
-                      "counts": [int(c) for c in ts.hist_counts]},
-        "log10_abs_histogram": {"edges": [json_float(x) for x in ts.log_edges],
-                                "counts": [int(c) for c in ts.log_counts]},
+        "histogram": {"edges": _json_floats(ts.hist_edges), "counts": _json_ints(ts.hist_counts)},
+        "log10_abs_histogram": {"edges": _json_floats(ts.log_edges), "counts": _json_ints(ts.log_counts)},
         "exact": bool(ts.exact),
         "tensors": int(ts.tensors),
     }
@@ -411,6 +413,17 @@ def stats_to_json(ts: TensorStats) -> dict[str, Any]:
         out["quant_type"] = ts.quant_type
         out["bits_per_weight"] = ts.bits_per_weight
     return out
+
+
+def _json_floats(values: Any) -> list[float | str]:
+    """``[json_float(x) for x in values]``, vectorised: a million tensors' histograms are 500 million values."""
+    array = np.asarray(values, dtype=np.float64)
+    out = array.tolist()
+    return out if np.isfinite(array).all() else [json_float(x) for x in out]
+
+
+def _json_ints(values: Any) -> list[int]:
+    return np.asarray(values).astype(np.int64, copy=False).tolist()
 
 
 def json_float(x: float) -> float | str:

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
             entries = group_stats(result, selected, args.group, spec)
             model = result.model(spec)
             if args.json:
-                json.dump(stats_json(result, entries, model), sys.stdout, allow_nan=False)
+                sys.stdout.write(json.dumps(stats_json(result, entries, model), allow_nan=False))  # C encoder
                 sys.stdout.write("\n")
             else:
                 sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
