@@ -207,3 +207,18 @@ def test_stats_of_only_empty_tensors_reads_nothing_and_says_so(tmp_path: Path) -
     assert [t["name"] for t in data["tensors"]] == [f"t{i}" for i in range(2_000)]
     assert all(t["count"] == 0 and t["histogram"]["counts"] == data["tensors"][0]["histogram"]["counts"]
                for t in data["tensors"])
+
+
+def test_info_text_names_a_tree_too_large_to_build_and_keeps_the_counts(tmp_path: Path, monkeypatch) -> None:
+    from core.commands import info
+
+    path = tmp_path / "many.safetensors"
+    write_empty_tensors(path, [f"block.{i}.w" for i in range(500)])
+    with open_checkpoint(str(path)) as checkpoint:
+        full = info.info_text(checkpoint)
+        monkeypatch.setattr(info, "TREE_TENSOR_LIMIT", 499)
+        bounded = info.info_text(checkpoint)
+    assert "Layer tree (repeated blocks folded)" in full and "block.0-499 (x500)" in full
+    assert "block.0-499" not in bounded
+    assert "Layer tree  not built for 500 tensors (over 499" in bounded
+    assert bounded.split("Layer tree")[0] == full.split("Layer tree")[0]  # every count above the tree is kept
