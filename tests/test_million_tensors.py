@@ -128,9 +128,10 @@ def test_info_of_100000_empty_tensors_scales_linearly_and_prints_a_bounded_tree(
                 assert len(result.stdout.splitlines()) < 2_000
                 assert f"Tensors     {100_000 if label == 'large' else 1_000:,}" in result.stdout
     for length in (2, 3):
-        # 100 times the tensors; the interpreter's start-up (~1 s) is in both, so linear is well under 100x
-        assert timings[("large", length)] < 40 * timings[("small", length)] + 5, timings
-    assert sorted(os.listdir(tmp_path)) == ["cache", "large.safetensors", "small.safetensors"]
+        # 100 times the tensors in under 40 times the time (start-up, ~0.3 s, is in both): measured 11x (--json)
+        # and 26x (text, whose tree of 220,000 nodes is built); the pure-Python JSON encoder this replaced took ~50x
+        assert timings[("large", length)] < 40 * timings[("small", length)], timings
+    assert sorted(set(os.listdir(tmp_path)) - {"cache"}) == ["large.safetensors", "small.safetensors"]
 
 
 def test_the_role_pre_check_never_rules_out_a_name_a_rule_matches() -> None:
