@@ -238,11 +238,12 @@ class _Engine:
         if self.backend is None and device not in ("auto", "cpu"):
             self._make_backend()  # an explicit accelerator must exist even when everything is cached
 
-    def _make_backend(self) -> Any:
+    def _make_backend(self, data_bytes: int | None = None) -> Any:
+        """``data_bytes``: at most this much is left to read (small jobs on GPU-less machines skip torch)."""
         if self.backend is None:
             from core.compute import make_backend
 
-            self.backend = make_backend(self.device)
+            self.backend = make_backend(self.device, data_bytes=data_bytes)
         return self.backend
 
     def close(self) -> None:
@@ -299,7 +300,7 @@ class _Engine:
                 result.seconds = time.perf_counter() - start_time
                 yield AnalysisProgress(done, total, t.name, True, cached.copy(), result)
                 continue
-            backend = self._make_backend()
+            backend = self._make_backend(total - done)
             result.device = backend.label
             acc: Summary | None = None
             step = _chunk_elements(t, chunk_bytes)

@@ -373,7 +373,11 @@ def test_torch_is_imported_only_to_read_tensors(model: tuple[Path, dict], cache_
     env = {**os.environ, "WEIGHTSCOPE_CACHE_DIR": str(cache_dir), "PYTHONPATH": str(Path(__file__).parents[1])}
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert first.returncode == 0, first.stderr
-    assert first.stdout.split()[1:] != ["cache", "False"] and first.stdout.split()[-1] == "True"
+    from core.compute import accelerator_possible
+
+    # a small model is read with numpy on a machine that cannot have a GPU; torch is imported only where it could
+    assert first.stdout.split()[1:] != ["cache", "False"] and int(first.stdout.split()[0]) > 0
+    assert first.stdout.split()[-1] == str(accelerator_possible())
     second = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert second.stdout.split() == ["0", "cache", "False"]  # everything cached: torch never imported
 
