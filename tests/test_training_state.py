@@ -118,6 +118,7 @@ def test_speaker_encoder_layout_counts_the_model_once(tmp_path: Path, capsys: py
     text = capsys.readouterr().out
     assert (f"Model       {human_count(params)} parameters; the file also holds {human_count(state)} values of "
             "training state") in text
+    assert "(parameters + buffers + training state)" in text
     assert main.main(["info", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["parameter_count"] == params and out["by_kind"]["state"] == state

@@ -112,7 +112,8 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
     add(f"Tensors     {len(checkpoint.tensors):,}")
     add(f"Parameters  {count_with_exact(checkpoint.parameter_count)}")
     lines.extend(training_state.summary_lines(checkpoint.by_kind(), checkpoint.parameter_count))
-    add(f"Elements    {count_with_exact(checkpoint.element_count)}  (parameters + buffers)")
+    parts = "parameters + buffers" + (" + training state" if checkpoint.by_kind().get("state") else "")
+    add(f"Elements    {count_with_exact(checkpoint.element_count)}  ({parts})")
     add("")
     add("By kind")
     total = checkpoint.element_count
