@@ -139,7 +139,7 @@ def dialogs(monkeypatch) -> list[dict]:
 
     def fake_exec(box: QMessageBox) -> int:
         shown.append({"title": box.windowTitle(), "text": box.text(), "details": box.detailedText(),
-                      "informative": box.informativeText()})
+                      "informative": box.informativeText(), "format": box.textFormat()})
         return int(QMessageBox.StandardButton.Ok)
 
     monkeypatch.setattr(QMessageBox, "exec", fake_exec)
@@ -174,6 +174,21 @@ def open_model(qtbot) -> Callable:
         return view
 
     return open_
+
+
+def cached_models(tmp_path: Path, count: int = 3) -> list[Path]:
+    """``count`` small models, each analysed once so that the cache holds one entry per model."""
+    from safetensors.numpy import save_file
+
+    from core.stats import run
+
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"m{i}.safetensors"
+        save_file({"w": np.arange(1000, dtype=np.float32) * i}, str(path))
+        run(path)
+        paths.append(path)
+    return paths
 
 
 @pytest.fixture

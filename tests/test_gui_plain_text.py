@@ -94,27 +94,13 @@ class Evil:
         return os.system, (PICKLE_ARGUMENT,)
 
 
-@pytest.fixture
-def boxes(monkeypatch) -> list[dict]:
-    """Message boxes record their text format and texts instead of blocking."""
-    shown: list[dict] = []
-
-    def fake_exec(box: QMessageBox) -> int:
-        shown.append({"format": box.textFormat(), "text": box.text(), "details": box.detailedText(),
-                      "informative": box.informativeText()})
-        return int(QMessageBox.StandardButton.Ok)
-
-    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
-    return shown
-
-
-def test_refusal_dialog_shows_the_pickle_call_literally(make_window, qtbot, tmp_path, boxes):
+def test_refusal_dialog_shows_the_pickle_call_literally(make_window, qtbot, tmp_path, dialogs):
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps({"weight": Evil()}, protocol=2))
     window = make_window()
     window.open_paths([str(path)])
-    qtbot.waitUntil(lambda: bool(boxes), timeout=20000)
-    box = boxes[0]
+    qtbot.waitUntil(lambda: bool(dialogs), timeout=20000)
+    box = dialogs[0]
     assert box["format"] == Qt.TextFormat.PlainText
     assert PICKLE_ARGUMENT in box["text"] and "system" in box["text"]
     assert "system" in box["details"] and PICKLE_ARGUMENT in box["details"]
@@ -122,7 +108,7 @@ def test_refusal_dialog_shows_the_pickle_call_literally(make_window, qtbot, tmp_
     assert os.listdir(tmp_path) == ["evil.pt"]  # nothing written next to the user's file
 
 
-def test_internal_error_is_one_line_with_the_traceback_in_details_and_log(qtbot, tmp_path, monkeypatch, boxes):
+def test_internal_error_is_one_line_with_the_traceback_in_details_and_log(qtbot, tmp_path, monkeypatch, dialogs):
     from gui.errors import show_error
 
     monkeypatch.setenv("WEIGHTSCOPE_LOG_DIR", str(tmp_path / "logs"))
@@ -131,7 +117,7 @@ def test_internal_error_is_one_line_with_the_traceback_in_details_and_log(qtbot,
     except KeyError as exc:
         error = exc
     show_error(None, "Internal error", error, context="drawing the histogram")
-    box = boxes[0]
+    box = dialogs[0]
     assert box["text"] == "internal error while drawing the histogram: KeyError; please report it"
     assert "Traceback (most recent call last)" in box["details"]
     assert "test_internal_error_is_one_line" in box["details"]

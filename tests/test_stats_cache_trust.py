@@ -14,6 +14,7 @@ from safetensors.numpy import save_file
 import core.stats_cache as sc
 from core.formats import open_checkpoint
 from core.stats import run, stats_to_json
+from tests.conftest import cached_models
 
 pytestmark = pytest.mark.usefixtures("cache_dir")
 
@@ -98,12 +99,7 @@ def test_pruning_keeps_foreign_files_and_counts_allocated_blocks(tmp_path: Path,
     foreign = {cache_dir / "other-app.db": None, cache_dir / "huge.sparse": 8 << 30,
                cache_dir / sc.SUBDIR / "notes.txt": None, cache_dir / sc.SUBDIR / ("a" * 63 + ".npz"): None,
                cache_dir / "sub" / ("b" * 64 + ".npz"): 1 << 30}
-    paths = []
-    for i in range(3):
-        path = tmp_path / f"m{i}.safetensors"
-        save_file({"w": np.arange(1000, dtype=np.float32) * i}, str(path))
-        run(path)
-        paths.append(path)
+    cached_models(tmp_path)
     for f, size in foreign.items():
         f.parent.mkdir(exist_ok=True)
         f.write_bytes(b"not ours")

@@ -27,6 +27,7 @@ from core.errors import CancelledError, CheckpointError, ReadError
 from core.formats import open_checkpoint
 from core.stats import AnalysisProgress, AnalysisResult, analyze, run, stats_to_json
 from core.stats_summary import FloatSummary, PatternSummary, derive, merge_all
+from tests.conftest import cached_models
 from tests.test_stats_values import check, close, nasty_float, q4_k_blocks, write_gguf
 
 pytestmark = pytest.mark.usefixtures("cache_dir")  # a fresh statistics cache for every test
@@ -404,12 +405,7 @@ def test_quant_types_without_a_dequantiser_are_skipped(tmp_path: Path) -> None:
 def test_cache_prunes_least_recently_used(tmp_path: Path, cache_dir: Path) -> None:
     from core.stats_cache import StatsCache
 
-    paths = []
-    for i in range(3):
-        path = tmp_path / f"m{i}.safetensors"
-        save_file({"w": np.arange(1000, dtype=np.float32) * i}, str(path))
-        run(path)
-        paths.append(path)
+    paths = cached_models(tmp_path)
     entries = sorted(cache_dir.rglob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
     assert len(entries) == 3
     for age, entry in enumerate(entries):
