@@ -45,16 +45,25 @@ def write_gguf(path: Path, kv_head: bytes, hole: int, kv_tail: bytes = b"", n_kv
     return values
 
 
+# A small interpreter starts the command and reports that child's own peak RSS: forking pytest itself would
+# charge the child with pytest's memory (hundreds of MB late in a full run) before it execs.
+_LAUNCHER = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+err = proc.stderr.read().decode()
+_, status, usage = os.wait4(proc.pid, 0)
+sys.stderr.write(err)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss // (1 << 20 if sys.platform == "darwin" else 1 << 10))
+"""
+
+
 def peak_rss_mb(*argv: str, cache: Path) -> tuple[int, int, str]:
     """(exit status, peak RSS in MB, stderr) of one CLI run, measured for that child alone."""
     env = dict(os.environ, WEIGHTSCOPE_CACHE_DIR=str(cache), QT_QPA_PLATFORM="offscreen")
-    proc = subprocess.Popen([sys.executable, str(REPO / "main.py"), *argv], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env=env)
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    divisor = 1 << 20 if sys.platform == "darwin" else 1 << 10  # ru_maxrss: bytes on macOS, KB on Linux
-    return proc.returncode, usage.ru_maxrss // divisor, err
+    proc = subprocess.run([sys.executable, "-c", _LAUNCHER, sys.executable, str(REPO / "main.py"), *argv],
+                          capture_output=True, text=True, env=env, timeout=300)
+    status, rss = (int(x) for x in proc.stdout.split())
+    return status, rss, proc.stderr
 
 
 def test_huge_string_value_is_cut_and_the_rest_skipped_unread(tmp_path: Path) -> None:
