@@ -11,8 +11,11 @@ from typing import Any, TextIO
 from core import training_state
 from core.checkpoint import Checkpoint, TensorInfo
 from core.commands.common import refuse_on_error, stage
+from core.count_story import count_story
 from core.memory import memory_summary
+from core.number_words import bytes_both_ways, count_in_words
 from core.numbers import count_with_exact, human_bytes, human_count, percent, strict_json
+from core.quantization import headline, quantization_summary
 from core.text import bounded_json, terminal_safe
 from core.tree import TreeNode, build_tree, fold_repeats
 
@@ -87,6 +90,7 @@ def info_json(checkpoint: Checkpoint, tensors: bool = True) -> dict[str, Any]:
         "by_role": checkpoint.by_role(),
         "by_dtype": checkpoint.by_dtype(),
         "memory": memory_summary(checkpoint),
+        "quantization": quantization_summary(checkpoint),
         "architecture": bounded_json(checkpoint.architecture),
         "metadata": bounded_json(checkpoint.metadata),
         "safety": checkpoint.safety,
@@ -104,13 +108,13 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
     add(f"Safety      {terminal_safe(checkpoint.safety)}")
     for warning in checkpoint.warnings:
         add(f"Warning     {terminal_safe(warning)}")
-    add(f"Files       {len(checkpoint.files)} ({human_bytes(checkpoint.file_bytes)})")
+    add(f"Files       {len(checkpoint.files)} ({bytes_both_ways(checkpoint.file_bytes)})")
     for f in checkpoint.files[:8]:
         add(f"            {terminal_safe(f.path)}  {human_bytes(f.size)}")
     if len(checkpoint.files) > 8:
         add(f"            ... and {len(checkpoint.files) - 8} more")
     add(f"Tensors     {len(checkpoint.tensors):,}")
-    add(f"Parameters  {count_with_exact(checkpoint.parameter_count)}")
+    add(f"Parameters  {count_with_exact(checkpoint.parameter_count)}: {count_in_words(checkpoint.parameter_count)}")
     lines.extend(training_state.summary_lines(checkpoint.by_kind(), checkpoint.parameter_count))
     parts = "parameters + buffers" + (" + training state" if checkpoint.by_kind().get("state") else "")
     add(f"Elements    {count_with_exact(checkpoint.element_count)}  ({parts})")
@@ -122,6 +126,7 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
     add("By dtype")
     for dtype, n in sorted(checkpoint.by_dtype().items(), key=lambda kv: -kv[1]):
         add(f"  {dtype:<10} {human_count(n):>10}  {n:>18,}  {percent(n, total):>7}")
+    _quantization_lines(checkpoint, add)
     if checkpoint.architecture:
         add("Architecture")
         for key, value in checkpoint.architecture.items():
@@ -130,6 +135,10 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
             add(f"  {key:<18} {terminal_safe(value, 200)}")
         for claim in checkpoint.architecture.get("contradictions", []):
             add(f"  {'contradiction':<18} {terminal_safe(claim, 300)}")
+    story = count_story(checkpoint)
+    if story is not None:
+        add("How the count adds up")
+        lines.extend(f"  {line}" for line in story.lines())
     if checkpoint.metadata:
         add("Metadata")
         _metadata_lines(checkpoint.metadata, add)
@@ -145,6 +154,16 @@ def info_text(checkpoint: Checkpoint, depth: int = 3) -> str:
     tree = fold_repeats(build_tree(checkpoint.tensors))
     _tree_lines(tree, 0, depth, add, checkpoint.parameter_count)
     return "\n".join(lines) + "\n"
+
+
+def _quantization_lines(checkpoint: Checkpoint, add: Any) -> None:
+    summary = quantization_summary(checkpoint)
+    if summary is None:
+        return
+    add(f"Stored as   {terminal_safe(headline(summary))}")
+    for name, entry in summary["by_type"].items():
+        add(f"  {terminal_safe(name, 10):<10} {entry['tensors']:>6,} tensors {human_count(entry['parameters']):>10}"
+            f" {human_bytes(entry['bytes']):>12}  {entry['bits_per_weight']:.4g} bits per weight")
 
 
 # The largest real checkpoints list about 100,000 tensors; the tree costs ~1 KB and ~20 us a node to build and fold.

@@ -1,0 +1,112 @@
+"""How a transformer's parameter count adds up, from its architecture, with this model's own numbers.
+
+"405 billion" means little until it is seen to be V×d for the embedding, plus N identical blocks of attention,
+MLP and norms, plus the output head. The derivation is exact integer arithmetic, checked against the count of
+the tensors in the file: when the two differ the story says by how much instead of pretending.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.checkpoint import Checkpoint
+from core.number_words import count_in_words
+
+_GATED_ROLES = ("mlp.gate", "mlp.gate_up")
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One addend: what it is, how it is computed (with the numbers), and its value."""
+
+    label: str
+    formula: str
+    value: int
+
+
+@dataclass(frozen=True, slots=True)
+class CountStory:
+    embedding: Term
+    block_parts: list[Term]  # attention, MLP, norms of one block
+    layers: int
+    final_norm: Term
+    head: Term | None  # None when the output head reuses the embedding (tied)
+    actual: int  # the parameters the tensors in the file hold
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def block(self) -> int:
+        return sum(t.value for t in self.block_parts)
+
+    @property
+    def total(self) -> int:
+        head = self.head.value if self.head else 0
+        return self.embedding.value + self.layers * self.block + self.final_norm.value + head
+
+    @property
+    def matches(self) -> bool:
+        return self.total == self.actual
+
+    def equation(self) -> str:
+        """One line: "embedding 2,101,346,304 + 126 × 3,187,703,808 + norm 16,384 + head ... = 405,853,388,800"."""
+        parts = [f"embedding {self.embedding.value:,}", f"{self.layers} × {self.block:,}",
+                 f"final norm {self.final_norm.value:,}"]
+        if self.head:
+            parts.append(f"head {self.head.value:,}")
+        return " + ".join(parts) + f" = {self.total:,}"
+
+    def lines(self) -> list[str]:
+        """The derivation step by step, in plain text, ending with how it compares with the file."""
+        out = [f"Embedding: {self.embedding.formula} = {self.embedding.value:,}"]
+        out.append(f"One block = {self.block:,} ({count_in_words(self.block)}):")
+        out.extend(f"    {t.label}: {t.formula} = {t.value:,}" for t in self.block_parts)
+        out.append(f"Blocks: {self.layers} × {self.block:,} = {self.layers * self.block:,}")
+        out.append(f"Final norm: {self.final_norm.formula} = {self.final_norm.value:,}")
+        if self.head:
+            out.append(f"Output head: {self.head.formula} = {self.head.value:,}")
+        else:
+            out.append("Output head: tied to the embedding, so it adds nothing")
+        out.append(f"Total: {self.equation()}")
+        if self.matches:
+            out.append(f"This is exactly the {self.actual:,} parameters the file holds.")
+        else:
+            diff = self.actual - self.total
+            out.append(f"The file holds {self.actual:,} parameters: {abs(diff):,} {'more' if diff > 0 else 'fewer'} "
+                       "than this formula (biases, extra norms or tensors it does not describe).")
+        out.extend(self.notes)
+        return out
+
+
+def count_story(checkpoint: Checkpoint) -> CountStory | None:
+    """The derivation for a decoder transformer whose architecture facts are all known; None otherwise."""
+    return story_from_facts(checkpoint.architecture, checkpoint.parameter_count, _is_gated(checkpoint))
+
+
+def story_from_facts(facts: dict[str, Any], actual: int, gated: bool = True) -> CountStory | None:
+    """The same from the facts alone (vocab_size, hidden_size, layers, heads, kv_heads, head_dim, MLP width)."""
+    need = ("vocab_size", "hidden_size", "layers", "heads", "intermediate_size")
+    values = {k: facts.get(k) for k in need}
+    if any(type(v) is not int or v <= 0 for v in values.values()) or facts.get("encoder_only"):
+        return None
+    vocab, d, layers, heads, width = (values[k] for k in need)
+    kv = facts.get("kv_heads") if type(facts.get("kv_heads")) is int and facts["kv_heads"] > 0 else heads
+    head_dim = facts.get("head_dim") if type(facts.get("head_dim")) is int and facts["head_dim"] > 0 else d // heads
+    q = heads * head_dim
+    kv_width = kv * head_dim
+    attention = Term("attention", f"query {d:,}×{q:,} + key and value 2×{d:,}×{kv_width:,} + output {q:,}×{d:,}",
+                     d * q + 2 * d * kv_width + q * d)
+    matrices = 3 if gated else 2
+    names = "gate, up and down" if gated else "up and down"
+    mlp = Term("MLP", f"{names}: {matrices}×{d:,}×{width:,}", matrices * d * width)
+    norms = Term("norms", f"2×{d:,}", 2 * d)
+    embedding = Term("embedding", f"vocabulary × hidden size = {vocab:,}×{d:,}", vocab * d)
+    tied = facts.get("tied_embeddings") is True
+    head = None if tied else Term("head", f"{vocab:,}×{d:,}", vocab * d)
+    return CountStory(embedding, [attention, mlp, norms], layers, Term("final norm", f"{d:,}", d), head, actual)
+
+
+def _is_gated(checkpoint: Checkpoint) -> bool:
+    """Llama-style MLPs have a gate projection (three matrices); GPT-2 style have two."""
+    roles = checkpoint.by_role()
+    return any(roles.get(r) for r in _GATED_ROLES) or not any(k.startswith("mlp") for k in roles)
