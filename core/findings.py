@@ -10,16 +10,24 @@ log of std, max |w| and kurtosis (all positive scale-like numbers, so a
 ten-fold rise and a ten-fold drop weigh the same). Buffers and training state
 (optimizer moments, EMA copies) are checked for NaN and zeros but never ranked
 or compared as siblings: they are not the model's parameters.
+
+The same findings are also one flat list for the window and ``stats --json``
+(``Findings.all``, ``findings_json``): the largest outliers, heavy tails and
+tensors crushed onto a few distinct values join them there. With
+``read_values`` a streamed pass over only the flagged tensors (core.locate)
+adds coordinates: where the outlier sits, where the first NaN are, and an
+exact distinct-value count where the summary gave only a bound.
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from core.levels import summary_levels
 from core.numbers import format_value
 from core.stats_summary import HistSpec, TensorStats
 from core.taxonomy import layer_index
@@ -31,6 +39,14 @@ MIN_SIBLINGS = 4
 STATS_ONLY = HistSpec(bins=1, log_bins=1)  # derive without paying for display histograms
 
 SIBLING_MEASURES = (("std", "std"), ("abs_max", "max |w|"), ("kurtosis", "kurtosis"))
+OUTLIER_SIGMA = 12.0  # peak / sigma: a Gaussian of a billion values stays near 6
+OUTLIER_TOP = 5
+HEAVY_TAIL_KURTOSIS = 30.0  # a Gaussian has 3
+HEAVY_TAIL_TOP = 5
+FEW_VALUES = 16  # what 4 bits can tell apart
+FEW_VALUES_MIN_COUNT = 64  # smaller tensors have few values anyway
+READ_BUDGET = 1 << 30  # bytes the streamed passes of one find() may read
+SEVERITY_ORDER = {"error": 0, "warning": 1, "note": 2}
 
 
 @dataclass(frozen=True)
@@ -49,15 +65,25 @@ class Ranked:
 class Finding:
     """One thing worth a look: what, where, how much, and why it matters."""
 
-    kind: str  # "non_finite" | "all_zero" | "sibling_outlier"
+    kind: str  # "non_finite" | "all_zero" | "sibling_outlier" | "outlier" | "heavy_tail" | "few_values"
     tensor: str
     title: str
     explanation: str
-    severity: str = "warning"  # "warning" | "note"
+    severity: str = "warning"  # "error" (broken values) | "warning" (a problem) | "note" (worth knowing)
     measure: str = ""
     value: float = math.nan
     reference: float = math.nan  # siblings' median for sibling outliers
     z: float = math.nan
+    at: tuple[tuple[int, ...], ...] | None = None  # coordinates where it applies, when a streamed pass found them
+
+    @property
+    def message(self) -> str:
+        """One line in plain words (the tensor is named separately)."""
+        return self.title
+
+    @property
+    def is_problem(self) -> bool:
+        return self.severity in ("error", "warning")
 
 
 @dataclass
@@ -69,9 +95,20 @@ class Findings:
     sibling_outliers: list[Finding] = field(default_factory=list)
     sibling_groups: int = 0  # how many sibling families were compared
     analysed: int = 0
+    outliers: list[Finding] = field(default_factory=list)  # the top of peak_ratio beyond OUTLIER_SIGMA
+    heavy_tails: list[Finding] = field(default_factory=list)  # the top of kurtosis, outliers left out
+    few_values: list[Finding] = field(default_factory=list)  # crushed onto at most FEW_VALUES values
 
     def all(self) -> list[Finding]:
-        return [*self.non_finite, *self.all_zero, *self.sibling_outliers]
+        """Every finding, most severe first (stable: within a severity, in the order of the lists)."""
+        items = [*self.non_finite, *self.all_zero, *self.few_values, *self.sibling_outliers, *self.outliers,
+                 *self.heavy_tails]
+        return sorted(items, key=lambda f: SEVERITY_ORDER.get(f.severity, 3))
+
+    @property
+    def problems(self) -> int:
+        """Findings that are problems (errors and warnings), not notes."""
+        return sum(1 for f in self.all() if f.is_problem)
 
 
 PEAK_HELP = (
@@ -114,8 +151,11 @@ def sibling_key(name: str) -> str | None:
     return None
 
 
-def find(result: Any, checkpoint: Any, stats: dict[str, TensorStats] | None = None, top: int = TOP) -> Findings:
-    """All findings of one analysis. ``stats`` may be passed in when the caller already derived them."""
+def find(result: Any, checkpoint: Any, stats: dict[str, TensorStats] | None = None, top: int = TOP, *,
+         read_values: bool = False, should_stop: Callable[[], bool] | None = None) -> Findings:
+    """All findings of one analysis. ``stats`` may be passed in when the caller already derived them.
+    ``read_values`` adds coordinates and exact distinct counts by streamed passes over the flagged tensors only
+    (the checkpoint must be open); without it nothing is read."""
     stats = tensor_stats(result) if stats is None else stats
     infos = {t.name: t for t in checkpoint.tensors}
     out = Findings(analysed=len(stats))
@@ -132,7 +172,101 @@ def find(result: Any, checkpoint: Any, stats: dict[str, TensorStats] | None = No
     with_kurt = [(n, ts, ts.kurtosis) for n, ts, _ in ranked if math.isfinite(ts.kurtosis)]
     out.kurtosis = [_ranked(n, ts, k) for n, ts, k in sorted(with_kurt, key=lambda r: -r[2])[:top]]
     _siblings(out, stats, infos)
+    _outliers_and_tails(out, ranked)
+    budget = [READ_BUDGET if read_values else 0]
+    _few_values(out, result, stats, infos, checkpoint, budget, should_stop)
+    if read_values:
+        _locate_all(out, stats, infos, checkpoint, budget, should_stop)
     return out
+
+
+def _outliers_and_tails(out: Findings, ranked: list[tuple[str, TensorStats, float]]) -> None:
+    for name, ts, peak in sorted(ranked, key=lambda r: -r[2])[:OUTLIER_TOP]:
+        if peak < OUTLIER_SIGMA:
+            break
+        extreme = ts.max if abs(ts.max - ts.mean) >= abs(ts.min - ts.mean) else ts.min
+        out.outliers.append(Finding(
+            "outlier", name, f"a value of {format_value(extreme)} lies {peak:.0f} standard deviations from the mean "
+            f"(std {format_value(ts.std)})", PEAK_HELP, severity="note", measure="peak / sigma", value=peak))
+    flagged = {f.tensor for f in out.outliers}
+    tails = [(n, ts) for n, ts, _ in ranked if math.isfinite(ts.kurtosis) and ts.kurtosis >= HEAVY_TAIL_KURTOSIS
+             and n not in flagged]
+    for name, ts in sorted(tails, key=lambda r: -r[1].kurtosis)[:HEAVY_TAIL_TOP]:
+        out.heavy_tails.append(Finding(
+            "heavy_tail", name, f"heavy tails: kurtosis {format_value(ts.kurtosis)} (a Gaussian has 3)",
+            KURTOSIS_HELP, severity="note", measure="kurtosis", value=ts.kurtosis))
+
+
+FEW_VALUES_HELP = ("A weight tensor normally holds thousands of different values. One with only a handful was "
+                   "rounded onto a coarse grid, by a quantisation that kept too few levels or by a broken "
+                   "conversion, and has lost most of what it learned. Ternary and binary models store a few "
+                   "levels by design.")
+
+
+def _few_values(out: Findings, result: Any, stats: dict[str, TensorStats], infos: dict[str, Any], checkpoint: Any,
+                budget: list[int], should_stop: Callable[[], bool] | None) -> None:
+    from core.locate import distinct_values
+
+    for name, ts in stats.items():
+        info = infos.get(name)
+        if (info is not None and not info.is_parameter) or ts.count < FEW_VALUES_MIN_COUNT or ts.zeros == ts.count:
+            continue
+        summary = result.summaries.get(name)
+        if summary is None:
+            continue
+        levels = summary_levels(summary, FEW_VALUES)
+        if levels.count > FEW_VALUES or levels.count < 2:  # one value: constant, not crushed
+            continue
+        values = levels.values
+        if not levels.exact:  # a bound from bf16 bins: only a streamed count can tell
+            if info is None or info.nbytes > budget[0]:
+                continue
+            budget[0] -= info.nbytes
+            found = distinct_values(checkpoint, info, FEW_VALUES, should_stop=should_stop)
+            if found is None or len(found) < 2:
+                continue
+            values = found
+        shown = ", ".join(format_value(v) for v in values)
+        out.few_values.append(Finding(
+            "few_values", name, f"only {len(values)} distinct values ({shown}) in {ts.count:,}",
+            FEW_VALUES_HELP, severity="warning", measure="distinct values", value=float(len(values))))
+
+
+def _locate_all(out: Findings, stats: dict[str, TensorStats], infos: dict[str, Any], checkpoint: Any,
+                budget: list[int], should_stop: Callable[[], bool] | None) -> None:
+    """Coordinates for outliers and the first NaN / Inf, by one streamed pass per flagged tensor, within budget."""
+    from core.locate import locate
+
+    wanted: dict[str, tuple[bool, bool]] = {}
+    for f in out.outliers:
+        wanted[f.tensor] = (True, False)
+    for f in out.non_finite:
+        peak, _ = wanted.get(f.tensor, (False, False))
+        wanted[f.tensor] = (peak, True)
+    found = {}
+    for name, (peak, non_finite) in wanted.items():
+        info = infos.get(name)
+        if info is None or info.nbytes > budget[0]:
+            continue
+        budget[0] -= info.nbytes
+        found[name] = locate(checkpoint, info, stats[name].mean, want_peak=peak, want_non_finite=non_finite,
+                             should_stop=should_stop)
+    out.outliers = [_with_at(f, found[f.tensor].peak_at) if f.tensor in found else f for f in out.outliers]
+    out.non_finite = [_with_at(f, *found[f.tensor].non_finite_at) if f.tensor in found else f
+                      for f in out.non_finite]
+
+
+def _with_at(f: Finding, *at: tuple[int, ...] | None) -> Finding:
+    coords = tuple(a for a in at if a is not None)
+    return replace(f, at=coords or None)
+
+
+def findings_json(checkpoint: Any, result: Any, should_stop: Callable[[], bool] | None = None) -> list[dict]:
+    """The findings as ``stats --json`` lists them: {kind, severity, tensor, message, at}, most severe first.
+    ``at`` is a list of coordinates (each a list of indices) or None. Reads only the flagged tensors."""
+    found = find(result, checkpoint, read_values=True, should_stop=should_stop)
+    return [{"kind": f.kind, "severity": f.severity, "tensor": f.tensor, "message": f.message,
+             "at": [list(c) for c in f.at] if f.at is not None else None} for f in found.all()]
 
 
 def _ranked(name: str, ts: TensorStats, value: float) -> Ranked:
@@ -149,7 +283,7 @@ def _check_values(out: Findings, name: str, ts: TensorStats, info: Any) -> None:
             "NaN (not a number) and infinite values are not valid weights: any computation that touches them "
             "returns NaN or Inf. They usually come from a diverged training run or a broken conversion; "
             "the model will not give usable output until they are fixed.",
-            value=float(bad)))
+            severity="error", value=float(bad)))
     if ts.count and ts.zeros == ts.count and not bad:
         kind = getattr(info, "kind", "weight")
         if kind == "buffer":
