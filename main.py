@@ -14,6 +14,7 @@ COMMANDS = {
     "info": "core.commands.info",
     "stats": "core.commands.stats",
     "report": "gui.report_command",
+    "memory": "core.commands.memory",
 }
 
 
