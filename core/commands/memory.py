@@ -153,8 +153,9 @@ def plan_text(result: MemoryPlan, gpu_name: str | None, explain_items: bool = Fa
     lines.append("")
     if result.capacity_bytes is not None:
         verdict = "yes" if result.fits else "no"
-        lines.append(f"Fits         {verdict}: needs {decimal_size(result.total_bytes)}, "
-                     f"{result.gpus} GPU{'s hold' if result.gpus > 1 else ' holds'} {decimal_size(result.capacity_bytes)}")
+        holds = f"{result.gpus} GPUs hold" if result.gpus > 1 else "1 GPU holds"
+        lines.append(f"Fits         {verdict}: needs {decimal_size(result.total_bytes)}, {holds} "
+                     f"{decimal_size(result.capacity_bytes)}")
         largest = f"{result.max_context:,} tokens" if result.max_context else "none (not even one token fits)"
         if result.max_context and result.max_context == result.model_context:
             largest += " (the model's full context)"
