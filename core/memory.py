@@ -1,7 +1,7 @@
 """What it costs to hold or train a model, from its parameter count and architecture.
 
 Formulas from ANALYSIS.md: weights = parameters x bytes per parameter; KV cache
-= layers x 2 x kv_heads x head_dim x bytes per token; Adam training about 16
+counted layer by layer by core.kv_cache (per token: layers x 2 x kv_heads x head_dim x bytes); Adam training about 16
 bytes per parameter (weights, gradients and two optimizer moments) before
 activations.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from core.checkpoint import Checkpoint
+from core.kv_cache import kv_layout, kv_layout_from_facts
 
 PRECISIONS = {"fp32": 4.0, "bf16": 2.0, "int8": 1.0, "int4": 0.5}
 ADAM_BYTES_PER_PARAM = 16
@@ -31,17 +32,13 @@ def weight_memory(checkpoint: Checkpoint) -> dict[str, int]:
 
 
 def kv_cache_bytes_per_token(architecture: dict[str, Any], bytes_per_element: int = 2) -> int | None:
-    """KV cache per token of context, or None when the architecture is not known well enough or has no KV cache
-    (encoder-only). describe() drops or corrects a field config.json claimed against the tensors, so a
-    contradicted claim never reaches this figure."""
-    if architecture.get("encoder_only"):
+    """KV cache per token from architecture facts alone (layers x 2 x kv_heads x head_dim), or None when they do
+    not say enough or the model is encoder-only. describe() drops or corrects a field config.json claimed against
+    the tensors, so a contradicted claim never reaches this figure. memory_summary counts layer by layer."""
+    layout = kv_layout_from_facts(architecture)
+    if layout is None or not layout.layers:
         return None
-    layers = architecture.get("layers")
-    kv_heads = architecture.get("kv_heads")
-    head_dim = architecture.get("head_dim")
-    if not (layers and kv_heads and head_dim):
-        return None
-    return int(layers) * 2 * int(kv_heads) * int(head_dim) * bytes_per_element
+    return layout.bytes_per_token("fp16") // 2 * bytes_per_element
 
 
 def training_bytes(checkpoint: Checkpoint) -> int:
@@ -52,10 +49,10 @@ def training_bytes(checkpoint: Checkpoint) -> int:
 def memory_summary(checkpoint: Checkpoint) -> dict[str, Any]:
     """Everything a 'what does it cost' panel or report shows, as plain numbers."""
     summary: dict[str, Any] = {"weights": weight_memory(checkpoint), "training_adam": training_bytes(checkpoint)}
-    per_token = kv_cache_bytes_per_token(checkpoint.architecture)
-    if per_token is not None:
-        summary["kv_cache_per_token_fp16"] = per_token
+    layout = kv_layout(checkpoint)  # layer by layer: latent attention, sliding windows, per-layer KV heads
+    if layout is not None and layout.layers:
+        summary["kv_cache_per_token_fp16"] = layout.bytes_per_token("fp16")
         context = checkpoint.architecture.get("context_length")
         if context:
-            summary["kv_cache_full_context_fp16"] = per_token * int(context)
+            summary["kv_cache_full_context_fp16"] = layout.bytes_at(int(context), 1, "fp16")
     return summary
