@@ -118,6 +118,7 @@ _BLOCK_WORDS: dict[str, str] = {
     "MXFP4": "4-bit floats (E2M1) sharing one 8-bit power-of-two scale (OCP microscaling)",
     "NVFP4": "4-bit floats (E2M1), with an 8-bit FP8 scale for every 16",
 }
+DESCRIBED_TYPES = tuple(_BLOCK_WORDS)  # quant types with a block described in words (the Legend lists them)
 _PLAIN_WORDS: dict[str, str] = {
     "F32": "32-bit floating point: full precision, stored as is.",
     "F16": "16-bit floating point (half precision), stored as is.",

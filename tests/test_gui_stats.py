@@ -186,12 +186,13 @@ def test_heatmap_of_the_selected_matrix(qtbot, analysed):
 
 def test_summary_panel_numbers_come_from_core(analysed):
     from core.memory import memory_summary
-    from core.numbers import human_bytes, human_count
+    from core.number_words import count_in_words
+    from core.numbers import human_bytes
 
     _window, view, tensors = analysed
     panel = view.summary
     total = sum(a.size for a in tensors.values())
-    assert panel.total_label.text() == human_count(total)
+    assert panel.total_label.text() == count_in_words(total) and panel.exact_label.text() == f"{total:,} exactly"
     mem = memory_summary(view.checkpoint)["weights"]
     table = {panel.memory_table.item(r, 0).text(): panel.memory_table.item(r, 1).text()
              for r in range(panel.memory_table.rowCount())}

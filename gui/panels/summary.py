@@ -18,15 +18,21 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QTableWidget,
     QTableWidgetItem,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
+from core import dtypes as dtype_table
 from core.checkpoint import Checkpoint
+from core.count_story import count_story
+from core.glossary import ARCH_HELP, BITS_PER_WEIGHT_HELP, NO_BIAS_HELP, NORM_HELP
 from core.memory import memory_summary
-from core.numbers import count_with_exact, human_bytes, human_count, percent
+from core.number_words import GB_NOTE, bytes_both_ways, count_in_words
+from core.numbers import human_bytes, human_count, percent
+from core.quantization import DESCRIBED_TYPES, describe_file_type, describe_type, headline, quantization_summary
 from core.taxonomy import KIND_HELP, ROLES
-from gui.plain import plain_label, tooltip
+from gui.plain import plain_label, rich_escape, tooltip
 from gui.style import KIND_COLORS, role_color
 
 KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers",
@@ -115,81 +121,226 @@ def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...], tips: list[str
     return table
 
 
+class ReflowGrid(QWidget):
+    """Widgets in as many columns as fit (at most ``max_columns``): a narrow window gets fewer, never cut ones."""
+
+    def __init__(self, widgets: list[QWidget], max_columns: int, min_column_width: int, spacing: int = 14) -> None:
+        super().__init__()
+        self.widgets = widgets
+        self.max_columns = max_columns
+        self.min_column_width = min_column_width
+        self.grid = QGridLayout(self)
+        self.grid.setContentsMargins(0, 0, 0, 0)
+        self.grid.setHorizontalSpacing(spacing)
+        self.grid.setVerticalSpacing(8)
+        self.columns = 0
+        self._place(max_columns)
+
+    def columns_for(self, width: int) -> int:
+        return max(1, min(self.max_columns, (width + 14) // (self.min_column_width + 14)))
+
+    def _place(self, columns: int) -> None:
+        if columns == self.columns:
+            return
+        for w in self.widgets:
+            self.grid.removeWidget(w)
+        for c in range(max(self.columns, columns)):
+            self.grid.setColumnStretch(c, 1 if c < columns else 0)
+        for i, w in enumerate(self.widgets):
+            self.grid.addWidget(w, i // columns, i % columns)
+        self.columns = columns
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        self._place(self.columns_for(event.size().width()))
+        super().resizeEvent(event)
+
+
 class SummaryPanel(QScrollArea):
     """Headline numbers, charts and tables for one checkpoint; everything from core, nothing computed here."""
 
     def __init__(self, checkpoint: Checkpoint, parent=None) -> None:
         super().__init__(parent)
         self.checkpoint = checkpoint
+        self.quantization = quantization_summary(checkpoint)
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         self.setWidget(body)
-        grid = QGridLayout(body)
-        grid.setContentsMargins(12, 8, 12, 12)
-        grid.setHorizontalSpacing(14)
-        grid.setVerticalSpacing(6)
-        grid.addWidget(self._headline(), 0, 0, 1, 2)
-        grid.addWidget(self._where_box(), 1, 0, 1, 2)
-        grid.addWidget(self._memory_box(), 2, 0)
-        grid.addWidget(self._architecture_box(), 2, 1)
-        grid.addWidget(self._dtype_box(), 3, 0)
-        grid.addWidget(self._files_box(), 3, 1)
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(1, 1)
-        grid.setRowStretch(4, 1)
+        column = QVBoxLayout(body)
+        column.setContentsMargins(12, 8, 12, 12)
+        column.setSpacing(8)
+        column.addWidget(self._headline())
+        column.addWidget(self._count_story_box())
+        column.addWidget(self._where_box())
+        self.sections = ReflowGrid([self._memory_box(), self._architecture_box(), self._dtype_box(),
+                                    self._files_box()], max_columns=2, min_column_width=330)
+        column.addWidget(self.sections)
+        column.addStretch(1)
+
+    # -- problems (the Findings panel reports how many) ----------------------------
+    def set_problem_count(self, problems: int, tensors: int) -> None:
+        """"3 problems found" or "No problems found in 1,137 tensors", under the headline."""
+        if problems:
+            text = f"⚠ {problems:,} problem{'s' if problems != 1 else ''} found"
+            self.problem_label.setObjectName("Warning")
+        else:
+            text = f"No problems found in {tensors:,} tensor{'s' if tensors != 1 else ''}"
+            self.problem_label.setObjectName("Safety")
+        self.problem_label.setText(text)
+        self.problem_label.setToolTip("What the statistics flag: NaN or infinite values, all-zero tensors, extreme "
+                                      "outliers, heavy tails, layers unlike their siblings, crushed quantisation. "
+                                      "The Findings panel lists them.")
+        self.problem_label.style().unpolish(self.problem_label)
+        self.problem_label.style().polish(self.problem_label)
+        self.problem_label.show()
 
     # -- sections -------------------------------------------------------------
     def _headline(self) -> QWidget:
         cp = self.checkpoint
         box = QWidget()
-        grid = QGridLayout(box)
-        grid.setContentsMargins(4, 0, 4, 0)
-        grid.setHorizontalSpacing(24)
-        grid.setVerticalSpacing(8)
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(4, 0, 4, 0)
+        layout.setSpacing(6)
+        self.storage_label = plain_label(self._storage_headline(), "MidNumber")  # dtype names come from the file
+        self.storage_label.setWordWrap(True)
+        self.storage_label.setToolTip(tooltip(self._storage_tip()))
+        layout.addWidget(self.storage_label)
+        self.problem_label = plain_label("", "Muted")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.hide()
+        layout.addWidget(self.problem_label)
         params = cp.parameter_count
         kinds = cp.by_kind()
         total = max(cp.element_count, 1)
-        cells = [("Parameters", human_count(params), f"{params:,} exactly",
-                  "Every learned number: weights + biases + embeddings (buffers and training state excluded).")]
+        cells = [("Parameters", count_in_words(params), f"{params:,} exactly",
+                  "Every learned number: weights + biases + embeddings (buffers and training state excluded). "
+                  "Papers round it: \"405B\" is 405.9 billion.")]
         for kind in ("weight", "bias", "embedding"):
+            tip = KIND_HELP[kind] + (" " + NO_BIAS_HELP if kind == "bias" and self._no_biases() else "")
             cells.append((KIND_LABELS[kind], human_count(kinds.get(kind, 0)),
-                          f"{kinds.get(kind, 0):,} · {percent(kinds.get(kind, 0), total)}", KIND_HELP[kind]))
+                          f"{kinds.get(kind, 0):,} · {percent(kinds.get(kind, 0), total)}", tip))
         cells.append(("Tensors", f"{len(cp.tensors):,}", f"{cp.format} · {len(cp.files)} file(s)",
                       "Named arrays of numbers in the checkpoint."))
-        cells.append(("On disk", human_bytes(cp.file_bytes), f"{cp.file_bytes:,} bytes",
-                      "Total size of the checkpoint's files."))
+        cells.append(("On disk", human_bytes(cp.file_bytes), bytes_both_ways(cp.file_bytes),
+                      f"Total size of the checkpoint's files: {cp.file_bytes:,} bytes. {GB_NOTE}"))
         cells.append(("Buffers", human_count(kinds.get("buffer", 0)), f"{kinds.get('buffer', 0):,} values",
                       KIND_HELP["buffer"]))
-        dtypes = sorted(cp.by_dtype().items(), key=lambda kv: -kv[1])
-        cells.append(("Stored as", dtypes[0][0] if dtypes else "–",
-                      ", ".join(d for d, _ in dtypes[1:4]) or "one dtype", "The dtype holding most values."))
+        cells.append(self._bits_cell())
         if kinds.get("state"):
             cells.append((KIND_LABELS["state"], human_count(kinds["state"]),
                           f"{kinds['state']:,} values, not the model", KIND_HELP["state"]))
+        widgets = []
         for i, (title, value, sub, tip) in enumerate(cells):
-            label = self._metric(grid, i // 4, i % 4, title, value, sub, tip)
+            cell, big = self._metric(title, value, sub, tip, "BigNumber" if i == 0 else "MidNumber")
+            widgets.append(cell)
             if i == 0:
-                self.total_label = label
-        for c in range(4):
-            grid.setColumnStretch(c, 1)
+                self.total_label = big
+                self.exact_label = cell.findChild(QLabel, "Muted")
+        widest = max(w.sizeHint().width() for w in widgets)
+        self.metrics = ReflowGrid(widgets, max_columns=4, min_column_width=max(widest, 120), spacing=24)
+        layout.addWidget(self.metrics)
+        self.config_count_label = self._config_count_label()
+        if self.config_count_label is not None:
+            layout.addWidget(self.config_count_label)
         return box
 
+    def _storage_headline(self) -> str:
+        if self.quantization is not None:
+            return headline(self.quantization)
+        by_dtype = sorted(self.checkpoint.by_dtype().items(), key=lambda kv: -kv[1])
+        if not by_dtype:
+            return "No tensors"
+        dt = dtype_table.lookup(by_dtype[0][0])
+        bits = f" · {dt.bits_per_element:g} bits per weight" if dt is not None else ""
+        return f"{by_dtype[0][0]}{' mostly' if len(by_dtype) > 1 else ''}{bits}"
+
+    def _storage_tip(self) -> str:
+        if self.quantization is not None and self.quantization["file_type"]:
+            text = describe_file_type(self.quantization["file_type"]) + "\n\n"
+        else:
+            text = ""
+        return text + BITS_PER_WEIGHT_HELP
+
+    def _bits_cell(self) -> tuple[str, str, str, str]:
+        summary = self.quantization
+        if summary is not None and summary["bits_per_weight"] is not None:
+            name = summary["file_type"] or "quantised"
+            return ("Bits per weight", f"{summary['bits_per_weight']:.2f}", f"{name} · {len(summary['by_type'])} "
+                    "types", BITS_PER_WEIGHT_HELP)
+        by_dtype = sorted(self.checkpoint.by_dtype().items(), key=lambda kv: -kv[1])
+        return ("Stored as", by_dtype[0][0] if by_dtype else "–", ", ".join(d for d, _ in by_dtype[1:4]) or
+                "one dtype", "The dtype holding most values. " + (describe_type(by_dtype[0][0]) if by_dtype else ""))
+
+    def _no_biases(self) -> bool:
+        kinds = self.checkpoint.by_kind()
+        return not kinds.get("bias") and bool(kinds.get("weight"))
+
+    def _config_count_label(self) -> QLabel | None:
+        implied = self.checkpoint.architecture.get("config_parameters")
+        if type(implied) is not int:
+            return None
+        actual = self.checkpoint.parameter_count
+        if implied == actual:
+            label = plain_label(f"config.json implies {implied:,} parameters: the same as the tensors", "Muted")
+        else:
+            diff = actual - implied
+            label = plain_label(f"⚠ config.json implies {implied:,} parameters; the tensors hold {actual:,} "
+                                f"({abs(diff):,} {'more' if diff > 0 else 'fewer'})", "Warning")
+        label.setWordWrap(True)
+        label.setToolTip("The count the architecture in config.json implies, worked out from its sizes; a "
+                         "difference means missing or extra tensors, or a config that does not describe these "
+                         "weights.")
+        return label
+
     @staticmethod
-    def _metric(grid: QGridLayout, row: int, column: int, title: str, value: str, sub: str, tip: str) -> QLabel:
+    def _metric(title: str, value: str, sub: str, tip: str, size: str) -> tuple[QWidget, QLabel]:
         cell = QWidget()
         col = QVBoxLayout(cell)
         col.setContentsMargins(0, 0, 0, 0)
         col.setSpacing(0)
         caption = plain_label(title.upper(), "Caption")
-        big = plain_label(value, "BigNumber" if row == 0 else "MidNumber")  # dtype names come from the file
+        big = plain_label(value, size)  # dtype names come from the file
         small = plain_label(sub, "Muted")
         for w in (caption, big, small):
             col.addWidget(w)
-        cell.setToolTip(tip)
-        grid.addWidget(cell, row, column)
-        return big
+        cell.setToolTip(tooltip(tip))
+        return cell, big
+
+    def _count_story_box(self) -> QWidget:
+        """An expandable line: the total derived from the architecture with this model's numbers."""
+        box = QWidget()
+        layout = QVBoxLayout(box)
+        layout.setContentsMargins(4, 0, 4, 0)
+        layout.setSpacing(2)
+        story = count_story(self.checkpoint)
+        self.count_story = story
+        self.count_story_button = QToolButton(objectName="count_story_button")
+        self.count_story_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.count_story_button.setArrowType(Qt.ArrowType.RightArrow)
+        self.count_story_button.setCheckable(True)
+        self.count_story_button.setAutoRaise(True)
+        self.count_story_label = plain_label("", "Muted")
+        self.count_story_label.setWordWrap(True)
+        self.count_story_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.count_story_label.hide()
+        if story is None:
+            self.count_story_button.setText("How the count adds up: not derivable (architecture facts incomplete)")
+            self.count_story_button.setEnabled(False)
+            box.hide()
+        else:
+            mark = "" if story.matches else " (differs from the file)"
+            self.count_story_button.setText(f"How the count adds up{mark}")
+            self.count_story_button.setToolTip(tooltip(story.equation()))
+            self.count_story_label.setText("\n".join(story.lines()))
+            self.count_story_button.toggled.connect(self._show_count_story)
+        layout.addWidget(self.count_story_button)
+        layout.addWidget(self.count_story_label)
+        return box
+
+    def _show_count_story(self, shown: bool) -> None:
+        self.count_story_button.setArrowType(Qt.ArrowType.DownArrow if shown else Qt.ArrowType.RightArrow)
+        self.count_story_label.setVisible(shown)
 
     def _where_box(self) -> QGroupBox:
         cp = self.checkpoint
@@ -204,7 +355,7 @@ class SummaryPanel(QScrollArea):
         roles = sorted(((r, v) for r, v in by_role.items() if v), key=lambda rv: order.get(rv[0], 99))
         self.role_chart = BarChart()
         self.role_chart.set_bars([(r, v, role_color(r)) for r, v in roles],
-                                 "Parameters by the part of the network that uses them.")
+                                 "Parameters by the part of the network that uses them. " + NORM_HELP)
         for title, chart in (("By kind", self.kind_chart), ("By role", self.role_chart)):
             col = QVBoxLayout()
             label = QLabel(title)
@@ -220,7 +371,7 @@ class SummaryPanel(QScrollArea):
         box = QGroupBox("Memory for the weights")
         layout = QVBoxLayout(box)
         rows = [(label, human_bytes(mem["weights"][key])) for key, label, _ in MEMORY_ROWS]
-        tips = [tip for _, _, tip in MEMORY_ROWS]
+        tips = [f"{tip} {bytes_both_ways(mem['weights'][key])}." for key, _, tip in MEMORY_ROWS]
         rows.append(("Training with Adam", human_bytes(mem["training_adam"])))
         tips.append("About 16 bytes per parameter: weights, gradients and two optimizer moments, before activations.")
         if "kv_cache_per_token_fp16" in mem:
@@ -231,13 +382,23 @@ class SummaryPanel(QScrollArea):
             tips.append("The KV cache for one sequence as long as the model's context length.")
         self.memory_table = _table(rows, ("Precision", "Bytes"), tips)
         layout.addWidget(self.memory_table)
+        layout.addWidget(self._units_note(mem["weights"]["stored"]))
         return box
+
+    @staticmethod
+    def _units_note(example_bytes: int) -> QLabel:
+        """GiB here, GB on download pages: the same size in both, so neither looks wrong."""
+        note = plain_label(f"Sizes in binary units (GiB): {bytes_both_ways(example_bytes)}.", "Muted")
+        note.setWordWrap(True)
+        note.setToolTip(GB_NOTE)
+        return note
 
     def _architecture_box(self) -> QGroupBox:
         arch = self.checkpoint.architecture
         box = QGroupBox("Architecture")
         form = QFormLayout(box)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignLeft)
+        form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
         self.architecture_labels: dict[str, QLabel] = {}
         for key, label in ARCH_LABELS.items():
             if key not in arch:
@@ -246,12 +407,24 @@ class SummaryPanel(QScrollArea):
             text = ("yes" if value else "no") if isinstance(value, bool) else (
                 f"{value:,}" if isinstance(value, int) else str(value))
             widget = plain_label(text)  # the family is the file's own model_type
+            widget.setWordWrap(True)
             widget.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+            name = QLabel(label)
+            if key in ARCH_HELP:
+                widget.setToolTip(ARCH_HELP[key])
+                name.setToolTip(ARCH_HELP[key])
             self.architecture_labels[key] = widget
-            form.addRow(label, widget)
+            form.addRow(name, widget)
+        if self.architecture_labels and self._no_biases():
+            self.architecture_labels["biases"] = plain_label("none")
+            name = QLabel("Biases")
+            for w in (name, self.architecture_labels["biases"]):
+                w.setToolTip(NO_BIAS_HELP)
+            form.addRow(name, self.architecture_labels["biases"])
         if arch.get("encoder_only"):
             self.architecture_labels["encoder_only"] = plain_label("encoder only: no KV cache (it reads, it does "
                                                                    "not generate token by token)")
+            self.architecture_labels["encoder_only"].setWordWrap(True)
             form.addRow("Kind of model", self.architecture_labels["encoder_only"])
         self.contradiction_labels: list[QLabel] = []
         for claim in arch.get("contradictions", []):
@@ -262,7 +435,9 @@ class SummaryPanel(QScrollArea):
             self.contradiction_labels.append(label)
             form.addRow(label)
         if not self.architecture_labels:
-            form.addRow(QLabel("No architecture facts in this file (no config.json or GGUF metadata)."))
+            empty = QLabel("No architecture facts in this file (no config.json or GGUF metadata).")
+            empty.setWordWrap(True)
+            form.addRow(empty)
         return box
 
     def _dtype_box(self) -> QGroupBox:
@@ -270,10 +445,17 @@ class SummaryPanel(QScrollArea):
         box = QGroupBox("Data types")
         layout = QVBoxLayout(box)
         total = max(cp.element_count, 1)
+        nbytes: dict[str, int] = {}
+        for t in cp.tensors:
+            nbytes[t.dtype] = nbytes.get(t.dtype, 0) + t.nbytes
         by_dtype = sorted(cp.by_dtype().items(), key=lambda kv: -kv[1])
-        rows = [(dtype, count_with_exact(n), percent(n, total)) for dtype, n in by_dtype]
-        self.dtype_table = _table(rows, ("Dtype", "Values", "Share"))
+        rows = [(dtype, human_count(n), percent(n, total), human_bytes(nbytes.get(dtype, 0)),
+                 f"{8 * nbytes.get(dtype, 0) / n:.4g}" if n else "–") for dtype, n in by_dtype]
+        tips = [f"{describe_type(dtype)}\n{n:,} values in {nbytes.get(dtype, 0):,} bytes." for dtype, n in by_dtype]
+        self.dtype_table = _table(rows, ("Dtype", "Values", "Share", "Bytes", "Bits/weight"), tips)
+        self.dtype_table.horizontalHeaderItem(4).setToolTip(BITS_PER_WEIGHT_HELP)
         layout.addWidget(self.dtype_table)
+        layout.addWidget(self._units_note(sum(nbytes.values())))
         layout.addStretch(1)  # top-aligned when the Files box beside it grows with warnings
         return box
 
@@ -299,3 +481,19 @@ class SummaryPanel(QScrollArea):
             self.warning_labels.append(label)
             layout.addWidget(label)
         return box
+
+
+def legend_html() -> str:
+    """The Legend's sections on architecture, norms, biases, units and quantisation (our own text, escaped)."""
+    arch = "".join(f"<li><b>{rich_escape(ARCH_LABELS[k])}</b>: {rich_escape(v)}</li>" for k, v in ARCH_HELP.items()
+                   if k in ARCH_LABELS)
+    quants = "".join(f"<li>{rich_escape(describe_type(name))}</li>" for name in DESCRIBED_TYPES
+                     if dtype_table.lookup(name) is not None)
+    return (f"<h3>Architecture</h3><ul>{arch}</ul>"
+            f"<p><b>Norm</b>: {rich_escape(NORM_HELP)}</p><p><b>Biases</b>: {rich_escape(NO_BIAS_HELP)}</p>"
+            f"<p><b>How the count adds up</b>: embedding (vocabulary × hidden size) + layers × (attention + MLP + "
+            f"norms) + final norm + output head (none when tied). The Summary works it out with the model's own "
+            f"numbers.</p><p><b>GB and GiB</b>: {rich_escape(GB_NOTE)}</p>"
+            f"<h3>Quantisation</h3><p>{rich_escape(BITS_PER_WEIGHT_HELP)} File types such as Q4_K_M are llama.cpp "
+            f"recipes: mostly one block type, with some sensitive tensors in a larger one (S, M, L: small, medium, "
+            f"large).</p><ul>{quants}</ul>")
