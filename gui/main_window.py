@@ -41,6 +41,7 @@ from gui.jobs import OpenedModel, load_model
 from gui.model_view import ModelView, model_title
 from gui.plain import bounded, mnemonic_safe, plain_label, tooltip
 from gui.recent import add_recent, recent_paths
+from gui.references import reference_label, reference_list
 from gui.settings_dialog import SettingsDialog, analysis_device
 
 FILE_FILTER = ("Checkpoints (*.safetensors *.gguf *.bin *.pt *.pth *.ckpt *.json);;"
@@ -117,6 +118,14 @@ class WelcomePage(QWidget):
         self.recent = QListWidget(objectName="welcome_recent")
         self.recent.setMaximumHeight(190)
         column.addWidget(self.recent)
+        column.addWidget(plain_label("Reference models: architecture only, no download", "PanelTitle"))
+        self.references = QListWidget(objectName="welcome_references")
+        self.references.setMaximumHeight(150)
+        self.references.setFlow(QListWidget.Flow.LeftToRight)
+        self.references.setWrapping(True)
+        self.references.setToolTip("Open a well-known model from its config.json: exact parameter counts and the "
+                                   "memory planner, without its weights")
+        column.addWidget(self.references)
         holder = QHBoxLayout()
         holder.addStretch(1)
         holder.addLayout(column, 3)
@@ -127,6 +136,13 @@ class WelcomePage(QWidget):
         self.open_folder.clicked.connect(window.open_folder_dialog)
         self.open_sample.clicked.connect(window.open_sample)
         self.recent.itemActivated.connect(lambda item: window.open_paths([item.data(Qt.ItemDataRole.UserRole)]))
+        self.references.itemActivated.connect(lambda item: window.open_paths([item.data(Qt.ItemDataRole.UserRole)]))
+        self.references.itemClicked.connect(lambda item: window.open_paths([item.data(Qt.ItemDataRole.UserRole)]))
+        for ref in reference_list():
+            item = QListWidgetItem(reference_label(ref))
+            item.setData(Qt.ItemDataRole.UserRole, ref.path)
+            item.setToolTip(tooltip(f"{ref.title}: {ref.parameters:,} parameters"))
+            self.references.addItem(item)
         self.refresh()
 
     def refresh(self) -> None:
@@ -236,6 +252,9 @@ class MainWindow(QMainWindow):
         self.action_legend = self._action("action_legend", "&Legend: What the Numbers Mean", self.show_legend,
                                           K.HelpContents)
         self.action_about = self._action("action_about", "&About Weightscope", self.show_about)
+        self.action_compare_memory = self._action("action_compare_memory", "Compare &Memory…",
+                                                  self.open_memory_compare, None,
+                                                  "Several models side by side: parameters, bytes, KV cache, GPUs")
 
     def _build_menus(self) -> None:
         bar = self.menuBar()
@@ -247,6 +266,13 @@ class MainWindow(QMainWindow):
         self.menu_recent.aboutToShow.connect(self._fill_recent_menu)
         self._fill_recent_menu()
         file_menu.addAction(self.action_open_sample)
+        self.menu_reference = file_menu.addMenu("Open Re&ference Model")
+        self.menu_reference.setObjectName("menu_reference")
+        for ref in reference_list():
+            action = self.menu_reference.addAction(mnemonic_safe(reference_label(ref)))
+            action.setObjectName(f"action_reference_{ref.name}")
+            action.setData(ref.path)
+            action.triggered.connect(lambda _=False, p=ref.path: self.open_paths([p]))
         file_menu.addSeparator()
         file_menu.addAction(self.action_export_report)
         file_menu.addAction(self.action_export_csv)
@@ -266,6 +292,8 @@ class MainWindow(QMainWindow):
         view_menu.addSeparator()
         view_menu.addAction(self.action_cancel_analysis)
         view_menu.addAction(self.action_rerun_analysis)
+        tools_menu = bar.addMenu("&Tools")
+        tools_menu.addAction(self.action_compare_memory)
         help_menu = bar.addMenu("&Help")
         help_menu.addAction(self.action_legend)
         help_menu.addAction(self.action_about)
@@ -493,7 +521,9 @@ class MainWindow(QMainWindow):
         dialog.setWindowTitle("Legend: what the numbers mean")
         layout = QVBoxLayout(dialog)
         text = QTextBrowser()
-        text.setHtml(LEGEND_HTML)
+        from gui.panels.summary import legend_html
+
+        text.setHtml(LEGEND_HTML + legend_html())
         layout.addWidget(text)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(dialog.reject)
@@ -502,6 +532,14 @@ class MainWindow(QMainWindow):
         dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.show()
         self.legend_dialog = dialog
+
+    def open_memory_compare(self, names: list[str] | None = None) -> None:
+        """Tools > Compare Memory: open tabs and reference models side by side (three Llama 3.1 sizes by default)."""
+        from gui.memory_compare import MemoryCompareWindow
+
+        self.memory_compare = MemoryCompareWindow(self.views(), names, self)
+        self.memory_compare.sig_legend_requested.connect(self.show_legend)
+        self.memory_compare.show()
 
     def show_about(self) -> None:
         from core.version import __version__
