@@ -35,16 +35,36 @@ def open_checkpoint(path: str) -> Checkpoint:
     try:
         os.stat(path)
     except OSError as exc:
-        why = open_error_reason(path, exc)
-        raise CheckpointError("no such file or folder" if why == "no such file" else why, path=path) from None
+        reference = _reference_model(path) if not os.path.lexists(path) else None
+        if reference is None:
+            why = open_error_reason(path, exc)
+            raise CheckpointError("no such file or folder" if why == "no such file" else why, path=path) from None
+        path = reference
     with _gc_paused():
         if os.path.isdir(path):
             checkpoint = _open_folder(path)
         elif path.endswith(".json"):
-            checkpoint = _open_index(path)
+            checkpoint = _open_json(path)
         else:
             checkpoint = _open_file(path)
         return _finish(checkpoint)
+
+
+def _reference_model(name: str) -> str | None:
+    """The bundled config of a reference model named like "llama-3.1-405b", when no file has that name."""
+    from core.reference_models import resolve_reference
+
+    return resolve_reference(name)
+
+
+def _open_json(path: str) -> Checkpoint:
+    """A sharded model's index, or a config.json standing for a model without weights."""
+    from core.formats.config_only import looks_like_config, open_config
+
+    data = read_small_json(path, MAX_INDEX_BYTES)
+    if looks_like_config(data):
+        return open_config(path, path, data)
+    return _open_index(path, data)
 
 
 @contextlib.contextmanager
@@ -148,9 +168,10 @@ def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return out
 
 
-def _open_index(path: str) -> Checkpoint:
+def _open_index(path: str, index: object = None) -> Checkpoint:
     """A sharded model's ``*.index.json``: every shard must be a plain name in the same folder."""
-    index = read_small_json(path, MAX_INDEX_BYTES)
+    if index is None:
+        index = read_small_json(path, MAX_INDEX_BYTES)
     if not isinstance(index, dict) or not isinstance(index.get("weight_map"), dict):
         raise MalformedFileError("not a sharded model index (no \"weight_map\" object)", path=path)
     weight_map = index["weight_map"]
@@ -231,6 +252,10 @@ def _open_folder(folder: str) -> Checkpoint:
         candidates = firsts or ggufs
     if not candidates:
         candidates = [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt"))]
+    if not candidates and "config.json" in names:
+        from core.formats.config_only import open_config
+
+        return open_config(os.path.join(folder, "config.json"), folder)
     if not candidates:
         raise UnsupportedFormatError("folder holds no checkpoint (.safetensors, .gguf, .bin, .pt, .pth, .ckpt)",
                                      path=folder)
@@ -270,10 +295,14 @@ def _finish(checkpoint: Checkpoint) -> Checkpoint:
         kind, role = classify(t.name, t.shape, t.dtype)
         if kind != t.kind or role != t.role:
             tensors[i] = _classified(t, kind, role)
-    config = _load_config(checkpoint)
+    config = checkpoint.metadata.get("config.json") if checkpoint.format == "config" else _load_config(checkpoint)
     if config is not None:
         checkpoint.metadata.setdefault("config.json", config)
     checkpoint.architecture = describe(checkpoint, config)
+    if config is not None:
+        from core.architectures.claims import add_config_counts
+
+        add_config_counts(checkpoint, config)
     return checkpoint
 
 
