@@ -3,7 +3,9 @@
 Every node aggregates what lies below it (tensor count, elements per kind,
 bytes, dtypes). ``fold_repeats`` turns runs of structurally identical numbered
 blocks (``layers.0`` ... ``layers.31``) into one group node, "layers.0-31 (x32)",
-whose children sum the matching tensors of every block.
+whose children sum the matching tensors of every block. Blocks that differ only in which quantised type
+holds a tensor (llama.cpp's Q4_K_M gives some blocks Q6_K) fold too, marked "(mixed quantisation)", and the
+group lists what differs.
 
 The tree depends only on the set of tensors, never on their order in the file
 or on how a model is sharded: children are sorted canonically (numbers by
@@ -18,12 +20,16 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from core import dtypes
 from core.checkpoint import TensorInfo
 
 MAX_DEPTH = 64  # deeper names keep their tail as one leaf name: no model nests this deep, hostile files do
 _NOT_PARAMETERS = ("buffer", "state")
 _DIGIT_RUNS = re.compile(r"([0-9]+)")
 _MAX_INT_DIGITS = 18  # block numbers longer than this are names, not positions to fold
+MIXED_QUANTISATION = "(mixed quantisation)"
+_DIFFERENCE_LINES = 12  # a fold tooltip names at most this many differing tensors
+_BLOCKS_NAMED = 10  # ... and at most this many block numbers per type
 
 
 @dataclass(eq=False, slots=True)
@@ -40,6 +46,7 @@ class TreeNode:
     dtypes: dict[str, int] = field(default_factory=dict)
     roles: dict[str, int] = field(default_factory=dict)
     members: list[TreeNode] = field(default_factory=list)  # folded group: the original block nodes
+    differences: list[str] = field(default_factory=list)  # folded group of mixed quantisation: what differs
 
     @property
     def is_leaf(self) -> bool:
@@ -155,13 +162,25 @@ def _postorder(root: TreeNode) -> list[TreeNode]:
     return order
 
 
-def _signatures(root: TreeNode) -> dict[int, int]:
+_QUANTISED: dict[str, bool] = {}
+
+
+def _fold_dtype(name: str) -> str:
+    """The dtype as folding compares it: every block-quantised type alike, so a Q4_K/Q6_K mix still folds."""
+    quantised = _QUANTISED.get(name)
+    if quantised is None:
+        found = dtypes.lookup(name)
+        quantised = _QUANTISED[name] = found is not None and found.is_quantized
+    return "quantised" if quantised else name
+
+
+def _signatures(root: TreeNode, exact: bool = False) -> dict[int, int]:
     """id(node) -> a small int equal for two nodes exactly when their subtrees hold the same relative names,
-    shapes and dtypes; computed bottom-up once per node."""
+    shapes and dtypes (quantised types alike unless ``exact``); computed bottom-up once per node."""
     interned: dict[tuple, int] = {}
     out: dict[int, int] = {}
     for node in _postorder(root):
-        own = tuple(sorted((t.shape, t.dtype) for t in node.tensors))
+        own = tuple(sorted((t.shape, t.dtype if exact else _fold_dtype(t.dtype)) for t in node.tensors))
         key = (own, tuple((c.name, out[id(c)]) for c in node.children))
         out[id(node)] = interned.setdefault(key, len(interned))
     return out
@@ -185,6 +204,7 @@ def fold_repeats(node: TreeNode, min_run: int = 2) -> TreeNode:
     folded) children by name.
     """
     signatures = _signatures(node)
+    exact: dict[int, int] | None = None  # computed only when some quantised tensor makes it matter
     folded: dict[int, TreeNode] = {}
     for original in _postorder(node):
         children = [folded[id(c)] for c in original.children]
@@ -196,7 +216,13 @@ def fold_repeats(node: TreeNode, min_run: int = 2) -> TreeNode:
                     if len(run) < min_run:
                         children.extend(folded[id(c)] for c in run)
                     else:
-                        children.append(_merge_run(run, [folded[id(c)] for c in run]))
+                        group = _merge_run(run, [folded[id(c)] for c in run])
+                        if any(_fold_dtype(d) == "quantised" for d in group.dtypes):
+                            exact = exact if exact is not None else _signatures(node, exact=True)
+                            if len({exact[id(c)] for c in run}) > 1:
+                                group.name = f"{group.name} {MIXED_QUANTISATION}"
+                                group.differences = _differences(run)
+                        children.append(group)
                 if len(runs) == 1:  # the whole list is one run: "layers.0-31 (x32)"
                     group = children[0]
                     group.name = f"{original.name}.{group.name}"
@@ -204,7 +230,8 @@ def fold_repeats(node: TreeNode, min_run: int = 2) -> TreeNode:
                     folded[id(original)] = group
                     continue
         copy = TreeNode(original.name, original.path, children=children, tensors=list(original.tensors),
-                        repeat=original.repeat, members=list(original.members))
+                        repeat=original.repeat, members=list(original.members),
+                        differences=list(original.differences))
         _copy_counts(original, copy)
         folded[id(original)] = copy
     return folded[id(node)]
@@ -231,6 +258,28 @@ def _merge_run(run: list[TreeNode], folded_run: list[TreeNode]) -> TreeNode:
         group.tensors.extend(member.tensors)
     _merge_children(group, folded_run, len(run))
     return group
+
+
+def _differences(run: list[TreeNode]) -> list[str]:
+    """Per tensor (relative to its block) whose type varies: "attn_v.weight: Q6_K in blocks 0, 3; Q4_K in 1, 2"."""
+    by_name: dict[str, dict[str, list[str]]] = {}
+    for block in run:
+        prefix = len(block.path) + 1
+        for t in block.all_tensors():
+            by_name.setdefault(t.name[prefix:], {}).setdefault(t.dtype, []).append(block.name)
+    lines = []
+    for name, types in by_name.items():
+        if len(types) < 2:
+            continue
+        parts = []
+        for dtype, blocks in sorted(types.items(), key=lambda kv: -len(kv[1])):
+            shown = ", ".join(blocks[:_BLOCKS_NAMED]) + (f" and {len(blocks) - _BLOCKS_NAMED} more"
+                                                          if len(blocks) > _BLOCKS_NAMED else "")
+            parts.append(f"{dtype} in block{'s' if len(blocks) > 1 else ''} {shown}")
+        lines.append(f"{name}: " + "; ".join(parts))
+    if len(lines) > _DIFFERENCE_LINES:
+        lines = [*lines[:_DIFFERENCE_LINES], f"... and {len(lines) - _DIFFERENCE_LINES} more tensors"]
+    return lines
 
 
 def _merge_children(target: TreeNode, sources: list[TreeNode], repeat: int) -> None:

@@ -224,8 +224,15 @@ class LayerTreeModel(QAbstractItemModel):
             if leaf is not None and len(node.tensors) == 1:
                 return f"{leaf.name}\n{KIND_HELP.get(leaf.kind, '')}"
             if node.repeat > 1:
-                return (f"{what}\n{node.repeat} identical blocks folded into one row; every count here is the sum "
-                        f"over all {node.repeat}. Untick \"Fold repeated blocks\" to see each one.")
+                from core.number_words import count_in_words
+
+                alike = "similar" if node.differences else "identical"
+                text = (f"{what}\n{node.repeat} {alike} blocks folded into one row; every count here is the sum "
+                        f"over all {node.repeat}: one block = {count_in_words(node.parameters // node.repeat)} × "
+                        f"{node.repeat}. Untick \"Fold repeated blocks\" to see each one.")
+                if node.differences:
+                    text += "\nThe blocks differ only in quantisation:\n" + "\n".join(node.differences)
+                return text
             return f"{what}\n{node.tensor_count:,} tensors below this row."
         if col == COL_KIND and leaf is not None:
             return KIND_HELP.get(leaf.kind, "")
