@@ -76,7 +76,11 @@ def _weights(plan: MemoryPlan) -> str:
                f"{' and '.join(GGUF_MIXES[plan.weights])} blocks: about "
                f"{three_digits(weights * 8 / max(plan.parameters, 1))} bits a number")
     elif plan.weights == "stored":
-        how = f"As stored, a number takes {three_digits(weights / max(plan.parameters, 1))} bytes on average"
+        per = weights / max(plan.parameters, 1)
+        size = f"{three_digits(per)} bytes on average"
+        if per.is_integer():
+            size = f"{per:.0f} byte{'s' if per > 1 else ''}"
+        how = f"As stored, a number takes {size}"
     else:
         how = (f"{plan.weights} stores numbers in blocks that share a scale: "
                f"{float(bits_per_weight(plan.weights)):g} bits a number")

@@ -122,6 +122,8 @@ def _mix_bytes(tensors: list[TensorInfo], mix: str) -> WeightBytes:
 
 
 def _bytes_word(per: Fraction) -> str:
+    if per == 1:
+        return "1 byte"
     return f"{per.numerator} bytes" if per.denominator == 1 else f"{float(per):g} bytes"
 
 
