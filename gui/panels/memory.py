@@ -1,0 +1,368 @@
+"""Will it fit? The memory planner for one model: the user's GPU and workload in, core.memory_plan's answer out.
+
+Every input change asks core.memory_plan.plan() again (it is arithmetic, instant); this panel only draws the
+plan: a stacked bar against the GPUs' capacity, the verdict, one row per item with its formula, and the plain
+account from core.memory_words with its terms linked to Help > Legend.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QScrollArea,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
+
+from core.checkpoint import Checkpoint
+from core.gpus import CATALOG, GIB
+from core.memory_plan import KV_TYPES, MemoryPlan, plan
+from core.memory_words import binary_size, explain
+from core.numbers import human_count
+from core.planner_errors import PlannerInputError
+from core.weight_bytes import normalise_precision
+from gui.plain import plain_label, tooltip
+from gui.style import MUTED, WARNING, panel_header
+
+CUSTOM_GPU = "Custom…"
+DEFAULT_GPU = "H100 80GB"
+DEFAULT_CONTEXT = 8192
+MAX_CONTEXT_INPUT = 1 << 24
+WORKLOADS = (("inference", "Inference"), ("lora", "LoRA fine-tuning"), ("full", "Full fine-tuning (Adam)"))
+WEIGHT_CHOICES = (("stored", "as stored"), ("fp32", "fp32"), ("bf16", "bf16"), ("fp16", "fp16"), ("fp8", "fp8"),
+                  ("int8", "int8"), ("int4", "int4"), ("Q8_0", "GGUF Q8_0"), ("Q6_K", "GGUF Q6_K"),
+                  ("Q5_K_M", "GGUF Q5_K_M"), ("Q4_K_M", "GGUF Q4_K_M"), ("Q4_0", "GGUF Q4_0"),
+                  ("Q3_K", "GGUF Q3_K"), ("Q2_K", "GGUF Q2_K"), ("IQ4_XS", "GGUF IQ4_XS"))
+ITEM_COLORS = {"weights": "#2563eb", "KV cache": "#db2777", "activations": "#f59e0b", "LoRA adapters": "#65a30d",
+               "gradients": "#7c3aed", "optimizer states": "#0891b2", "runtime overhead": "#9ca3af"}
+ITEM_HELP = {
+    "weights": "The model's numbers themselves.",
+    "KV cache": "Keys and values of every earlier token, kept so each new token need not recompute them.",
+    "activations": "What the layers compute on the way through, alive while they are needed.",
+    "LoRA adapters": "The small trainable matrices LoRA adds beside the frozen model.",
+    "gradients": "One per trained number: how it should change.",
+    "optimizer states": "Adam's running averages (and an fp32 master copy) for every trained number.",
+    "runtime overhead": "CUDA context, library workspaces and the allocator's unusable gaps.",
+}
+# Words in the plain account that Help > Legend explains: each becomes a link to it.
+LEGEND_TERMS = ("parameters", "parameter", "KV cache", "bf16", "fp16", "fp32", "fp8", "int8", "int4", "LoRA",
+                "gradient", "optimizer", "activations", "mixture of experts", "context")
+
+
+def _item_color(name: str) -> str:
+    return ITEM_COLORS.get(name, "#6b7280")
+
+
+def linked_account(text: str) -> str:
+    """The plain account as HTML: every character escaped, known terms linked to the legend."""
+    escaped = html.escape(text)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in LEGEND_TERMS) + r")\b")
+    linked = pattern.sub(lambda m: f'<a href="legend:{m.group(1)}">{m.group(1)}</a>', escaped)
+    paragraphs = [p.replace("\n", "<br>") for p in linked.strip().split("\n\n")]
+    return "".join(f"<p>{p}</p>" for p in paragraphs)
+
+
+class StackedMemoryBar(pg.PlotWidget):
+    """One horizontal bar of the plan's items end to end, against a dashed line at the GPUs' capacity."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.setMenuEnabled(False)
+        self.setMouseEnabled(x=False, y=False)
+        self.hideButtons()
+        self.setBackground(None)
+        self.getPlotItem().hideAxis("left")
+        self.getPlotItem().getAxis("bottom").enableAutoSIPrefix(False)
+        self.setLabel("bottom", "GiB")
+        self.setFixedHeight(96)
+        self.segments: list[tuple[str, float, float]] = []  # (item, start GiB, width GiB)
+        self.capacity_gib: float | None = None
+
+    def set_plan(self, result: MemoryPlan, capacity_label: str) -> None:
+        self.clear()
+        start = 0.0
+        self.segments = []
+        for item in result.items:
+            width = item.bytes / GIB
+            if width > 0:
+                self.segments.append((item.name, start, width))
+            start += width
+        if self.segments:
+            self.addItem(pg.BarGraphItem(
+                x0=np.array([s[1] for s in self.segments]), y=np.zeros(len(self.segments)), height=0.7,
+                width=np.array([s[2] for s in self.segments]),
+                brushes=[pg.mkBrush(QColor(_item_color(s[0]))) for s in self.segments],
+                pens=[pg.mkPen("white", width=1)] * len(self.segments)))
+        capacity = result.capacity_bytes
+        self.capacity_gib = capacity / GIB if capacity else None
+        right = max(start, self.capacity_gib or 0.0) or 1.0
+        if self.capacity_gib is not None:
+            line = pg.InfiniteLine(pos=self.capacity_gib, angle=90, pen=pg.mkPen(WARNING, width=2, style=Qt.DashLine),
+                                   label=capacity_label, labelOpts={"position": 0.93, "color": WARNING,
+                                                                     "anchors": [(1, 0), (1, 0)]})
+            self.addItem(line)
+        self.setXRange(0, right, padding=0.03)
+        self.setYRange(-0.5, 0.75, padding=0)
+        self.setToolTip("\n".join(f"{name}: {binary_size(int(width * GIB))}" for name, _, width in self.segments))
+
+
+class MemoryPanel(QScrollArea):
+    """Inputs, verdict, bar, items and the plain account for one model; every figure from core.memory_plan."""
+
+    sig_legend_requested = Signal(str)
+
+    def __init__(self, checkpoint: Checkpoint, name: str | None = None, parent=None) -> None:
+        super().__init__(parent)
+        self.checkpoint = checkpoint
+        self.name = name
+        self.plan_result: MemoryPlan | None = None
+        self.error = ""
+        self.setWidgetResizable(True)
+        self.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        body = QWidget()
+        self.setWidget(body)
+        layout = QVBoxLayout(body)
+        layout.setContentsMargins(12, 8, 12, 12)
+        layout.setSpacing(8)
+        params = checkpoint.parameter_count
+        subtitle = f"{human_count(params)} parameters ({params:,})"
+        active = checkpoint.architecture.get("active_parameters")
+        if isinstance(active, int) and 0 < active < params:
+            subtitle += f" · {human_count(active)} active per token"
+        header, _controls, self.title_label, self.subtitle_label = panel_header("Will it fit?", subtitle)
+        layout.addLayout(header)
+        layout.addWidget(self._inputs_box())
+        self.verdict = plain_label("", "MidNumber")
+        self.verdict.setObjectName("memory_verdict")
+        self.verdict.setWordWrap(True)
+        self.details = plain_label("", "Muted")
+        self.details.setWordWrap(True)
+        layout.addWidget(self.verdict)
+        layout.addWidget(self.details)
+        self.bar = StackedMemoryBar()
+        layout.addWidget(self.bar)
+        below = QHBoxLayout()
+        below.setSpacing(12)
+        self.items_table = self._items_table()
+        self.notes = plain_label("", "Muted")
+        self.notes.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addWidget(self.items_table)
+        left.addWidget(self.notes)
+        left.addStretch(1)
+        self.account = QTextBrowser(objectName="memory_account")
+        self.account.setOpenLinks(False)
+        self.account.anchorClicked.connect(lambda url: self.sig_legend_requested.emit(url.path()))
+        self.account.setMinimumHeight(220)
+        self.account.setToolTip("The same figures in words; underlined terms open Help > Legend.")
+        below.addLayout(left, 3)
+        below.addWidget(self.account, 2)
+        layout.addLayout(below, 1)
+        self.recompute()
+
+    # -- inputs ---------------------------------------------------------------
+    def _inputs_box(self) -> QGroupBox:
+        box = QGroupBox("Your hardware and workload")
+        grid = QGridLayout(box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
+        self.gpu_combo = QComboBox(objectName="memory_gpu")
+        for gpu in CATALOG:
+            self.gpu_combo.addItem(gpu.name, gpu.memory_bytes)
+            if gpu.note:
+                self.gpu_combo.setItemData(self.gpu_combo.count() - 1, gpu.note, Qt.ItemDataRole.ToolTipRole)
+        self.gpu_combo.addItem(CUSTOM_GPU, None)
+        self.gpu_combo.setCurrentText(DEFAULT_GPU)
+        self.custom_gib = QDoubleSpinBox(objectName="memory_custom_gib")
+        self.custom_gib.setRange(0.5, 1 << 20)
+        self.custom_gib.setDecimals(1)
+        self.custom_gib.setValue(24.0)
+        self.custom_gib.setSuffix(" GiB")
+        self.custom_gib.setToolTip("Your GPU's memory in GiB (choose \"Custom…\" in the list)")
+        self.gpus_spin = QSpinBox(objectName="memory_gpus")
+        self.gpus_spin.setRange(1, 4096)
+        self.gpus_spin.setToolTip("GPUs sharing the model evenly (tensor or pipeline parallel; FSDP when training)")
+        self.mode_combo = QComboBox(objectName="memory_mode")
+        for key, label in WORKLOADS:
+            self.mode_combo.addItem(label, key)
+        self.adam8bit = QCheckBox("8-bit Adam", objectName="memory_adam8bit")
+        self.adam8bit.setToolTip("Keep Adam's two moments in 8 bits (1 + 1 byte per trained number) instead of fp32")
+        self.weights_combo = QComboBox(objectName="memory_weights")
+        for key, label in WEIGHT_CHOICES:
+            normalise_precision(key)  # the planner accepts every choice offered
+            self.weights_combo.addItem(label, key)
+        self.weights_combo.setToolTip("How each weight is stored in memory; GGUF types at their exact bytes per "
+                                      "block")
+        self.kv_combo = QComboBox(objectName="memory_kv")
+        for key in KV_TYPES:
+            self.kv_combo.addItem(key, key)
+        self.kv_combo.setToolTip("The KV cache's element type")
+        self.context_spin = QSpinBox(objectName="memory_context")
+        self.context_spin.setRange(1, MAX_CONTEXT_INPUT)
+        self.context_spin.setGroupSeparatorShown(True)
+        self.context_spin.setSingleStep(1024)
+        model_context = self.checkpoint.architecture.get("context_length")
+        usable = model_context if isinstance(model_context, int) and model_context > 0 else None
+        self.context_spin.setValue(min(DEFAULT_CONTEXT, usable) if usable else DEFAULT_CONTEXT)
+        self.context_spin.setToolTip(f"Tokens of context per sequence (the model's own: {usable:,})" if usable
+                                     else "Tokens of context per sequence")
+        self.batch_spin = QSpinBox(objectName="memory_batch")
+        self.batch_spin.setRange(1, 65536)
+        self.batch_spin.setToolTip("Sequences processed at once")
+        rows = (("GPU", self.gpu_combo, "Memory", self.custom_gib),
+                ("GPUs", self.gpus_spin, "Workload", self._pair(self.mode_combo, self.adam8bit)),
+                ("Weights", self.weights_combo, "KV cache", self.kv_combo),
+                ("Context", self.context_spin, "Batch", self.batch_spin))
+        for r, (a, wa, b, wb) in enumerate(rows):
+            grid.addWidget(QLabel(a), r, 0)
+            grid.addWidget(wa, r, 1)
+            grid.addWidget(QLabel(b), r, 2)
+            grid.addWidget(wb, r, 3)
+        grid.setColumnStretch(1, 1)
+        grid.setColumnStretch(3, 1)
+        for signal in (self.gpu_combo.currentIndexChanged, self.mode_combo.currentIndexChanged,
+                       self.weights_combo.currentIndexChanged, self.kv_combo.currentIndexChanged,
+                       self.custom_gib.valueChanged, self.gpus_spin.valueChanged, self.context_spin.valueChanged,
+                       self.batch_spin.valueChanged, self.adam8bit.toggled):
+            signal.connect(self.recompute)
+        return box
+
+    @staticmethod
+    def _pair(first: QWidget, second: QWidget) -> QWidget:
+        holder = QWidget()
+        row = QHBoxLayout(holder)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(first, 1)
+        row.addWidget(second)
+        return holder
+
+    def _items_table(self) -> QTableWidget:
+        table = QTableWidget(0, 4, objectName="memory_items")
+        table.setHorizontalHeaderLabels(["Item", "Memory", "Bytes", "Kind"])
+        table.verticalHeader().hide()
+        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+        table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        table.setShowGrid(False)
+        table.setAlternatingRowColors(True)
+        table.verticalHeader().setDefaultSectionSize(24)
+        table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        header = table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
+        return table
+
+    # -- state ----------------------------------------------------------------
+    @property
+    def gpu_name(self) -> str | None:
+        """The catalog name of the chosen GPU; None for a custom size."""
+        return None if self.gpu_combo.currentData() is None else self.gpu_combo.currentText()
+
+    def gpu_memory_bytes(self) -> int:
+        data = self.gpu_combo.currentData()
+        return int(data) if data is not None else round(self.custom_gib.value() * GIB)
+
+    def plan_arguments(self) -> dict:
+        """The inputs as core.memory_plan.plan() takes them."""
+        return {"gpu_memory_bytes": self.gpu_memory_bytes(), "gpus": self.gpus_spin.value(),
+                "mode": self.mode_combo.currentData(), "optimizer": "adam8bit" if self.adam8bit.isChecked() else "adam",
+                "weights": self.weights_combo.currentData(), "kv": self.kv_combo.currentData(),
+                "context": self.context_spin.value(), "batch": self.batch_spin.value()}
+
+    def recompute(self, *_args) -> None:
+        """Ask the planner again and redraw everything from its answer."""
+        custom = self.gpu_combo.currentData() is None
+        self.custom_gib.setEnabled(custom)
+        self.adam8bit.setEnabled(self.mode_combo.currentData() != "inference")
+        try:
+            result = plan(self.checkpoint, name=self.name, **self.plan_arguments())
+        except PlannerInputError as exc:
+            self.plan_result, self.error = None, str(exc)
+            self.verdict.setText(f"Cannot plan this: {exc}")  # may quote a dtype from the file: plain text
+            self.verdict.setStyleSheet(f"color: {WARNING};")
+            self.details.setText("")
+            self.items_table.setRowCount(0)
+            self.bar.clear()
+            self.account.setHtml("")
+            self.notes.setText("")
+            return
+        self.plan_result, self.error = result, ""
+        self._show(result)
+
+    def card_text(self, result: MemoryPlan) -> str:
+        """'2 × H100 80GB' or '1 × 24 GiB GPU'."""
+        card = self.gpu_name or f"{binary_size(result.gpu_bytes or 0)} GPU"
+        return f"{result.gpus} × {card}"
+
+    def verdict_text(self, result: MemoryPlan) -> str:
+        card = self.gpu_name or f"{binary_size(result.gpu_bytes or 0)} GPU"
+        capacity = result.capacity_bytes or 0
+        if result.fits:
+            return f"Fits on {self.card_text(result)} with {binary_size(capacity - result.total_bytes)} to spare"
+        if result.min_gpus:
+            return f"Needs {result.min_gpus} × {card}: {binary_size(result.total_bytes)} against " \
+                   f"{binary_size(capacity)} on {self.card_text(result)}"
+        return f"Does not fit on any number of {card} up to 4,096 (it needs {binary_size(result.total_bytes)})"
+
+    def details_text(self, result: MemoryPlan) -> str:
+        card = self.gpu_name or f"{binary_size(result.gpu_bytes or 0)} GPU"
+        if result.max_context is None:
+            context = "Not even one token of context fits on these GPUs"
+        else:
+            context = f"Largest context that fits: {result.max_context:,} tokens"
+            if result.model_context and result.max_context >= result.model_context:
+                context += " (the model's whole context)"
+        fewest = f"fewest GPUs: {result.min_gpus} × {card}" if result.min_gpus else "no number of these GPUs fits"
+        return f"{context} · {fewest} · total {binary_size(result.total_bytes)} ({result.total_bytes:,} bytes)"
+
+    def _show(self, result: MemoryPlan) -> None:
+        self.verdict.setText(self.verdict_text(result))
+        self.verdict.setStyleSheet("color: #047857;" if result.fits else f"color: {WARNING};")
+        self.details.setText(self.details_text(result))
+        self.bar.set_plan(result, f"{self.card_text(result)}: {binary_size(result.capacity_bytes or 0)}")
+        table = self.items_table
+        table.setRowCount(len(result.items))
+        for r, item in enumerate(result.items):
+            name = QTableWidgetItem(item.name)
+            name.setData(Qt.ItemDataRole.DecorationRole, QColor(_item_color(item.name)))
+            size = QTableWidgetItem(binary_size(item.bytes))
+            exact = QTableWidgetItem(f"{item.bytes:,}")
+            for cell in (size, exact):
+                cell.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            kind = QTableWidgetItem("exact" if item.exact else "estimate")
+            if not item.exact:
+                kind.setForeground(QColor(MUTED))
+            tip = tooltip(f"{ITEM_HELP.get(item.name, '')}\n{item.bytes:,} bytes = {item.formula}".strip())
+            for column, cell in enumerate((name, size, exact, kind)):
+                cell.setToolTip(tip)
+                table.setItem(r, column, cell)
+        table.setFixedHeight(28 + 24 * len(result.items))
+        self.notes.setText("\n".join(result.notes))
+        self.account.setHtml(linked_account(explain(result, self.gpu_name)))
+
+    def item_bytes(self, name: str) -> int:
+        """The plan's bytes for one item, as the table shows them (tests and copy)."""
+        if self.plan_result is None:
+            raise KeyError(name)
+        return self.plan_result.item(name).bytes
