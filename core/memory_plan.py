@@ -27,7 +27,7 @@ LORA_ROLES = ("attention.q", "attention.k", "attention.v", "attention.o", "atten
 PREFILL_CHUNK = 2048  # prompt tokens a runtime pushes through a layer at once (llama.cpp 512, vLLM up to 8,192)
 CUDA_CONTEXT_BYTES = 512 << 20  # per GPU: CUDA context, cuBLAS workspace, kernels
 FRAGMENTATION = 0.05  # of everything else: the allocator's unusable gaps
-TRAINING_ACTIVATION_BYTES = 34  # per token, layer and hidden unit (Korthikanti et al. 2022, flash attention)
+TRAINING_ACTIVATION_BYTES = 34  # per token and hidden unit of a layer's tensors (Korthikanti et al. 2022, flash attn)
 MAX_GPUS = 4096
 UNKNOWN_CONTEXT_LIMIT = 1 << 24  # the search bound for max_context when the model names no context length
 # Compare: the precisions a side-by-side table shows, and the workload "fits on" is judged for.
@@ -280,11 +280,13 @@ def _activations(work: _Workload, context: int) -> PlanItem:
                         "2 bytes; runtimes differ in chunk size", False)
     layers = work.layers or 1
     tokens = work.batch * context
-    size = layers * TRAINING_ACTIVATION_BYTES * tokens * hidden + tokens * (work.vocab or 0) * 6
-    return PlanItem("activations", size, f"estimate (Korthikanti et al. 2022, flash attention, no activation "
-                    f"checkpointing): {layers} layers x {TRAINING_ACTIVATION_BYTES} bytes x batch x context x "
-                    f"{hidden:,} hidden, + batch x context x {work.vocab or 0:,} vocabulary x 6 bytes of logits",
-                    False)
+    kept = layers * tokens * hidden * 2 + TRAINING_ACTIVATION_BYTES * tokens * hidden
+    size = kept + tokens * (work.vocab or 0) * 6
+    return PlanItem("activations", size, f"estimate, with activation checkpointing (fine-tuning recipes turn it on): "
+                    f"each of {layers} layers keeps its bf16 input, batch x context x {hidden:,} x 2 bytes, and one "
+                    f"layer at a time is recomputed with all its tensors, {TRAINING_ACTIVATION_BYTES} bytes x batch x "
+                    f"context x {hidden:,} (Korthikanti et al. 2022, flash attention); + batch x context x "
+                    f"{work.vocab or 0:,} vocabulary x 6 bytes of logits (bf16 and fp32)", False)
 
 
 def _notes(work: _Workload, context: int, model_context: int | None) -> list[str]:

@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import math
+import os
 import sys
 from typing import Any
 
@@ -175,7 +176,7 @@ def plan_text(result: MemoryPlan, gpu_name: str | None, explain_items: bool = Fa
 
 def compare_text(rows: list[dict[str, Any]], plans: list[MemoryPlan], gpu_name: str | None) -> str:
     """Models in columns, figures in rows: the side-by-side table."""
-    names = [terminal_safe(row["model"], 40) for row in rows]
+    names = [terminal_safe(_short_name(row["model"]), 40) for row in rows]
     width = max(16, *(len(n) for n in names)) + 2
     out: list[str] = []
 
@@ -213,6 +214,11 @@ def _smallest_fitting(names: list[str]) -> str:
     smallest = [g.name for g in gpus if g.memory_bytes == gpus[0].memory_bytes]
     more = len(gpus) - len(smallest)
     return ", ".join(smallest) + (f" (and {more} larger)" if more else "")
+
+
+def _short_name(model: str) -> str:
+    """A column header: a path's last part, a reference name as typed."""
+    return os.path.basename(model.rstrip("/\\")) or model
 
 
 def both(n: int) -> str:

@@ -1,0 +1,123 @@
+"""`main.py memory`: the readable plan, --explain, --json, several models side by side, and refusals as one
+`error:` line with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import main
+from tests.llama_shapes import LLAMA_31_8B, LLAMA_31_8B_PARAMETERS, write_sparse_sharded_model
+
+REPO = Path(__file__).resolve().parents[1]
+LLAMA_31_70B = {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64,
+                "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False}
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("models")
+    write_sparse_sharded_model(str(root / "llama-8b"), LLAMA_31_8B, shards=1)
+    write_sparse_sharded_model(str(root / "llama-70b"), LLAMA_31_70B, shards=2)
+    return {"8b": str(root / "llama-8b"), "70b": str(root / "llama-70b")}
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main.main(["memory", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_text_plan_for_70b_on_h100(models: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(capsys, models["70b"], "--gpu", "H100 80GB", "--context", "8192")
+    assert code == 0 and err == ""
+    weights = next(line for line in out.splitlines() if line.strip().startswith("weights"))
+    assert weights.split()[1:4] == ["141,107,412,992", "141.11", "131.42"]  # bytes, GB, GiB
+    kv = next(line for line in out.splitlines() if line.strip().startswith("KV cache"))
+    assert kv.split()[2] == f"{327_680 * 8192:,}"
+    assert "Fits         no" in out and "Min GPUs     2" in out
+    assert "estimate" in next(line for line in out.splitlines() if "runtime overhead" in line)
+    assert "Parameters   70.6 B (70,553,706,496)" in out
+
+
+def test_explain_adds_formulas_and_words(models: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, models["70b"], "--gpu", "h100 80gb", "--context", "8192", "--weights", "bf16",
+                        "--explain")
+    assert code == 0
+    assert "      = 70,553,706,496 parameters x 2 bytes (bf16)" in out
+    assert "      = 80 layers x (1,024 + 1,024) values x context x batch x 2 bytes per value" in out
+    assert "70.6 billion parameters take 141 GB (131 GiB) before the model has read a single word" in out
+    assert "adds 320 KiB" in out
+
+
+def test_json_plan(models: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, models["8b"], "--gpu-memory", "24", "--context", "4096", "--mode", "lora",
+                        "--weights", "Q4_K", "--kv", "q8_0", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["parameters"] == doc["active_parameters"] == LLAMA_31_8B_PARAMETERS
+    assert (doc["mode"], doc["gpu_bytes"], doc["gpus"], doc["fits"]) == ("lora", 24 << 30, 1, True)
+    items = {item["name"]: item for item in doc["items"]}
+    assert items["KV cache"]["bytes"] == 32 * 2 * 32 * 34 * 4096  # q8_0: 34 bytes per 32 values
+    assert items["LoRA adapters"]["bytes"] == 4 * 13_631_488 and items["LoRA adapters"]["exact"] is False
+    assert doc["total_bytes"] == sum(item["bytes"] for item in doc["items"])
+    assert isinstance(doc["max_context"], int) and doc["min_gpus"] == 1
+
+
+def test_several_models_side_by_side(models: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, models["8b"], models["70b"], "--context", "8192")
+    assert code == 0
+    header = out.splitlines()[0]
+    assert header.split() == ["llama-8b", "llama-70b"]
+    assert out.splitlines()[1].split() == ["parameters", "8,030,261,248", "70,553,706,496"]
+    assert "KV per token (bf16)" in out and "128 KiB" in out and "320 KiB" in out
+    code, out, _ = _run(capsys, models["8b"], models["70b"], "--context", "8192", "--gpu", "RTX 4090", "--json")
+    doc = json.loads(out)
+    assert [d["compare"]["bytes"]["bf16"] for d in doc] == [16_060_522_496, 141_107_412_992]
+    assert [d["fits"] for d in doc] == [True, False]
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["--context", "-5"], "--context must be at least 1"),
+    (["--context", "lots"], "--context must be a whole number"),
+    (["--gpu", "GTX 9999"], "unknown GPU 'GTX 9999'"),
+    (["--gpu", "H100", "--gpu-memory", "80"], "either --gpu or --gpu-memory"),
+    (["--gpu-memory", "nan"], "--gpu-memory must be a finite number"),
+    (["--gpu-memory", "0"], "--gpu-memory must be a positive number"),
+    (["--gpus", "0"], "--gpus must be at least 1"),
+    (["--weights", "int3"], "unknown weight precision 'int3'"),
+    (["--kv", "fp4"], "unknown KV cache type 'fp4'"),
+    (["--mode", "pretrain"], "unknown workload 'pretrain'"),
+    (["--mode", "full", "--weights", "Q4_K"], "full fine-tuning needs float weights"),
+])
+def test_bad_values_exit_2_with_one_error_line(models: dict[str, str], capsys: pytest.CaptureFixture[str],
+                                               argv: list[str], needle: str) -> None:
+    code, out, err = _run(capsys, models["8b"], *argv)
+    assert code == 2 and out == ""
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+def test_missing_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(capsys, str(tmp_path / "nope.safetensors"))
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_a_hostile_folder_name_is_shown_escaped(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "evil\x1b[2J\u202ename"
+    write_sparse_sharded_model(str(folder), LLAMA_31_8B, shards=1)
+    code, out, _ = _run(capsys, str(folder), "--gpu", "4090", "--context", "100", "--explain")
+    assert code == 0 and "\x1b" not in out and "\u202e" not in out
+    assert "evil\\x1b[2J\\u202ename" in out
+
+
+def test_subprocess_refusal_has_no_traceback(models: dict[str, str]) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    done = subprocess.run([sys.executable, str(REPO / "main.py"), "memory", models["8b"], "--gpus", "-1"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr == "error: --gpus must be at least 1, not -1\n"
