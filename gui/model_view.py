@@ -6,6 +6,12 @@ depth profile and the heatmap. Selecting another row cancels the stale
 selection job. Worker yields only store the latest progress; a timer turns
 that into status-bar updates a few times a second, so a fast stream of
 chunks never floods the UI thread.
+
+Only the Summary is built with the tab: the plot panels (Distribution, Depth,
+Heatmap) and Findings are built the first time they are shown (LazyTab), one
+step per turn of the event loop, so opening a model or switching tabs never
+holds the UI thread for long. Until then the view keeps what they would show
+and hands it over when they are made.
 """
 
 from __future__ import annotations
@@ -37,7 +43,10 @@ from core.tree import TreeNode
 from gui.jobs import OpenedModel, SelectionStats, analysis, depth_job, selection_stats
 from gui.panels.depth import DepthPanel
 from gui.panels.distribution import DistributionPanel
+from gui.panels.findings import FindingsPanel
 from gui.panels.heatmap import HeatmapPanel
+from gui.panels.memory import MemoryPanel
+from gui.panels.no_values import NO_VALUES_TEXT, NoValuesPage, is_config_only
 from gui.panels.summary import SummaryPanel
 from gui.plain import tooltip
 from gui.progress_text import Throughput, partial_text, progress_text
@@ -75,9 +84,63 @@ class Selection:
     heatmap_note: str = ""
 
 
+GENERIC_STEMS = {"model", "pytorch_model", "consolidated", "weights", "checkpoint", "adapter_model",
+                 "diffusion_model", "config", "model.safetensors.index", "pytorch_model.bin.index"}
+
+
 def model_title(path: str) -> str:
-    base = os.path.basename(os.path.normpath(path))
-    return base or path
+    """The model's name as people say it: the folder for generic file names (``Llama-3-8B``, not
+    ``model.safetensors`` or ``model-00001-of-00004.safetensors``), else the file name."""
+    normal = os.path.normpath(path)
+    base = os.path.basename(normal)
+    if not base:
+        return path
+    if os.path.isdir(normal):
+        return base
+    stem = base[:-len(".index.json")] if base.endswith(".index.json") else base.rsplit(".", 1)[0]
+    generic = stem in GENERIC_STEMS or stem.split(".")[0] in GENERIC_STEMS \
+        or stem.startswith(("model-0", "pytorch_model-0", "consolidated.0"))
+    parent = os.path.basename(os.path.dirname(os.path.abspath(normal)))
+    return parent if generic and parent else base
+
+
+class LazyTab(QWidget):
+    """A tab page whose panel is built the first time the page is shown (or asked for by ``get``).
+
+    Shown, it builds on the next turn of the event loop, so the tab switch's own paint and the panel's
+    construction never share one stall; ``on_made`` hands the view's current state to the new panel.
+    """
+
+    def __init__(self, name: str, make, on_made, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName(f"tab_{name}")
+        self._make, self._on_made = make, on_made
+        self.panel = None
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+
+    def get(self):
+        if self.panel is None:
+            self.panel = self._make()
+            self.layout().addWidget(self.panel)
+            if self.isVisible():
+                self.panel.show()  # now, not on Qt's queued show: a panel that works while visible starts at once
+            self._on_made(self.panel)
+        return self.panel
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self.panel is None:
+            QTimer.singleShot(0, self._build_if_shown)
+
+    def _build_if_shown(self) -> None:
+        if self.panel is None and self.isVisible():
+            self.get()
+
+    @property
+    def pending(self) -> bool:
+        """Shown but not built yet (the build waits for the next turn of the event loop)."""
+        return self.panel is None and self.isVisible()
 
 
 class ModelView(QWidget):
@@ -86,6 +149,7 @@ class ModelView(QWidget):
     sig_analysis_changed = Signal()
     sig_error = Signal(str, object, str)  # (dialog title, exception, what we were doing)
     sig_selection_changed = Signal(str)  # tree path ('' for the whole model)
+    sig_legend_requested = Signal(str)  # a term of the memory planner's account
 
     def __init__(self, opened: OpenedModel, device: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
                  parent: QWidget | None = None, auto_analyse: bool = True) -> None:
@@ -97,6 +161,7 @@ class ModelView(QWidget):
         self.device = device
         self.chunk_bytes = chunk_bytes
         self.analysis_state = "idle"  # idle | running | done | cancelled | failed
+        self.config_only = is_config_only(opened.checkpoint)  # from a config.json: an architecture, no values
         self.analysis_error: BaseException | None = None
         self.progress = None  # latest core.stats.AnalysisProgress
         self.result = None  # core.stats.AnalysisResult: live while running, final when done
@@ -111,10 +176,15 @@ class ModelView(QWidget):
         self._tensor_done_count = 0
         self._last_refresh = 0.0
         self._closed = False
+        self.found = None  # core.findings.Findings once computed
+        self._findings_note = ""
+        self._depth_shown: tuple | None = None  # (profiles, note) or ("waiting", text): what the depth panel shows
+        self._heatmap_mark: tuple[str, tuple[int, ...]] | None = None  # (tensor, coordinates) of a clicked finding
 
         self.analysis_job = JobSlot("analysis", self)
         self.selection_job = JobSlot("selection", self)
         self.depth_job = JobSlot("depth", self)
+        self.findings_job = JobSlot("findings", self)
         self.ticker = QTimer(self)
         self.ticker.setInterval(TICK_MS)
         self.ticker.timeout.connect(self._tick)
@@ -182,17 +252,27 @@ class ModelView(QWidget):
         self.tabs = QTabWidget(objectName="panel_tabs")
         self.tabs.setDocumentMode(True)
         self.summary = SummaryPanel(self.checkpoint)
-        self.distribution = DistributionPanel()
-        self.depth = DepthPanel()
-        self.heatmap = HeatmapPanel()
+        self.distribution_tab = LazyTab("distribution", DistributionPanel, self._distribution_made)
+        self.depth_tab = LazyTab("depth", DepthPanel, self._depth_made)
+        self.heatmap_tab = LazyTab("heatmap", HeatmapPanel, self._heatmap_made)
+        self.findings_tab = LazyTab("findings", FindingsPanel, self._findings_made)
         self.tabs.addTab(self.summary, "Summary")
-        self.tabs.addTab(self.distribution, "Distribution")
-        self.tabs.addTab(self.depth, "Depth profile")
-        self.tabs.addTab(self.heatmap, "Heatmap")
+        self.tabs.addTab(self.distribution_tab, "Distribution")
+        self.tabs.addTab(self.depth_tab, "Depth profile")
+        self.tabs.addTab(self.heatmap_tab, "Heatmap")
+        self.tabs.addTab(self.findings_tab, "Findings")
+        self.tabs.setTabToolTip(self.tabs.indexOf(self.findings_tab),
+                                "What needs a look: NaN or Inf, all-zero layers, outliers, crushed tensors")
         self.tabs.setTabToolTip(TAB_SUMMARY, "Parameter counts, where they live, dtypes, memory, architecture")
         self.tabs.setTabToolTip(TAB_DISTRIBUTION, "Histogram and statistics of the selected tensor or group")
         self.tabs.setTabToolTip(TAB_DEPTH, "A statistic against layer index, one line per role")
         self.tabs.setTabToolTip(TAB_HEATMAP, "The selected matrix as an image, downsampled by blocks")
+        self.memory_tab = LazyTab("memory", lambda: MemoryPanel(self.checkpoint, self.title), self._memory_made)
+        self.tabs.addTab(self.memory_tab, "Memory")
+        self.tabs.setTabToolTip(self.tabs.indexOf(self.memory_tab),
+                                "Will it fit? Memory for your GPU, workload, precision and context")
+        if self.config_only:
+            self._show_no_values()
 
         self.splitter.addWidget(left)
         self.splitter.addWidget(self.tabs)
@@ -206,7 +286,103 @@ class ModelView(QWidget):
         expand.clicked.connect(self.tree.expandAll)
         collapse.clicked.connect(self._collapse)
         self.tree.selectionModel().currentRowChanged.connect(self._current_changed)
-        self.depth.sig_tensor_clicked.connect(self.select_tensor)
+
+    # ------------------------------------------------------------------ panels, built when first shown
+    @property
+    def distribution(self) -> DistributionPanel:
+        return self.distribution_tab.get()
+
+    @property
+    def depth(self) -> DepthPanel:
+        return self.depth_tab.get()
+
+    @property
+    def heatmap(self) -> HeatmapPanel:
+        return self.heatmap_tab.get()
+
+    @property
+    def findings(self) -> FindingsPanel:
+        return self.findings_tab.get()
+
+    def _distribution_made(self, panel: DistributionPanel) -> None:
+        sel = self.selection
+        if sel is None:
+            return
+        panel.show_pending(sel.title, sel.subtitle)
+        if self.selection_result is not None:
+            self._selection_update(self.selection_result)
+
+    def _depth_made(self, panel: DepthPanel) -> None:
+        panel.sig_tensor_clicked.connect(self.select_tensor)
+        self._show_depth(self._depth_shown)
+        if self.selection is not None and self.selection.single is not None:
+            panel.highlight(self.selection.single.name)
+
+    def _show_depth(self, what: tuple | None) -> None:
+        self._depth_shown = what
+        panel = self.depth_tab.panel
+        if panel is None or what is None:
+            return
+        if what[0] == "waiting":
+            panel.set_waiting(what[1])
+        else:
+            panel.set_profiles(*what)
+
+    def _heatmap_made(self, panel: HeatmapPanel) -> None:
+        sel = self.selection
+        if sel is not None:
+            panel.set_tensor(self.checkpoint, sel.heatmap_tensor, sel.heatmap_note)
+            self._mark_heatmap()
+
+    def _mark_heatmap(self) -> None:
+        panel = self.heatmap_tab.panel
+        mark = getattr(panel, "mark_position", None)
+        if panel is None or mark is None:
+            return
+        sel = self.selection
+        tensor = sel.heatmap_tensor.name if sel is not None and sel.heatmap_tensor is not None else None
+        if self._heatmap_mark is not None and self._heatmap_mark[0] == tensor:
+            mark(self._heatmap_mark[1])
+        else:
+            mark(None)
+
+    @property
+    def memory(self) -> MemoryPanel:
+        return self.memory_tab.get()
+
+    def _memory_made(self, panel: MemoryPanel) -> None:
+        panel.sig_legend_requested.connect(self.sig_legend_requested)
+
+    def _show_no_values(self) -> None:
+        """A model from its config.json has no values: its value tabs say so, and their panels are never built."""
+        for tab in (self.distribution_tab, self.depth_tab, self.heatmap_tab, self.findings_tab):
+            index = self.tabs.indexOf(tab)
+            label, tip = self.tabs.tabText(index), self.tabs.tabToolTip(index)
+            self.tabs.removeTab(index)
+            tab.setParent(self)
+            tab.hide()
+            self.tabs.insertTab(index, NoValuesPage(), label)
+            self.tabs.setTabToolTip(index, tip)
+
+    def _findings_made(self, panel: FindingsPanel) -> None:
+        panel.sig_finding_activated.connect(self.show_finding)
+        if self.found is not None:
+            panel.set_findings(self.found, self._findings_note)
+        else:
+            panel.set_waiting("Waiting for the whole-model analysis…" if self.analysis_state == "running"
+                              else "Computing findings…")
+
+    def show_finding(self, finding) -> None:
+        """Select the finding's tensor and show it: histogram now, the heatmap marked at its coordinates."""
+        at = finding.at[0] if finding.at else None
+        self._heatmap_mark = (finding.tensor, at) if at is not None and len(at) == 2 else None
+        if self.select_tensor(finding.tensor):
+            self.tabs.setCurrentWidget(self.distribution_tab)
+            self._mark_heatmap()
+
+    def _heatmap_slots(self) -> list[JobSlot]:
+        panel = self.heatmap_tab.panel
+        return [panel.job] if panel is not None else []
 
     def _expand_default(self) -> None:
         self.tree.collapseAll()
@@ -336,14 +512,21 @@ class ModelView(QWidget):
         return Selection(node.path, title, sub, tensors, None, heat, note)
 
     def show_node(self, node: TreeNode) -> None:
+        if self.config_only:  # no values to read; the value tabs say so
+            self.sig_selection_changed.emit(node.path)
+            return
         sel = self._selection_for(node)
         self.selection = sel
         self.selection_result = None
         if self.tabs.currentIndex() == TAB_SUMMARY:
             self.tabs.setCurrentIndex(TAB_DISTRIBUTION)
-        self.distribution.show_pending(sel.title, sel.subtitle)
-        self.heatmap.set_tensor(self.checkpoint, sel.heatmap_tensor, sel.heatmap_note)
-        self.depth.highlight(sel.single.name if sel.single else None)
+        if self.distribution_tab.panel is not None:
+            self.distribution_tab.panel.show_pending(sel.title, sel.subtitle)
+        if self.heatmap_tab.panel is not None:
+            self.heatmap_tab.panel.set_tensor(self.checkpoint, sel.heatmap_tensor, sel.heatmap_note)
+            self._mark_heatmap()
+        if self.depth_tab.panel is not None:
+            self.depth_tab.panel.highlight(sel.single.name if sel.single else None)
         self._start_selection_job()
         self.sig_selection_changed.emit(sel.path)
 
@@ -392,6 +575,8 @@ class ModelView(QWidget):
         self.selection_result = update
         if self.selection_reading:
             self.selection_meter.add(update.bytes_done)
+        if self.distribution_tab.panel is None:
+            return  # kept in selection_result: drawn when the panel is first shown
         if update.stats is None:
             if self._selection_waiting:
                 self.distribution.show_pending(sel.title, f"{sel.subtitle} · waiting for the whole-model analysis")
@@ -417,7 +602,7 @@ class ModelView(QWidget):
 
         self.selection_reading = False
         self._stop_ticker_when_quiet()
-        if self.selection is not None:
+        if self.selection is not None and self.distribution_tab.panel is not None:
             self.distribution.clear(self.selection.title,
                                     f"could not compute statistics: {reason(exc, 'computing statistics')}")
         self.sig_analysis_changed.emit()
@@ -429,7 +614,7 @@ class ModelView(QWidget):
     # ------------------------------------------------------------------ whole-model analysis
     def start_analysis(self) -> None:
         """(Re)start the statistics of every tensor in the background."""
-        if self._closed:
+        if self._closed or self.config_only:
             return
         checkpoint, device, chunk = self.checkpoint, self.device, self.chunk_bytes
 
@@ -443,7 +628,11 @@ class ModelView(QWidget):
         self.analysis_job.start(job, on_yield=self._analysis_progress, on_return=self._analysis_done,
                                 on_error=self._analysis_failed, on_abort=self._analysis_aborted)
         self.ticker.start()
-        self.depth.set_waiting("Waiting for the whole-model analysis…")
+        self._show_depth(("waiting", "Waiting for the whole-model analysis…"))
+        self.found = None
+        self.findings_job.cancel()
+        if self.findings_tab.panel is not None:
+            self.findings_tab.panel.set_waiting("Waiting for the whole-model analysis…")
         self.sig_analysis_changed.emit()
 
     def is_reading(self) -> bool:
@@ -453,8 +642,10 @@ class ModelView(QWidget):
     def cancel_analysis(self) -> None:
         """Cancel means cancel: no job of this tab reads the file afterwards until the user asks again."""
         was_reading = self.is_reading()
-        self._remember_stopping(self.heatmap.job, self.selection_job, self.analysis_job)
-        self.heatmap.cancel()
+        self._remember_stopping(*self._heatmap_slots(), self.selection_job, self.analysis_job, self.findings_job)
+        if self.heatmap_tab.panel is not None:
+            self.heatmap_tab.panel.cancel()
+        self.findings_job.cancel()
         if self.selection_reading:
             self.selection_job.cancel()
             self.selection_reading = False
@@ -484,7 +675,7 @@ class ModelView(QWidget):
         p = self.progress
         if p is not None and self.analysis_state == "running":
             self.analysis_meter.add(p.bytes_done)
-            self.depth.set_waiting(f"Not analysed yet: whole-model analysis {p.fraction:.0%}")
+            self._show_depth(("waiting", f"Not analysed yet: whole-model analysis {p.fraction:.0%}"))
         self.sig_analysis_changed.emit()
         if self._selection_waiting and time.monotonic() - self._last_refresh > 1.0 and not self.selection_job.busy:
             self._start_selection_job()
@@ -517,7 +708,43 @@ class ModelView(QWidget):
             self._start_selection_job(may_read=self.analysis_state == "done")
         self._selection_waiting = False
         self._start_depth_job()
+        self._start_findings_job()
         self.sig_analysis_changed.emit()
+
+    def _start_findings_job(self) -> None:
+        """Findings of what was analysed; only a finished analysis may read values (for coordinates)."""
+        if self._closed or self.result is None:
+            return
+        from core.findings import find
+
+        result, checkpoint = self.result, self.checkpoint
+        read = self.analysis_state == "done"
+        self._findings_note = "" if read else \
+            f"Partial: the analysis was {self.analysis_state}; only the tensors analysed so far were checked."
+        self.findings_job.start(lambda stop: find(result, checkpoint, read_values=read, should_stop=stop),
+                                on_return=self._findings_done, on_error=self._findings_failed)
+
+    def _findings_done(self, found) -> None:
+        self.found = found
+        if self.findings_tab.panel is not None:
+            self.findings_tab.panel.set_findings(found, self._findings_note)
+        marks: dict[str, list[tuple[str, str]]] = {}
+        for f in found.all():
+            marks.setdefault(f.tensor, []).append((f.severity, f.message))
+        self.tree_model.set_findings(marks)
+        set_count = getattr(self.summary, "set_problem_count", None)
+        if set_count is not None:
+            set_count(found.problems, found.analysed)
+        self.sig_analysis_changed.emit()
+
+    def _findings_failed(self, exc: BaseException) -> None:
+        from core.errors import CheckpointError
+        from gui.errors import reason
+
+        if self.findings_tab.panel is not None:
+            self.findings_tab.panel.set_waiting(f"Could not compute the findings: {reason(exc, 'finding problems')}")
+        if not isinstance(exc, CheckpointError):
+            self.sig_error.emit("Internal error", exc, "finding problems")
 
     def analysed_counts(self) -> tuple[int, int, float]:
         """(tensors analysed, tensors to analyse, fraction of their bytes) over the whole model."""
@@ -539,17 +766,19 @@ class ModelView(QWidget):
             note = (f"partial: {partial_text(done, total, fraction)} (analysis {self.analysis_state})" if done
                      else f"analysis {self.analysis_state}")
         job = functools.partial(depth_job, self.checkpoint.tensors, summaries)
-        self.depth_job.start(job, on_return=lambda profiles: self.depth.set_profiles(profiles, note),
+        self.depth_job.start(job, on_return=lambda profiles: self._show_depth((profiles, note)),
                              on_error=self._depth_failed)
 
     def _depth_failed(self, exc: BaseException) -> None:
         from gui.errors import reason
 
-        self.depth.set_waiting(f"Depth profile failed: {reason(exc, 'computing the depth profile')}")
+        self._show_depth(("waiting", f"Depth profile failed: {reason(exc, 'computing the depth profile')}"))
         self.sig_error.emit("Internal error", exc, "computing the depth profile")
 
     # ------------------------------------------------------------------ status
     def status_text(self) -> str:
+        if self.config_only:
+            return f"{self.title}: {NO_VALUES_TEXT}"
         p = self.progress
         if self.analysis_state == "running":
             if p is None:
@@ -587,14 +816,18 @@ class ModelView(QWidget):
 
     def is_idle(self) -> bool:
         return not (self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
-                    or self.heatmap.job.busy or any(not w.is_done for w in self._stopping))
+                    or self.findings_job.busy or any(slot.busy for slot in self._heatmap_slots())
+                    or any(tab.pending for tab in (self.distribution_tab, self.depth_tab, self.heatmap_tab,
+                                                   self.findings_tab))
+                    or any(not w.is_done for w in self._stopping))
 
     def shutdown(self) -> None:
         """Cancel every job of this view; the checkpoint is closed once they have all stopped."""
         self._closed = True
         self.ticker.stop()
         running = self.pending_workers()
-        for slot in (self.analysis_job, self.selection_job, self.depth_job, self.heatmap.job):
+        for slot in (self.analysis_job, self.selection_job, self.depth_job, self.findings_job,
+                     *self._heatmap_slots()):
             slot.cancel()
         checkpoint = self.checkpoint
 
@@ -608,8 +841,8 @@ class ModelView(QWidget):
 
     def pending_workers(self) -> list:
         """Workers of this tab still running, cancelled ones finishing their chunk included."""
-        live = [slot.worker for slot in (self.analysis_job, self.selection_job, self.depth_job, self.heatmap.job)
-                if slot.worker is not None]
+        live = [slot.worker for slot in (self.analysis_job, self.selection_job, self.depth_job, self.findings_job,
+                                         *self._heatmap_slots()) if slot.worker is not None]
         return [w for w in live + self._stopping if not w.is_done]
 
     def current_node(self) -> TreeNode | None:

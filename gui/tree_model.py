@@ -20,6 +20,10 @@ from core.tree import TreeNode
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 NODE_ROLE = Qt.ItemDataRole.UserRole + 2
+MARK_ROLE = Qt.ItemDataRole.UserRole + 3  # the worst severity of the findings below a row, or None
+MARK_COLOURS = {"error": "#dc2626", "warning": "#d97706", "note": "#2563eb"}
+SEVERITY_RANK = {"error": 0, "warning": 1, "note": 2}
+MARK_LINES = 5  # findings named in a row's tooltip; the rest are counted
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -68,6 +72,8 @@ class LayerTreeModel(QAbstractItemModel):
         self._total = total_parameters if total_parameters is not None else root.parameters
         self._parents: dict[int, TreeNode | None] = {}
         self._rows: dict[int, int] = {}
+        self._findings: dict[str, list[tuple[str, str]]] = {}  # tensor name -> (severity, plain line)
+        self._marks: dict[int, tuple[str, list[str]]] = {}  # id(node) -> (worst severity, lines below it)
         self._index_tree(root)
 
     # -- structure ------------------------------------------------------------
@@ -75,7 +81,45 @@ class LayerTreeModel(QAbstractItemModel):
         self.beginResetModel()
         self._root = root
         self._index_tree(root)
+        self._marks = self._compute_marks()
         self.endResetModel()
+
+    def set_findings(self, findings: dict[str, list[tuple[str, str]]]) -> None:
+        """Mark the rows whose tensors (or folded groups holding them) have findings: tensor name ->
+        [(severity, plain line)]. The mark is a dot coloured by the worst severity; its tooltip says what."""
+        old = set(self._marks)
+        self._findings = findings
+        self._marks = self._compute_marks()
+        for node in self._root.walk():
+            if id(node) in old or id(node) in self._marks:
+                index = self.index_of(node, COL_NAME)
+                self.dataChanged.emit(index, index, [Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.ToolTipRole,
+                                                     MARK_ROLE])
+
+    def mark(self, node: TreeNode) -> tuple[str, list[str]] | None:
+        """(worst severity, lines) of the findings at or below ``node``; None when it has none."""
+        return self._marks.get(id(node))
+
+    def _compute_marks(self) -> dict[int, tuple[str, list[str]]]:
+        if not self._findings:
+            return {}
+        marks: dict[int, tuple[str, list[str]]] = {}
+        for node in reversed(list(self._root.walk())):  # children before parents
+            severity, lines = "", []
+            for t in node.tensors:
+                for sev, line in self._findings.get(t.name, ()):
+                    lines.append(line)
+                    severity = sev if not severity or SEVERITY_RANK.get(sev, 3) < SEVERITY_RANK.get(severity, 3) \
+                        else severity
+            for child in node.children:
+                below = marks.get(id(child))
+                if below is not None:
+                    lines.extend(below[1])
+                    if not severity or SEVERITY_RANK.get(below[0], 3) < SEVERITY_RANK.get(severity, 3):
+                        severity = below[0]
+            if lines:
+                marks[id(node)] = (severity, lines)
+        return marks
 
     @property
     def root(self) -> TreeNode:
@@ -160,10 +204,23 @@ class LayerTreeModel(QAbstractItemModel):
             return self._sort_key(node, col)
         if role == NODE_ROLE:
             return node
+        if role == MARK_ROLE:
+            found = self._marks.get(id(node))
+            return found[0] if found else None
+        if role == Qt.ItemDataRole.DecorationRole and col == COL_NAME:
+            found = self._marks.get(id(node))
+            return _dot(found[0]) if found else None
         if role == Qt.ItemDataRole.ToolTipRole:
             from gui.plain import tooltip
 
-            return tooltip(self._tooltip(node, col))  # tensor names from the file: shown, never rendered
+            text = self._tooltip(node, col)
+            found = self._marks.get(id(node)) if col == COL_NAME else None
+            if found:
+                severity, lines = found
+                more = f"\n… and {len(lines) - MARK_LINES:,} more" if len(lines) > MARK_LINES else ""
+                text += (f"\n\n{len(lines):,} finding{'s' if len(lines) != 1 else ''} here (worst: {severity}; "
+                         "see the Findings tab):\n" + "\n".join(f"• {line}" for line in lines[:MARK_LINES]) + more)
+            return tooltip(text)  # tensor names from the file: shown, never rendered
         if role == Qt.ItemDataRole.TextAlignmentRole and COLUMNS[col].numeric:
             return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if role == Qt.ItemDataRole.ForegroundRole and col != COL_NAME and self._display(node, col) == "–":
@@ -247,6 +304,26 @@ class LayerTreeModel(QAbstractItemModel):
 
 def _count(n: int) -> str:
     return human_count(n) if n else "–"
+
+
+_DOTS: dict[str, object] = {}
+
+
+def _dot(severity: str):
+    """A small filled circle in the severity's colour (made once per colour)."""
+    if severity not in _DOTS:
+        from PySide6.QtGui import QColor, QIcon, QPainter, QPixmap
+
+        pixmap = QPixmap(12, 12)
+        pixmap.fill(QColor(0, 0, 0, 0))
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(QColor(MARK_COLOURS.get(severity, "#6b7280")).darker(130))
+        painter.setBrush(QColor(MARK_COLOURS.get(severity, "#6b7280")))
+        painter.drawEllipse(1, 1, 10, 10)
+        painter.end()
+        _DOTS[severity] = QIcon(pixmap)
+    return _DOTS[severity]
 
 
 # --------------------------------------------------------------------------- filtering

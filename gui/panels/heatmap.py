@@ -56,7 +56,21 @@ class HeatmapPanel(QWidget):
                                         width=14)
         self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
         layout.addWidget(self.plot, 1)
+        self.marker = pg.ScatterPlotItem(size=18, symbol="o", pen=pg.mkPen("#dc2626", width=2), brush=None)
+        self.marker.setZValue(10)
+        self.plot.addItem(self.marker)
+        self.marked: tuple[int, ...] | None = None
         self.mode.currentIndexChanged.connect(self._maybe_start)
+
+    def mark_position(self, at: tuple[int, ...] | None) -> None:
+        """Ring one (row, column) of the matrix, e.g. a finding's outlier; None removes the ring."""
+        self.marked = tuple(at) if at is not None and len(at) == 2 else None
+        if self.marked is None:
+            self.marker.setData([], [])
+            return
+        row, col = self.marked
+        self.marker.setData([col + 0.5], [row + 0.5])
+        self.marker.setToolTip(f"finding at row {row:,}, column {col:,}")
 
     @property
     def current_mode(self) -> str:
