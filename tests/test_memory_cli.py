@@ -121,3 +121,47 @@ def test_subprocess_refusal_has_no_traceback(models: dict[str, str]) -> None:
                           capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr == "error: --gpus must be at least 1, not -1\n"
+
+
+# --- reference models by name (config-only: resources/models) ----------------------------------------------------
+def test_reference_70b_on_h100_answers_with_exact_weight_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "llama-3.1-70b", "--gpu", "H100 80GB", "--context", "8192")
+    assert code == 0 and "141,107,412,992" in out
+    code, out, _ = _run(capsys, "llama-3.1-70b", "--gpu", "H100 80GB", "--context", "8192", "--json")
+    doc = json.loads(out)
+    assert doc["model"] == "llama-3.1-70b" and doc["parameters"] == 70_553_706_496
+    assert doc["items"][0] == {**doc["items"][0], "name": "weights", "bytes": 141_107_412_992, "exact": True}
+    assert (doc["fits"], doc["min_gpus"], doc["max_context"]) == (False, 2, None)
+
+
+def test_the_three_llama_sizes_side_by_side(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b", "--context", "8192", "--kv", "fp16",
+                        "--json")
+    assert code == 0
+    rows = [d["compare"] for d in json.loads(out)]
+    assert [r["parameters"] for r in rows] == [8_030_261_248, 70_553_706_496, 405_853_388_800]
+    assert [r["kv_bytes_per_token"] for r in rows] == [131_072, 327_680, 516_096]
+    assert rows[2]["bytes"]["bf16"] == 2 * 405_853_388_800 and round(rows[2]["bytes"]["bf16"] / (1 << 30)) == 756
+    assert rows[2]["fits_on"] == []  # 812 GB: no single card holds the 405B in bf16
+    code, text, _ = _run(capsys, "llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b")
+    assert code == 0 and text.splitlines()[0].split() == ["llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b"]
+    assert "none in the catalog" in text
+
+
+@pytest.mark.parametrize(("name", "per_token_bf16"), [
+    ("deepseek-v3", 61 * (512 + 64) * 2),  # latent attention
+    ("gemma-2-9b", 42 * 2 * 8 * 256 * 2),  # head_dim 256, not 3584 / 16
+    ("bert-base-uncased", 0),  # encoder-only
+])
+def test_reference_kv_cache(capsys: pytest.CaptureFixture[str], name: str, per_token_bf16: int) -> None:
+    code, out, _ = _run(capsys, name, "--context", "8192", "--json")
+    assert code == 0
+    assert json.loads(out)["kv_bytes_per_token"] == per_token_bf16
+
+
+def test_reference_moe_reports_active_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = _run(capsys, "deepseek-v3", "--gpu", "H200", "--gpus", "8", "--weights", "fp8", "--context",
+                        "32768", "--explain")
+    assert code == 0
+    assert "Active       " in out and "mixture of experts" in out
+    assert "61 layers x 576 values x context x batch x 2 bytes per value" in out
