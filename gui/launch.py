@@ -26,12 +26,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen to a PNG and exit")
     parser.add_argument("--select", metavar="NAME", help="with --screenshot: the tensor (or tree path) to select")
     parser.add_argument("--size", default="1400x900", metavar="WxH", help="with --screenshot: window size")
-    parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap"],
+    parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap", "memory", "findings"],
                         help="with --screenshot: the panel to show")
+    parser.add_argument("--compare-memory", nargs="+", metavar="MODEL",
+                        help="open the side-by-side memory view of these open paths or reference model names "
+                             "(with --screenshot: screenshot that view)")
     parser.add_argument("--quit-after-shown", type=float, metavar="SECONDS",
                         help="quit SECONDS after the window is shown and the models are open and analysed "
                              "(exit 0, or 2 if one failed): a smoke test on a real display")
     args = parser.parse_args(argv)
+    from gui.references import model_path
+
+    args.paths = [model_path(p) for p in args.paths]  # "llama-3.1-70b" names a bundled reference config
     match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", args.size)
     if not match:
         parser.error(f"--size must look like 1400x900, not {args.size!r}")
@@ -57,6 +63,8 @@ def launch(argv: list[str]) -> int:
         window.show()
         if args.paths:
             window.open_paths(args.paths)
+        if args.compare_memory:
+            window.open_memory_compare(args.compare_memory)
         if args.quit_after_shown is not None:
             _quit_when_shown_and_idle(app, window, args.quit_after_shown)
         return app.exec()
@@ -119,8 +127,20 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
             print(f"error: no tensor or tree path named {args.select!r}", file=sys.stderr)
             finish(2)
             return
-        if view is not None and args.tab:
+        if view is not None and args.tab == "memory":
+            view.tabs.setCurrentWidget(view.memory_tab)
+        elif view is not None and args.tab == "findings":
+            view.tabs.setCurrentWidget(view.findings_tab)
+        elif view is not None and args.tab:
             view.tabs.setCurrentIndex(["summary", "distribution", "depth", "heatmap"].index(args.tab))
+        page = view.tabs.currentWidget() if view is not None else None
+        if hasattr(page, "get"):
+            page.get()  # a panel built when first shown: built now, so the idle wait covers its own work
+        if args.compare_memory:
+            from gui.memory_compare import compare_screenshot
+
+            compare_screenshot(window, args, finish)
+            return
         window.run_when_idle(save)
 
     def save() -> None:

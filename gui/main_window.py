@@ -77,6 +77,31 @@ up all of them. Untick "Fold repeated blocks" to see each block.</p>
 </ul>
 <p>Statistics are exact: 16-bit values are counted bit pattern by bit pattern; 32-bit values keep exact moments,
 extremes and tails. Memory figures: parameters × bytes per parameter (fp32 4, bf16 2, int8 1, int4 ½).</p>
+<h3><a name="memory"></a>Memory: will it fit?</h3>
+<ul>
+<li><a name="parameters"></a><b>Parameters</b>: each is one number the model learned; all of them sit in GPU
+memory while it runs.</li>
+<li><a name="precision"></a><b>Precision</b>: bytes per number. fp32 4, bf16 and fp16 2, fp8 and int8 1, int4 ½.
+GGUF types (Q8_0, Q4_K …) store blocks of numbers with a shared scale: bits per weight = 8 × block bytes ÷ block
+size (Q4_K 4.5, Q8_0 8.5).</li>
+<li><a name="context"></a><b>Context</b>: the tokens the model looks back over at once (prompt and answer).</li>
+<li><a name="kv-cache"></a><b>KV cache</b>: the keys and values of every earlier token, kept by every layer so
+each new token need not recompute them: layers × KV heads × (key + value size) × bytes, per token. Grouped-query
+attention (fewer KV heads) shrinks it; sliding-window layers keep only their window.</li>
+<li><a name="activations"></a><b>Activations</b> (estimate): what the layers compute on the way through; in
+training they are kept for the backward pass and grow with batch × context.</li>
+<li><a name="gradients"></a><b>Gradients</b>: one per trained number, saying how it should change.</li>
+<li><a name="optimizer"></a><b>Optimizer states</b>: Adam keeps two running averages per trained number (8 bytes
+in fp32, 2 with 8-bit Adam) and, in mixed precision, an fp32 master copy (4 bytes).</li>
+<li><a name="lora"></a><b>LoRA</b>: fine-tuning that freezes the model and trains small adapter matrices beside
+it, so gradients and optimizer states stay small.</li>
+<li><a name="moe"></a><b>Mixture of experts</b>: each token passes through a few experts only (the active
+parameters), but all experts must be in memory.</li>
+<li><a name="overhead"></a><b>Runtime overhead</b> (estimate): the CUDA context and library workspaces on each GPU,
+and gaps the allocator cannot use.</li>
+<li><b>GiB and GB</b>: GPU memory is sold in GiB (2<sup>30</sup> bytes, an "80GB" card has 80 GiB); model cards
+often say GB (10<sup>9</sup> bytes), 7% less per unit.</li>
+</ul>
 """
 
 
@@ -350,6 +375,7 @@ class MainWindow(QMainWindow):
         view.fold_check.setChecked(self.action_fold.isChecked())
         view.sig_analysis_changed.connect(self._update_status)
         view.sig_error.connect(self._view_error)
+        view.sig_legend_requested.connect(self.show_legend)
         index = self.tabs.addTab(view, mnemonic_safe(bounded(view.title, 40)))
         self.tabs.setTabToolTip(index, tooltip(opened.path))
         self.tabs.setCurrentIndex(index)
@@ -516,7 +542,8 @@ class MainWindow(QMainWindow):
             self._update_status()
         dialog.deleteLater()
 
-    def show_legend(self) -> None:
+    def show_legend(self, anchor: str = "") -> None:
+        """Help > Legend; ``anchor`` scrolls to one entry (a term the memory planner's account links)."""
         dialog = QDialog(self, objectName="legend_dialog")
         dialog.setWindowTitle("Legend: what the numbers mean")
         layout = QVBoxLayout(dialog)
@@ -524,6 +551,8 @@ class MainWindow(QMainWindow):
         from gui.panels.summary import legend_html
 
         text.setHtml(LEGEND_HTML + legend_html())
+        if isinstance(anchor, str) and anchor:  # QAction.triggered passes a bool
+            QTimer.singleShot(0, lambda: text.scrollToAnchor(anchor))
         layout.addWidget(text)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(dialog.reject)

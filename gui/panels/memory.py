@@ -15,12 +15,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QGridLayout,
     QGroupBox,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QScrollArea,
@@ -92,7 +92,7 @@ class StackedMemoryBar(pg.PlotWidget):
         self.getPlotItem().hideAxis("left")
         self.getPlotItem().getAxis("bottom").enableAutoSIPrefix(False)
         self.setLabel("bottom", "GiB")
-        self.setFixedHeight(96)
+        self.setFixedHeight(104)
         self.segments: list[tuple[str, float, float]] = []  # (item, start GiB, width GiB)
         self.capacity_gib: float | None = None
 
@@ -116,11 +116,11 @@ class StackedMemoryBar(pg.PlotWidget):
         right = max(start, self.capacity_gib or 0.0) or 1.0
         if self.capacity_gib is not None:
             line = pg.InfiniteLine(pos=self.capacity_gib, angle=90, pen=pg.mkPen(WARNING, width=2, style=Qt.DashLine),
-                                   label=capacity_label, labelOpts={"position": 0.93, "color": WARNING,
+                                   label=capacity_label, labelOpts={"position": 0.97, "color": WARNING,
                                                                      "anchors": [(1, 0), (1, 0)]})
             self.addItem(line)
         self.setXRange(0, right, padding=0.03)
-        self.setYRange(-0.5, 0.75, padding=0)
+        self.setYRange(-0.45, 0.95, padding=0)  # the capacity label sits above the bar
         self.setToolTip("\n".join(f"{name}: {binary_size(int(width * GIB))}" for name, _, width in self.segments))
 
 
@@ -160,7 +160,8 @@ class MemoryPanel(QScrollArea):
         layout.addWidget(self.details)
         self.bar = StackedMemoryBar()
         layout.addWidget(self.bar)
-        below = QHBoxLayout()
+        self.below = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        below = self.below
         below.setSpacing(12)
         self.items_table = self._items_table()
         self.notes = plain_label("", "Muted")
@@ -193,15 +194,15 @@ class MemoryPanel(QScrollArea):
         self.gpu_combo.addItem(CUSTOM_GPU, None)
         self.gpu_combo.setCurrentText(DEFAULT_GPU)
         self.custom_gib = QDoubleSpinBox(objectName="memory_custom_gib")
-        self.custom_gib.setRange(0.5, 1 << 20)
+        self.custom_gib.setRange(0.5, 99999)
         self.custom_gib.setDecimals(1)
         self.custom_gib.setValue(24.0)
         self.custom_gib.setSuffix(" GiB")
         self.custom_gib.setToolTip("Your GPU's memory in GiB (choose \"Custom…\" in the list)")
         self.gpus_spin = QSpinBox(objectName="memory_gpus")
         self.gpus_spin.setRange(1, 4096)
-        self.gpus_spin.setToolTip("GPUs sharing the model evenly (tensor or pipeline parallel; FSDP when training)")
         self.mode_combo = QComboBox(objectName="memory_mode")
+        self.gpus_spin.setToolTip("GPUs sharing the model evenly (tensor or pipeline parallel; FSDP when training)")
         for key, label in WORKLOADS:
             self.mode_combo.addItem(label, key)
         self.adam8bit = QCheckBox("8-bit Adam", objectName="memory_adam8bit")
@@ -228,10 +229,14 @@ class MemoryPanel(QScrollArea):
         self.batch_spin = QSpinBox(objectName="memory_batch")
         self.batch_spin.setRange(1, 65536)
         self.batch_spin.setToolTip("Sequences processed at once")
-        rows = (("GPU", self.gpu_combo, "Memory", self.custom_gib),
-                ("GPUs", self.gpus_spin, "Workload", self._pair(self.mode_combo, self.adam8bit)),
-                ("Weights", self.weights_combo, "KV cache", self.kv_combo),
-                ("Context", self.context_spin, "Batch", self.batch_spin))
+        for combo in (self.gpu_combo, self.mode_combo, self.weights_combo, self.kv_combo):
+            combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            combo.setMinimumContentsLength(8)  # narrow windows keep every input in view
+        rows = (("GPU", self.gpu_combo, "Custom size", self.custom_gib),
+                ("GPUs", self.gpus_spin, "Workload", self.mode_combo),
+                ("Weights", self.weights_combo, "Optimizer", self.adam8bit),
+                ("KV cache", self.kv_combo, "Batch", self.batch_spin),
+                ("Context", self.context_spin, "", QWidget()))
         for r, (a, wa, b, wb) in enumerate(rows):
             grid.addWidget(QLabel(a), r, 0)
             grid.addWidget(wa, r, 1)
@@ -245,15 +250,6 @@ class MemoryPanel(QScrollArea):
                        self.batch_spin.valueChanged, self.adam8bit.toggled):
             signal.connect(self.recompute)
         return box
-
-    @staticmethod
-    def _pair(first: QWidget, second: QWidget) -> QWidget:
-        holder = QWidget()
-        row = QHBoxLayout(holder)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(first, 1)
-        row.addWidget(second)
-        return holder
 
     def _items_table(self) -> QTableWidget:
         table = QTableWidget(0, 4, objectName="memory_items")
@@ -272,6 +268,12 @@ class MemoryPanel(QScrollArea):
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.ResizeToContents)
         return table
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        """Items and account side by side when there is room, one above the other when not."""
+        super().resizeEvent(event)
+        wide = self.viewport().width() >= 820
+        self.below.setDirection(QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom)
 
     # -- state ----------------------------------------------------------------
     @property
