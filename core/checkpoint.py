@@ -79,6 +79,31 @@ class FileEntry:
     size: int
 
 
+@dataclass(frozen=True)
+class _Tally:
+    """Totals of a list of tensors (see Checkpoint._tally)."""
+
+    elements: int
+    parameters: int
+    by_kind: dict[str, int]
+    by_role: dict[str, int]
+    by_dtype: dict[str, int]
+
+    @classmethod
+    def of(cls, tensors: list[TensorInfo]) -> _Tally:
+        by_kind = {"weight": 0, "bias": 0, "embedding": 0, "buffer": 0}
+        by_role: dict[str, int] = {}
+        by_dtype: dict[str, int] = {}
+        for t in tensors:
+            n = t.elements
+            by_kind[t.kind] = by_kind.get(t.kind, 0) + n
+            by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + n
+            if t.kind != "buffer" and t.kind != "state":  # TensorInfo.is_parameter, inlined for a million tensors
+                by_role[t.role] = by_role.get(t.role, 0) + n
+        parameters = sum(n for kind, n in by_kind.items() if kind not in ("buffer", "state"))
+        return cls(sum(by_kind.values()), parameters, by_kind, by_role, by_dtype)
+
+
 @dataclass
 class Checkpoint:
     """A model opened by content: its files, tensors, metadata and architecture facts."""
@@ -95,6 +120,7 @@ class Checkpoint:
     # One-line statement of how the file was read, e.g. "data only: read without running code".
     safety: str = "data only: read without running code"
     _readers: ReaderPool = field(default_factory=ReaderPool, repr=False)  # bounded: thousands of shards
+    _counted: tuple[tuple[int, int], _Tally] | None = field(default=None, repr=False, compare=False)
 
     # --- counts -------------------------------------------------------------
     @property
@@ -103,31 +129,34 @@ class Checkpoint:
 
     @property
     def element_count(self) -> int:
-        return sum(t.elements for t in self.tensors)
+        return self._tally().elements
 
     @property
     def parameter_count(self) -> int:
-        return sum(t.elements for t in self.tensors if t.is_parameter)
+        return self._tally().parameters
 
     def by_kind(self) -> dict[str, int]:
         """Elements per kind; "state" (optimizer moments, EMA copies) appears only when the file holds some."""
-        out = {"weight": 0, "bias": 0, "embedding": 0, "buffer": 0}
-        for t in self.tensors:
-            out[t.kind] = out.get(t.kind, 0) + t.elements
-        return out
+        return dict(self._tally().by_kind)
 
     def by_role(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.tensors:
-            if t.is_parameter:
-                out[t.role] = out.get(t.role, 0) + t.elements
-        return out
+        return dict(self._tally().by_role)
 
     def by_dtype(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.tensors:
-            out[t.dtype] = out.get(t.dtype, 0) + t.elements
-        return out
+        return dict(self._tally().by_dtype)
+
+    def forget_counts(self) -> None:
+        """Drop the remembered totals: call after changing records of ``tensors`` in place."""
+        self._counted = None
+
+    def _tally(self) -> _Tally:
+        """Every total in one pass, remembered for this list of tensors: a million-tensor header was summed
+        a dozen times by one `info`. A new list (``checkpoint.tensors = ...``) is counted afresh; changes in
+        place must call forget_counts()."""
+        key = (id(self.tensors), len(self.tensors))
+        if self._counted is None or self._counted[0] != key:
+            self._counted = (key, _Tally.of(self.tensors))
+        return self._counted[1]
 
     def tensor(self, name: str) -> TensorInfo:
         for t in self.tensors:
