@@ -295,6 +295,7 @@ def _finish(checkpoint: Checkpoint) -> Checkpoint:
         kind, role = classify(t.name, t.shape, t.dtype)
         if kind != t.kind or role != t.role:
             tensors[i] = _classified(t, kind, role)
+    checkpoint.forget_counts()
     config = checkpoint.metadata.get("config.json") if checkpoint.format == "config" else _load_config(checkpoint)
     if config is not None:
         checkpoint.metadata.setdefault("config.json", config)
