@@ -1,7 +1,10 @@
 """A chosen statistic against block index, one line per role, so that an odd layer stands out.
 
 Data come from core.depth (computed in a worker); clicking a point asks for
-that tensor to be selected.
+that tensor to be selected. The legend sits beside the plot (never over a line); a
+click on its sample shows or hides a line, and norm scales (values near 1, another
+scale from the weight matrices) start hidden. On a log scale an all-zero tensor,
+which has no logarithm, is drawn at the bottom with a mark rather than left out.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QStackedLayout, QVBoxLayout, QWidget
 
 from core.depth import STATISTICS, DepthSeries
 from gui.plain import rich_escape, tooltip
@@ -26,6 +29,30 @@ STAT_HELP = {
 }
 _DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
 SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: larger lines are drawn scaled
+HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
+ZERO_MARK = "#b91c1c"
+MAX_LAYER_TICKS = 12
+
+
+def distinct_colors(roles: list[str]) -> list[str]:
+    """One colour per line, never repeated while the palette lasts: the role's colour first, if still free."""
+    used: set[str] = set()
+    out = []
+    spare = list(SERIES_COLORS)
+    for role in roles:
+        color = ROLE_COLORS.get(role)
+        if color is None or color in used:
+            color = next((c for c in spare if c not in used), None)
+        if color is None:  # more lines than colours: dashes tell them apart
+            color = SERIES_COLORS[len(out) % len(SERIES_COLORS)]
+        used.add(color)
+        out.append(color)
+    return out
+
+
+def layer_tick_step(layers: int) -> int:
+    """Whole-number spacing of layer ticks: every layer when few, else at most about a dozen ticks."""
+    return max(1, math.ceil(layers / MAX_LAYER_TICKS))
 
 
 def axis_scale(values: list[float]) -> int:
@@ -42,6 +69,7 @@ class DepthPanel(QWidget):
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.profiles: dict[str, list[DepthSeries]] | None = None
+        self._hidden: dict[str, bool] = {}  # line label -> hidden by the user (or by default, for norms)
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._highlight_name: str | None = None
         layout = QVBoxLayout(self)
@@ -56,17 +84,32 @@ class DepthPanel(QWidget):
         head.addWidget(self.statistic)
         head.addWidget(self.log_y)
         layout.addLayout(header)
-        self.plot = pg.PlotWidget()
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.setBackground("w")
+        self.plot = self.canvas.addPlot(row=0, col=0)
         self.plot.setMenuEnabled(False)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "layer (block index)")
-        self.legend = self.plot.addLegend(offset=(-10, 10), labelTextColor="#1f2937", brush=(255, 255, 255, 210),
-                                          colCount=2)
+        self.legend = pg.LegendItem(labelTextColor="#1f2937", brush=(255, 255, 255, 0))
+        self.canvas.addItem(self.legend, row=0, col=1)  # beside the plot, never over a line
+        self.legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # rows stay compact
+        self.legend.setToolTip("Click a line's sample to show or hide it; norm scales start hidden.")
         self.ring = pg.ScatterPlotItem(size=16, pen=pg.mkPen("#111827", width=2), brush=None, symbol="o")
         self.ring.setZValue(10)
         self.plot.addItem(self.ring)
-        layout.addWidget(self.plot, 1)
+        self.zero_marks = pg.ScatterPlotItem(size=11, symbol="t", pen=pg.mkPen(ZERO_MARK), brush=ZERO_MARK)
+        self.zero_marks.setZValue(9)
+        self.zero_marks.setToolTip("All values zero: no logarithm, so drawn at the bottom of the log scale")
+        self.plot.addItem(self.zero_marks)
+        self.empty = QLabel("The depth profile appears when the whole-model analysis is done.")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.empty.setObjectName("Muted")
+        self.stack = QStackedLayout()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(self.canvas)
+        layout.addLayout(self.stack, 1)
         self.statistic.currentIndexChanged.connect(self._redraw)
         self.log_y.toggled.connect(self._redraw)
 
@@ -76,7 +119,17 @@ class DepthPanel(QWidget):
 
     def set_waiting(self, text: str) -> None:
         if self.profiles is None:
-            self.subtitle.setText(text)
+            self._say(text)
+
+    def _say(self, text: str) -> None:
+        """The subtitle, with its full text as a tooltip: a narrow window elides it."""
+        self.subtitle.setText(text)
+        self.subtitle.setToolTip(text)
+
+    def _show_empty(self, sentence: str) -> None:
+        self.empty.setText(sentence)
+        self.empty.setToolTip(sentence)
+        self.stack.setCurrentWidget(self.empty)
 
     def set_profiles(self, profiles: dict[str, list[DepthSeries]], note: str = "") -> None:
         """Store the profiles; drawing waits until the panel is shown (it is costly, and often unseen)."""
@@ -107,28 +160,40 @@ class DepthPanel(QWidget):
         self.plot.setLogMode(False, self.log_y.isChecked())
         self._exponent = 0 if self.log_y.isChecked() else axis_scale([p[1] for line in lines for p in line.points])
         self.plot.setLabel("left", label + (f" (×1e{self._exponent})" if self._exponent else ""))
+        self.zero_marks.setData([], [])
         if not lines:
             note = getattr(self, "_note", "")
             if self.profiles is not None:  # an incomplete analysis says so, never "no repeated blocks"
-                self.subtitle.setText(f"Not analysed yet: {note}" if note else
-                                      "No repeated blocks with analysed weights in this model")
+                self._say(f"Not analysed yet: {note}" if note else
+                          "No repeated blocks with analysed weights in this model")
+                self._show_empty(f"Not analysed yet: {note}. The profile appears when the analysis is done."
+                                 if note else "This model has no repeated blocks (layers.0, layers.1 …) with "
+                                 "analysed weights, so there is no profile across depth to draw.")
+            else:
+                self._show_empty(self.subtitle.text())
             return
+        self.stack.setCurrentWidget(self.canvas)
         layers = {p[0] for line in lines for p in line.points}
         self.title.setText(f"Depth profile · {label}")
-        self.subtitle.setText(f"{len(lines)} lines × {len(layers)} layers · click a point to select its tensor"
-                              + (f" · {self._note}" if getattr(self, "_note", "") else ""))
-        used_colors: dict[str, int] = {}
+        self._say(f"{len(lines)} lines × {len(layers)} layers · click a point to select its tensor"
+                  + (f" · {self._note}" if getattr(self, "_note", "") else ""))
+        step = layer_tick_step(max(layers) - min(layers) + 1)
+        self.plot.getAxis("bottom").setTickSpacing(step, step)
+        log = self.log_y.isChecked()
+        floor = self._log_floor(lines) if log else 0.0
+        zeros: list[tuple[float, str]] = []
         undefined: list[str] = []
+        hidden: list[str] = []
+        colors = distinct_colors([line.role for line in lines])
         for i, line in enumerate(lines):
-            base = ROLE_COLORS.get(line.role)
-            n = used_colors.get(line.role, 0)
-            used_colors[line.role] = n + 1
-            color = base if base and n == 0 else SERIES_COLORS[i % len(SERIES_COLORS)]
+            color = colors[i]
+            n = i // len(SERIES_COLORS)
             x = np.array([p[0] for p in line.points], dtype=float)
             y = np.array([p[1] for p in line.points], dtype=float)
             y = np.where(np.isfinite(y), y, np.nan)  # infinities cannot be drawn: gaps, like NaN
-            if self.log_y.isChecked():
-                y = np.where(y > 0, y, np.nan)
+            if log:
+                zeros += [(float(px), p[2]) for px, py, p in zip(x, y, line.points, strict=True) if py == 0]
+                y = np.where(y > 0, y, np.where(y == 0, floor, np.nan))
             elif self._exponent:
                 y = y / 10.0**self._exponent
             if not np.isfinite(y).any():
@@ -141,12 +206,30 @@ class DepthPanel(QWidget):
             curve.sigPointsClicked.connect(self._clicked)
             curve.setToolTip(tooltip(line.pattern))
             self.plot.addItem(curve)
+            self.legend.addItem(curve, rich_escape(line.label))
+            if self._hidden.get(line.label, line.role in HIDDEN_BY_DEFAULT):
+                curve.setVisible(False)
+                hidden.append(line.label)
+            curve.visibleChanged.connect(lambda label=line.label, c=curve: self._hidden.__setitem__(label,
+                                                                                                 not c.isVisible()))
             self.curves[line.label] = curve
+        if zeros:
+            self.zero_marks.setData([z[0] for z in zeros], [math.log10(floor)] * len(zeros),
+                                    data=[z[1] for z in zeros])
+            self._say(f"{self.subtitle.text()} · ▼ {len(zeros)} all-zero at the bottom")
+        if hidden:
+            self._say(f"{self.subtitle.text()} · {len(hidden)} norm line{'s' if len(hidden) != 1 else ''} hidden "
+                      "(click the legend to show)")
         if undefined:
-            self.subtitle.setText(f"{self.subtitle.text()} · undefined for {', '.join(undefined)} "
-                                  "(all values equal)")
+            self._say(f"{self.subtitle.text()} · undefined for {', '.join(undefined)} (all values equal)")
         self.plot.enableAutoRange()
         self._draw_highlight()
+
+    @staticmethod
+    def _log_floor(lines: list[DepthSeries]) -> float:
+        """Where zeros sit on a log axis: a decade below the smallest positive value (1e-3 when there is none)."""
+        positive = [p[1] for line in lines for p in line.points if math.isfinite(p[1]) and p[1] > 0]
+        return min(positive) / 10 if positive else 1e-3
 
     def _clicked(self, _item, points, _ev=None) -> None:
         if len(points):
