@@ -211,9 +211,12 @@ class StatsCache:
     Puts are held in memory and written by ``flush`` (one entry file per data file).
     """
 
+    subdir = SUBDIR  # another kind of entry (core.spectra_cache) lives in a sub-folder of its own
+    kind = "weightscope-stats"  # part of every entry's key: kinds never read each other's entries
+
     def __init__(self, root: str) -> None:
         self.root = root
-        self.folder = os.path.join(root, SUBDIR)
+        self.folder = os.path.join(root, self.subdir)
         self._key: bytes | None = None
         self._ready: bool | None = None
         self._files: dict[str, _FileEntry | None] = {}
@@ -279,7 +282,7 @@ class StatsCache:
         if fingerprint is None:
             return None
         full = (*identity, fingerprint)
-        key_text = f"weightscope-stats v{VERSION}\0" + "\0".join(str(x) for x in full)
+        key_text = f"{self.kind} v{VERSION}\0" + "\0".join(str(x) for x in full)
         name = hashlib.sha256(identity[0].encode("utf-8", "surrogatepass")).hexdigest() + ".npz"
         entry = _FileEntry(full, key_text, os.path.join(self.folder, name), sampled)
         entry.rows = self._read_rows(entry)
@@ -295,7 +298,7 @@ class StatsCache:
                 if any(info.compress_type != zipfile.ZIP_STORED for info in z.zip.infolist()):
                     return {}
                 arrays = {name: z[name] for name in z.files}
-            rows = _unpack(arrays, entry.key_text, self._key)
+            rows = self._unpack_rows(arrays, entry.key_text, self._key)
         except Exception:  # a cache entry can be anything: truncated, garbage, another version, forged
             return {}
         if rows:
@@ -320,7 +323,7 @@ class StatsCache:
         if row is None:
             return None
         try:
-            return _decode(row, t)
+            return self._decode_row(row, t)
         except Exception:  # a row that does not even have the expected shapes
             return None
 
@@ -333,7 +336,7 @@ class StatsCache:
         if entry is None:
             return
         try:
-            entry.pending[tensor_key(t)] = _encode(summary)
+            entry.pending[tensor_key(t)] = self._encode_row(summary)
         except Exception:  # a summary we cannot store is simply not cached
             pass
 
@@ -351,7 +354,7 @@ class StatsCache:
 
     def _write(self, entry: _FileEntry) -> None:
         try:
-            payload = _pack(entry.rows, entry.key_text, self._key or b"")
+            payload = self._pack_rows(entry.rows, entry.key_text, self._key or b"")
             name = os.path.basename(entry.path)[:-4]
             fd, tmp = tempfile.mkstemp(prefix=f".tmp-{name}-", suffix=".npz", dir=self.folder)
             try:
@@ -363,6 +366,19 @@ class StatsCache:
                 raise
         except Exception:
             return
+
+    # --- how rows are stored (another kind of entry overrides these four) ----------
+    def _encode_row(self, value: Any) -> dict[str, Any]:
+        return _encode(value)
+
+    def _decode_row(self, row: dict[str, Any], t: TensorInfo) -> Any:
+        return _decode(row, t)
+
+    def _pack_rows(self, rows: dict[str, dict[str, Any]], key_text: str, secret: bytes) -> dict[str, np.ndarray]:
+        return _pack(rows, key_text, secret)
+
+    def _unpack_rows(self, z: dict[str, np.ndarray], key_text: str, secret: bytes | None) -> dict[str, dict[str, Any]]:
+        return _unpack(z, key_text, secret)
 
     # --- housekeeping -----------------------------------------------------------
     def _own_files(self) -> list[tuple[str, os.stat_result]]:
@@ -391,9 +407,9 @@ class StatsCache:
     def prune(self, max_bytes: int = MAX_BYTES, once: bool = True) -> None:
         """Delete our least recently used entries until they take at most ``max_bytes`` on disk (allocated
         blocks, not apparent size); with ``once``, at most one scan per folder and process."""
-        if once and self.root in _pruned:
+        if once and self.folder in _pruned:
             return
-        _pruned.add(self.root)
+        _pruned.add(self.folder)
         entries = sorted((st.st_mtime_ns, _allocated(st), path) for path, st in self._own_files())
         total = sum(size for _, size, _ in entries)
         for _, size, path in entries:

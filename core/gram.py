@@ -1,0 +1,241 @@
+"""Gram matrices of weight matrices, streamed from the file in row blocks, and where that arithmetic runs.
+
+The eigenvalues of W^T W (or W W^T, whichever is smaller) are the squared singular values of W. The Gram
+matrix is built from row blocks of W read from the file (never the whole matrix as float32): a tall matrix
+(rows >= columns) needs one pass, G += B^T B per block; a wide one needs every pair of row blocks,
+G[i, j] = B_i B_j^T for j <= i (block i stays in memory while the blocks before it are read again), so memory
+is the Gram matrix plus two blocks whatever the matrix's size. Products and sums are float64.
+
+Conv kernels follow WeightWatcher: a (out, in, kh, kw) tensor is kh*kw matrices W[:, :, i, j] (or, when the
+kernel dimensions are the larger ones, W[i, j, :, :]), each read as its own Gram matrix and their eigenvalues
+pooled.
+
+Devices: numpy on the CPU (OpenBLAS on every core), or torch on CUDA (float64 products and eigensolver on the
+GPU, the next block read into pinned memory while the GPU works on the current one), on Apple MPS (no float64
+there: float32 block products summed into a float64 Gram matrix on the CPU), or on the CPU (for agreement
+tests). torch is imported only for an accelerator, or when asked for.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.checkpoint import Checkpoint, TensorInfo
+from core.compute import DeviceError, _try_torch, accelerator_possible, validate_device
+from core.eigen import symmetric_eigenvalues
+
+DEFAULT_BLOCK_BYTES = 64 << 20  # float64 bytes of one row block
+
+
+@dataclass(frozen=True)
+class MatrixGroup:
+    """``slices`` matrices of rows x cols that share their rows in the file: element (r, c) of slice s is at
+    ``base + r * cols * slices + c * slices + s`` (slices == 1: a plain row-major matrix)."""
+
+    base: int
+    rows: int
+    cols: int
+    slices: int
+
+    @property
+    def gram_order(self) -> int:
+        return min(self.rows, self.cols)
+
+
+@dataclass(frozen=True)
+class MatrixLayout:
+    """How one tensor is read as matrices: its groups, WeightWatcher's N (larger side) and eigenvalue scale."""
+
+    groups: tuple[MatrixGroup, ...]
+    n_large: int
+    scale: float  # WeightWatcher's conv2d normalisation: W * sqrt(1/2), so eigenvalues * 0.5
+
+    @property
+    def n_evals(self) -> int:
+        return sum(g.gram_order * g.slices for g in self.groups)
+
+    @property
+    def gram_bytes(self) -> int:
+        """The largest Gram working set at once: one group's slices of float64."""
+        return max(g.gram_order**2 * g.slices * 8 for g in self.groups)
+
+
+def matrix_layout(t: TensorInfo) -> MatrixLayout | str:
+    """The matrices of ``t``, or why it is not analysed as one."""
+    shape = t.shape
+    if len(shape) == 2:
+        rows, cols = shape
+        return MatrixLayout((MatrixGroup(0, rows, cols, 1),), max(rows, cols), 1.0)
+    if len(shape) == 4:
+        n, m, kh, kw = shape
+        if n + m >= kh + kw:  # torch layout (out, in, kh, kw): slices interleaved along the rows
+            return MatrixLayout((MatrixGroup(0, n, m, kh * kw),), max(n, m), 0.5)
+        groups = tuple(MatrixGroup(s * kh * kw, kh, kw, 1) for s in range(n * m))  # (kh, kw, in, out) layout
+        return MatrixLayout(groups, max(kh, kw), 0.5)
+    return f"not a matrix ({len(shape)}-D)"
+
+
+def rows_per_block(group: MatrixGroup, block_bytes: int) -> int:
+    return max(1, min(group.rows, block_bytes // max(1, group.cols * group.slices * 8)))
+
+
+# --------------------------------------------------------------------------- engines
+class NumpyGram:
+    """float64 Gram matrices with numpy (BLAS on every core) and the fastest exact eigensolver (core.eigen)."""
+
+    label = "cpu"
+
+    def zeros(self, n: int, slices: int) -> Any:
+        return np.zeros((slices, n, n), dtype=np.float64)
+
+    def upload(self, block: np.ndarray) -> Any:
+        return block.astype(np.float64)
+
+    def add_cross(self, g: Any, a: Any, b: Any, rows_a: slice, rows_b: slice) -> None:
+        """g[s][rows_a, rows_b] += A_s B_s^T for every slice s (wide matrices)."""
+        for s in range(g.shape[0]):
+            x = np.ascontiguousarray(a[:, :, s])
+            y = x if b is a else np.ascontiguousarray(b[:, :, s])
+            g[s, rows_a, rows_b] += x @ y.T  # numpy runs x @ x.T as a symmetric rank-k update
+
+    def add_tall(self, g: Any, a: Any) -> None:
+        """g[s] += A_s^T A_s for every slice s (tall matrices)."""
+        for s in range(g.shape[0]):
+            x = np.ascontiguousarray(a[:, :, s])
+            g[s] += x.T @ x
+
+    def eigenvalues(self, g: Any, s: int) -> np.ndarray:
+        return symmetric_eigenvalues(g[s])
+
+    def close(self) -> None:
+        pass
+
+
+class TorchGram:
+    """The same arithmetic with torch on ``device`` (cuda, cuda:N, mps or cpu)."""
+
+    def __init__(self, torch: Any, device: str) -> None:
+        self.torch = torch
+        self.device = torch.device(device)
+        self.label = device
+        self.float64 = self.device.type != "mps"  # MPS has no float64: float32 products, float64 sums on the CPU
+        self.gram_device = self.device if self.float64 else torch.device("cpu")
+        self.pinned = self.device.type == "cuda"
+
+    def zeros(self, n: int, slices: int) -> Any:
+        return self.torch.zeros((slices, n, n), dtype=self.torch.float64, device=self.gram_device)
+
+    def upload(self, block: np.ndarray) -> Any:
+        torch = self.torch
+        host = torch.from_numpy(block)
+        if self.pinned:
+            host = host.pin_memory()
+        x = host.to(self.device, non_blocking=self.pinned)
+        return x.to(torch.float64) if self.float64 else x
+
+    def add_cross(self, g: Any, a: Any, b: Any, rows_a: slice, rows_b: slice) -> None:
+        for s in range(g.shape[0]):
+            x, y = a[:, :, s], b[:, :, s]
+            g[s, rows_a, rows_b] += (x @ y.T).to(self.gram_device, self.torch.float64)
+
+    def add_tall(self, g: Any, a: Any) -> None:
+        for s in range(g.shape[0]):
+            x = a[:, :, s]
+            g[s] += (x.T @ x).to(self.gram_device, self.torch.float64)
+
+    def eigenvalues(self, g: Any, s: int) -> np.ndarray:
+        if self.gram_device.type == "cpu":  # the CPU's fastest exact solver (torch's is numpy's slower one)
+            return symmetric_eigenvalues(g[s].numpy())
+        return self.torch.linalg.eigvalsh(g[s], UPLO="L").cpu().numpy()
+
+    def close(self) -> None:
+        if self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+
+
+def make_gram_engine(device: str = "auto", impl: str | None = None) -> NumpyGram | TorchGram:
+    """The engine for ``--device``: auto takes CUDA, then MPS, else numpy on the CPU (torch is not imported on a
+    machine that cannot have a GPU). ``impl="torch"`` with cpu runs the torch code on the CPU (tests)."""
+    validate_device(device)
+    wants_torch = impl == "torch" or device not in ("auto", "cpu") or (device == "auto" and accelerator_possible())
+    if not wants_torch:
+        return NumpyGram()
+    torch = _try_torch()
+    if torch is not None and device != "cpu":
+        if (device == "auto" or device.startswith("cuda")) and torch.cuda.is_available():
+            if device.startswith("cuda:") and int(device[5:]) >= torch.cuda.device_count():
+                raise DeviceError(f"device {device!r} is not present ({torch.cuda.device_count()} CUDA device(s))")
+            return TorchGram(torch, "cuda" if device == "auto" else device)
+        mps = getattr(torch.backends, "mps", None)
+        if device in ("auto", "mps") and mps is not None and mps.is_available():
+            return TorchGram(torch, "mps")
+    if device not in ("auto", "cpu"):
+        why = "torch is not installed" if torch is None else "no such accelerator on this machine"
+        raise DeviceError(f"device {device!r} is not available ({why})")
+    if impl == "torch":
+        if torch is None:
+            raise DeviceError("the torch CPU engine needs torch, which is not installed")
+        return TorchGram(torch, "cpu")
+    return NumpyGram()
+
+
+# --------------------------------------------------------------------------- streaming
+def gram_steps(group: MatrixGroup, block_bytes: int) -> int:
+    """Block products ``accumulate`` yields for ``group``."""
+    n = math.ceil(group.rows / rows_per_block(group, block_bytes))
+    return n if group.rows >= group.cols else n * (n + 1) // 2
+
+
+def accumulate(engine: Any, checkpoint: Checkpoint, t: TensorInfo, group: MatrixGroup, block_bytes: int,
+               check_block: Callable[[np.ndarray], None]) -> Iterator[Any]:
+    """Build the Gram matrices of ``group`` block by block; yields None after each block product, and finally
+    the Gram matrices (slices x n x n). ``check_block`` sees every block as read (NaN, Inf counts)."""
+    step = rows_per_block(group, block_bytes)
+    starts = list(range(0, group.rows, step))
+    tall = group.rows >= group.cols
+    g = engine.zeros(group.gram_order, group.slices)
+    width = group.cols * group.slices
+
+    def read(i: int, first_time: bool = True) -> np.ndarray:
+        first = starts[i]
+        count = min(step, group.rows - first)
+        block = checkpoint.read(t, group.base + first * width, count * width)
+        block = block.astype(np.float32, copy=False).reshape(count, group.cols, group.slices)
+        if first_time:
+            check_block(block)
+        return block
+
+    with ThreadPoolExecutor(1) as reader:  # the next block is read while this one is multiplied
+        if tall:
+            pending = reader.submit(read, 0)
+            for i in range(len(starts)):
+                block = pending.result()
+                if i + 1 < len(starts):
+                    pending = reader.submit(read, i + 1)
+                engine.add_tall(g, engine.upload(block))
+                del block
+                yield None
+        else:
+            rows = [slice(s, min(s + step, group.rows)) for s in starts]
+            order = [(i, j) for i in range(len(starts)) for j in range(i, -1, -1)]  # block i first, then j < i
+            pending = reader.submit(read, 0)
+            current: Any = None
+            for k, (i, j) in enumerate(order):
+                block = pending.result()
+                if k + 1 < len(order):
+                    nxt = order[k + 1]
+                    pending = reader.submit(read, nxt[1], nxt[0] == nxt[1])
+                if j == i:
+                    current = engine.upload(block)
+                    engine.add_cross(g, current, current, rows[i], rows[i])
+                else:
+                    engine.add_cross(g, current, engine.upload(block), rows[i], rows[j])
+                del block
+                yield None
+    yield g
