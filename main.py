@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "info": "core.commands.info",
     "stats": "core.commands.stats",
+    "spectra": "core.commands.spectra",
     "report": "gui.report_command",
     "memory": "core.commands.memory",
 }

@@ -75,7 +75,7 @@ def compute_metrics(evals: np.ndarray, n_large: int) -> SpectralMetrics:
         alpha = fit.alpha
         with np.errstate(divide="ignore", over="ignore"):
             log_alpha_norm = float(np.log10(np.sum(ev**alpha)))
-        rejected = fit.D > KS_CRITICAL / math.sqrt(max(1, fit.num_pl_spikes))
+        rejected = KS_CRITICAL / math.sqrt(max(1, fit.num_pl_spikes)) < fit.D
         quality = "unreliable" if alpha > UNRELIABLE_ABOVE else "poor" if rejected else "good"
     else:
         alpha, log_alpha_norm, quality = None, None, "failed"
