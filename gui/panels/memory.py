@@ -62,9 +62,11 @@ ITEM_HELP = {
     "optimizer states": "Adam's running averages (and an fp32 master copy) for every trained number.",
     "runtime overhead": "CUDA context, library workspaces and the allocator's unusable gaps.",
 }
-# Words in the plain account that Help > Legend explains: each becomes a link to it.
-LEGEND_TERMS = ("parameters", "parameter", "KV cache", "bf16", "fp16", "fp32", "fp8", "int8", "int4", "LoRA",
-                "gradient", "optimizer", "activations", "mixture of experts", "context")
+# Words in the plain account that Help > Legend explains, and the legend entry each links to.
+LEGEND_TERMS = {"parameters": "parameters", "parameter": "parameters", "KV cache": "kv-cache", "keys and values":
+                "kv-cache", "context": "context", "bf16": "precision", "fp16": "precision", "fp32": "precision",
+                "fp8": "precision", "int8": "precision", "int4": "precision", "LoRA": "lora", "gradient": "gradients",
+                "optimizer": "optimizer", "activations": "activations", "mixture of experts": "moe"}
 
 
 def _item_color(name: str) -> str:
@@ -74,8 +76,9 @@ def _item_color(name: str) -> str:
 def linked_account(text: str) -> str:
     """The plain account as HTML: every character escaped, known terms linked to the legend."""
     escaped = html.escape(text)
-    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in LEGEND_TERMS) + r")\b")
-    linked = pattern.sub(lambda m: f'<a href="legend:{m.group(1)}">{m.group(1)}</a>', escaped)
+    terms = sorted(LEGEND_TERMS, key=len, reverse=True)  # longest first: "KV cache" before "cache"
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\b")
+    linked = pattern.sub(lambda m: f'<a href="legend:{LEGEND_TERMS[m.group(1)]}">{m.group(1)}</a>', escaped)
     paragraphs = [p.replace("\n", "<br>") for p in linked.strip().split("\n\n")]
     return "".join(f"<p>{p}</p>" for p in paragraphs)
 
