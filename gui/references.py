@@ -27,3 +27,12 @@ def model_path(arg: str) -> str:
     if os.path.exists(arg):
         return arg
     return resolve_reference(arg) or arg
+
+
+def reference_title(path: str) -> str | None:
+    """"Llama 3.1 70B" when ``path`` is a bundled reference config (tab titles), else None."""
+    wanted = os.path.abspath(path)
+    for ref in reference_list():
+        if os.path.abspath(ref.path) == wanted:
+            return ref.title
+    return None
