@@ -29,6 +29,7 @@ CUDA_CONTEXT_BYTES = 512 << 20  # per GPU: CUDA context, cuBLAS workspace, kerne
 FRAGMENTATION = 0.05  # of everything else: the allocator's unusable gaps
 TRAINING_ACTIVATION_BYTES = 34  # per token and hidden unit of a layer's tensors (Korthikanti et al. 2022, flash attn)
 MAX_GPUS = 4096
+ASSUMED_CONTEXT = 4096  # when neither the caller nor the model names a context length; the plan says so
 UNKNOWN_CONTEXT_LIMIT = 1 << 24  # the search bound for max_context when the model names no context length
 # Compare: the precisions a side-by-side table shows, and the workload "fits on" is judged for.
 COMPARE_PRECISIONS = ("stored", "fp32", "bf16", "fp8", "int4", "Q8_0", "Q4_K_M")
@@ -124,13 +125,15 @@ def plan(checkpoint: Checkpoint, *, gpu_memory_bytes: int | None, gpus: int = 1,
                                          or gpu_memory_bytes <= 0):
         raise PlannerInputError(f"GPU memory must be a positive number of bytes, not {gpu_memory_bytes!r}")
     model_context = _model_context(checkpoint)
+    assumed = context is None and model_context is None
     if context is None:
-        if model_context is None:
-            raise PlannerInputError("the model does not say its context length; choose one (--context N)")
-        context = model_context
+        context = model_context or ASSUMED_CONTEXT
     _check_count(context, "the context length")
     items = _items(work, context, gpus)
     notes = _notes(work, context, model_context)
+    if assumed:
+        notes.insert(0, f"the model does not say its context length: {ASSUMED_CONTEXT:,} tokens assumed (choose one "
+                        "with --context)")
     out = MemoryPlan(
         model=name if name is not None else _model_name(checkpoint), parameters=checkpoint.parameter_count,
         active_parameters=active_parameters(checkpoint), mode=work.mode, optimizer=work.optimizer,

@@ -189,6 +189,16 @@ def test_compare_side_by_side(llama_8b: Checkpoint, llama_70b: Checkpoint) -> No
     assert "H100 80GB" not in rows[1]["fits_on"] and "B200 192GB" in rows[1]["fits_on"]
 
 
+def test_a_model_without_context_length_gets_a_stated_assumption(tmp_path: Path) -> None:
+    path = tmp_path / "bare.safetensors"
+    save_file({"model.layers.0.mlp.up_proj.weight": np.zeros((64, 512), np.float16)}, str(path))
+    with open_checkpoint(str(path)) as ck:
+        result = plan(ck, gpu_memory_bytes=GIB)
+    assert result.context == 4096 and result.model_context is None
+    assert result.notes[0].startswith("the model does not say its context length: 4,096 tokens assumed")
+    assert result.max_context == 1 << 24  # no KV cache counted, activations capped by the chunk: all fits
+
+
 def test_encoder_only_plan_has_no_cache(tmp_path: Path) -> None:
     folder = tmp_path / "bert"
     folder.mkdir()
