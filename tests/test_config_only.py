@@ -163,3 +163,41 @@ def test_cli_refuses_an_unknown_family_in_one_line(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "known families: bert" in lines[0]
     assert "\x1b" not in result.stderr
+
+
+TINY_DEEPSEEK = {
+    "model_type": "deepseek_v3", "hidden_size": 64, "intermediate_size": 96, "moe_intermediate_size": 16,
+    "num_hidden_layers": 3, "first_k_dense_replace": 1, "num_attention_heads": 4, "num_key_value_heads": 4,
+    "n_routed_experts": 8, "n_shared_experts": 1, "num_experts_per_tok": 2, "q_lora_rank": 24, "kv_lora_rank": 16,
+    "qk_nope_head_dim": 8, "qk_rope_head_dim": 4, "v_head_dim": 8, "vocab_size": 50, "num_nextn_predict_layers": 1,
+    "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [8, 8]},
+}
+
+
+def write_weights(folder: Path, tensors: list) -> None:
+    save_file({t.name: np.zeros(t.shape, np.float32 if t.dtype == "F32" else np.float16) for t in tensors},
+              str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(json.dumps(TINY_DEEPSEEK))
+
+
+@pytest.mark.parametrize("mtp", [True, False])
+def test_deepseek_files_with_or_without_mtp_match_their_config(tmp_path: Path, mtp: bool) -> None:
+    from core.architectures import parameter_counts, tensors_from_config
+
+    counts = parameter_counts(TINY_DEEPSEEK)
+    write_weights(tmp_path, tensors_from_config(TINY_DEEPSEEK, mtp=mtp, scales=True))
+    with open_checkpoint(str(tmp_path)) as checkpoint:
+        assert checkpoint.architecture["config_parameters"] == counts["total"]
+        assert checkpoint.architecture["active_parameters"] == counts["active"] < counts["total"]
+        assert checkpoint.architecture["mtp_parameters"] == counts["mtp"]
+        assert not any("config.json describes" in w for w in checkpoint.warnings)
+
+
+def test_a_missing_expert_is_flagged(tmp_path: Path) -> None:
+    from core.architectures import tensors_from_config
+
+    tensors = [t for t in tensors_from_config(TINY_DEEPSEEK, mtp=True, scales=True)
+               if t.name != "model.layers.2.mlp.experts.7.down_proj.weight"]
+    write_weights(tmp_path, tensors)
+    with open_checkpoint(str(tmp_path)) as checkpoint:
+        assert any(w.startswith("config.json describes ") for w in checkpoint.warnings)

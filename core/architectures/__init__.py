@@ -87,11 +87,12 @@ def parameter_counts(config: dict[str, Any]) -> dict[str, int]:
 
 
 def counts_of(layout: Layout) -> dict[str, int]:
-    total = routed = mtp = scales = 0
+    total = routed = mtp = scales = mtp_scales = 0
     for spec in layout.specs:
         n = prod(spec.shape)
         if spec.scale:
             scales += n
+            mtp_scales += n if spec.mtp else 0
         elif spec.mtp:
             mtp += n
         else:
@@ -104,4 +105,6 @@ def counts_of(layout: Layout) -> dict[str, int]:
         out["mtp"] = mtp
     if scales:
         out["quantization_scales"] = scales
+    if mtp_scales:
+        out["mtp_quantization_scales"] = mtp_scales  # the part of the scales that belongs to the MTP layers
     return out

@@ -32,7 +32,7 @@ def add_config_counts(checkpoint: Checkpoint, config: dict[str, Any]) -> None:
         return
     held = checkpoint.parameter_count
     mtp, scales = counts.get("mtp", 0), counts.get("quantization_scales", 0)
-    total = counts["total"]
-    if held not in (total, total + mtp, total + scales, total + mtp + scales):
+    total, main_scales = counts["total"], scales - counts.get("mtp_quantization_scales", 0)
+    if held not in (total, total + mtp, total + main_scales, total + mtp + scales):  # with or without MTP, scales
         checkpoint.warnings.append(f"config.json describes {total:,} parameters; the weights hold {held:,}: "
                                    "a missing shard, extra tensors or an edited config")

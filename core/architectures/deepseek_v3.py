@@ -43,8 +43,10 @@ def layout(cfg: ConfigView) -> Layout:
         out.add(f"{p}.shared_head.norm.weight", (hidden,), dtype, mtp=True)
         out.add(f"{p}.shared_head.head.weight", (vocab, hidden), dtype, mtp=True)
     if extra:
-        out.notes.append(f"{extra} multi-token-prediction layer(s) listed apart (model.layers.{layers}"
-                         f"{'...' if extra > 1 else ''}): not in the total")
+        mtp = sum(math.prod(s.shape) for s in out.specs if s.mtp and not s.scale)
+        out.notes.append(f"multi-token-prediction layers (model.layers.{layers}{'...' if extra > 1 else ''}, "
+                         f"{mtp:,} parameters) are kept apart: not in the tensor list or the total, as in the "
+                         "published count")
     return out
 
 
