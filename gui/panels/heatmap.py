@@ -1,7 +1,10 @@
 """A weight matrix as an image with a colour bar; zoom with the wheel, pan by dragging.
 
 The block reduction runs in core.heatmap inside a worker; this widget only
-draws what it yields, so a big matrix fills in band by band.
+draws what it yields, so a big matrix fills in band by band. NaN and infinite
+blocks are painted in named colours over the image (a colour map has no colour
+for them), one outlier can be kept from washing out the rest by clipping to
+percentiles or a log scale, and hovering reads out the block under the mouse.
 """
 
 from __future__ import annotations
@@ -11,17 +14,63 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Qt
-from PySide6.QtWidgets import QComboBox, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from core.checkpoint import Checkpoint, TensorInfo
 from core.heatmap import MODES, Heatmap, compute_heatmap
-from gui.style import panel_header
+from core.numbers import format_value
+from gui.plain import plain_label, tooltip
+from gui.style import panel_header, shrinkable
 from gui.workers import JobSlot
 
 MODE_HELP = {
     "absmax": "Each pixel shows the largest magnitude in its block: single extreme weights stay visible.",
     "mean": "Each pixel shows the average of its block: signed structure (rows or columns drifting).",
 }
+SCALES = {"linear": "Linear", "clip": "Clip to p1–p99", "log": "Log scale"}
+SCALE_HELP = {
+    "linear": "Colours span the smallest to the largest block.",
+    "clip": "Colours span the 1st to the 99th percentile of the blocks: one outlier no longer turns the rest dark.",
+    "log": "Colours follow log10 of each block's magnitude: structure across orders of magnitude shows.",
+}
+CLIP_PERCENTILES = (1.0, 99.0)
+# value class -> (name said in the legend, colour painted over the image)
+SPECIAL_COLOURS = {"nan": ("magenta", (217, 70, 239)), "posinf": ("red", (239, 68, 68)),
+                   "neginf": ("blue", (37, 99, 235))}
+SPECIAL_NAMES = {"nan": "NaN", "posinf": "+Inf", "neginf": "-Inf"}
+
+
+def special_masks(values: np.ndarray) -> dict[str, np.ndarray]:
+    """Where the read part of a heatmap is NaN, +Inf or -Inf."""
+    return {"nan": np.isnan(values), "posinf": np.isposinf(values), "neginf": np.isneginf(values)}
+
+
+def display_values(values: np.ndarray, mode: str, scale: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """What the colour map draws and the colour bar's range, for a scale (NaN where nothing is drawn)."""
+    shown = np.where(np.isfinite(values), values, np.nan).astype(np.float32)
+    if scale == "log":
+        magnitude = np.abs(shown)
+        positive = magnitude[magnitude > 0]
+        floor = float(np.log10(positive.min())) - 1 if positive.size else 0.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shown = np.where(magnitude > 0, np.log10(magnitude), np.where(magnitude == 0, floor, np.nan))
+    finite = shown[np.isfinite(shown)]
+    if not finite.size:
+        return shown, (0.0, 1.0)
+    if scale == "clip":
+        lo, hi = (float(v) for v in np.percentile(finite, CLIP_PERCENTILES))
+        if mode == "mean":
+            lim = max(abs(lo), abs(hi))
+            lo, hi = -lim, lim
+    elif scale == "log" or mode == "absmax":
+        lo, hi = float(finite.min()), float(finite.max())
+        lo = 0.0 if mode == "absmax" and scale != "log" else lo
+    else:
+        lim = float(np.abs(finite).max())
+        lo, hi = -lim, lim
+    if not (math.isfinite(lo) and math.isfinite(hi)) or hi <= lo:
+        lo, hi = (lo, lo + 1.0) if math.isfinite(lo) else (0.0, 1.0)
+    return shown, (lo, hi)
 
 
 class HeatmapPanel(QWidget):
@@ -37,12 +86,18 @@ class HeatmapPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
         header, head, self.title, self.subtitle = panel_header("Select a single tensor to see it as an image", "")
+        self._say(self.title, self.title.text())
         head.addWidget(QLabel("Blocks:"))
         self.mode = QComboBox(objectName="heatmap_mode")
         for key, label in MODES.items():
             self.mode.addItem(label, key)
             self.mode.setItemData(self.mode.count() - 1, MODE_HELP[key], Qt.ItemDataRole.ToolTipRole)
         head.addWidget(self.mode)
+        self.scale = QComboBox(objectName="heatmap_scale")
+        for key, label in SCALES.items():
+            self.scale.addItem(label, key)
+            self.scale.setItemData(self.scale.count() - 1, SCALE_HELP[key], Qt.ItemDataRole.ToolTipRole)
+        head.addWidget(self.scale)
         layout.addLayout(header)
         self.plot = pg.PlotWidget()
         self.plot.setMenuEnabled(False)
@@ -53,14 +108,78 @@ class HeatmapPanel(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
-                                        width=14)
+                                        width=14, label="value")
         self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
+        self.special = pg.ImageItem(axisOrder="row-major")  # NaN / Inf blocks in named colours, over the image
+        self.special.setZValue(5)
+        self.plot.addItem(self.special)
         layout.addWidget(self.plot, 1)
+        legend_row = QHBoxLayout()  # NaN / Inf: each named in its own colour, with counts
+        self.special_labels: dict[str, QLabel] = {}
+        for key, (_name, colour) in SPECIAL_COLOURS.items():
+            label = plain_label("")
+            label.setStyleSheet(f"color: rgb{colour}; font-weight: 600;")
+            label.setToolTip("NaN (not a number) and infinite values have no place on a colour scale; they are "
+                             "painted in these colours. Any of them means a broken tensor.")
+            self.special_labels[key] = label
+            legend_row.addWidget(label)
+        legend_row.addStretch(1)
+        layout.addLayout(legend_row)
+        self.readout = shrinkable(QLabel("Hover over the image to read a block's row, column and value."))
+        self.readout.setTextFormat(Qt.TextFormat.PlainText)
+        self.readout.setObjectName("Muted")
+        layout.addWidget(self.readout)
+        self.plot.scene().sigMouseMoved.connect(self._hovered)
+        self.scale.currentIndexChanged.connect(self._redraw)
         self.marker = pg.ScatterPlotItem(size=18, symbol="o", pen=pg.mkPen("#dc2626", width=2), brush=None)
         self.marker.setZValue(10)
         self.plot.addItem(self.marker)
         self.marked: tuple[int, ...] | None = None
         self.mode.currentIndexChanged.connect(self._maybe_start)
+
+    def _draw_special(self, read: np.ndarray, hm: Heatmap) -> None:
+        """Paint NaN/Inf blocks in their colours and name the colours (with counts) under the plot."""
+        rgba = np.zeros((*hm.values.shape, 4), dtype=np.uint8)
+        counts = {}
+        for key, mask in special_masks(read).items():
+            counts[key] = int(mask.sum())
+            if counts[key]:
+                rgba[: read.shape[0]][mask] = (*SPECIAL_COLOURS[key][1], 255)
+        self.special_counts = counts
+        self.special.setImage(rgba, autoLevels=False, levels=(0, 255))
+        self.special.setRect(QRectF(0, 0, hm.cols, hm.rows))
+        unit = "block" if hm.block_rows * hm.block_cols > 1 else "value"
+        for key, (name, _colour) in SPECIAL_COLOURS.items():
+            n = counts[key]
+            self.special_labels[key].setText(f"■ {SPECIAL_NAMES[key]} in {name}"
+                                             + (f": {n:,} {unit}{'s' if n != 1 else ''}" if n else ""))
+
+    def special_legend_text(self) -> str:
+        return "   ".join(label.text() for label in self.special_labels.values())
+
+    def readout_at(self, row: float, col: float) -> str:
+        """The block under (row, column) of the matrix, in words: where it is and its value."""
+        hm = self.heatmap
+        if hm is None or not (0 <= row < hm.rows and 0 <= col < hm.cols):
+            return ""
+        i, j = int(row // hm.block_rows), int(col // hm.block_cols)
+        r0, c0 = i * hm.block_rows, j * hm.block_cols
+        if r0 >= hm.rows_done:
+            return f"row {int(row):,}, column {int(col):,}: not read yet"
+        value = float(hm.values[i, j])
+        if hm.block_rows * hm.block_cols == 1:
+            return f"row {r0:,}, column {c0:,}: {format_value(value)}"
+        r1, c1 = min(r0 + hm.block_rows, hm.rows) - 1, min(c0 + hm.block_cols, hm.cols) - 1
+        return f"rows {r0:,}–{r1:,}, columns {c0:,}–{c1:,}: {MODES[hm.mode].lower()} {format_value(value)}"
+
+    def _hovered(self, pos) -> None:
+        if self.heatmap is None or not self.plot.getPlotItem().sceneBoundingRect().contains(pos):
+            return
+        point = self.plot.getPlotItem().vb.mapSceneToView(pos)
+        text = self.readout_at(point.y(), point.x())
+        if text:
+            self.readout.setText(text)
+            self.readout.setToolTip(tooltip(text))
 
     def mark_position(self, at: tuple[int, ...] | None) -> None:
         """Ring one (row, column) of the matrix, e.g. a finding's outlier; None removes the ring."""
@@ -84,8 +203,8 @@ class HeatmapPanel(QWidget):
             self._shown_key = None
             self.heatmap = None
             self.image.clear()
-            self.title.setText("Select a single tensor to see it as an image")
-            self.subtitle.setText("Groups have no single matrix; pick one tensor in the tree.")
+            self._say(self.title, "Select a single tensor to see it as an image")
+            self._say(self.subtitle, "Groups have no single matrix; pick one tensor in the tree.")
             return
         self._maybe_start()
 
@@ -104,10 +223,10 @@ class HeatmapPanel(QWidget):
         self.heatmap = None
         self.image.clear()
         shape = " × ".join(str(d) for d in t.shape) or "scalar"
-        self.title.setText(t.name)
-        self.subtitle.setText(f"{shape} · {t.dtype} · reading…")
+        self._say(self.title, t.name)
+        self._say(self.subtitle, f"{shape} · {t.dtype} · reading…")
         if t.dtype in ("C64", "C128"):
-            self.subtitle.setText(f"{shape} · {t.dtype} · complex values have no heatmap")
+            self._say(self.subtitle, f"{shape} · {t.dtype} · complex values have no heatmap")
             return
         checkpoint, mode = self.checkpoint, self.current_mode
         self.job.start(lambda stop: compute_heatmap(checkpoint, t, mode, should_stop=stop),
@@ -120,31 +239,46 @@ class HeatmapPanel(QWidget):
     def _failed(self, exc: BaseException) -> None:
         from gui.errors import reason
 
-        self.subtitle.setText(f"could not read: {reason(exc)}")
+        self._say(self.subtitle, f"could not read: {reason(exc)}")
+
+    @staticmethod
+    def _say(label: QLabel, text: str) -> None:
+        """Title and subtitle keep their full text in a tooltip: a narrow window elides them."""
+        label.setText(text)
+        label.setToolTip(tooltip(text))  # tensor names come from the file: shown, never rendered
+
+    @property
+    def current_scale(self) -> str:
+        return self.scale.currentData()
+
+    def _redraw(self) -> None:
+        if self.heatmap is not None:
+            self._draw(self.heatmap)
 
     def _draw(self, hm: Heatmap) -> None:
         self.heatmap = hm
-        values = hm.values
-        finite = values[np.isfinite(values)]
-        if hm.mode == "absmax":
-            hi = float(finite.max()) if finite.size else 1.0
-            levels = (0.0, hi if hi > 0 else 1.0)
-            cmap = pg.colormap.get("viridis")
-        else:
-            lim = float(np.abs(finite).max()) if finite.size else 1.0
-            lim = lim if lim > 0 and math.isfinite(lim) else 1.0
-            levels = (-lim, lim)
-            cmap = pg.colormap.get("CET-D1")
+        read_rows = min(hm.values.shape[0], math.ceil(hm.rows_done / hm.block_rows)) if hm.block_rows else 0
+        read = hm.values[:read_rows]
+        scale = self.current_scale
+        shown, levels = display_values(read, hm.mode, scale)
+        shown = np.vstack([shown, np.full((hm.values.shape[0] - read_rows, hm.values.shape[1]), np.nan, np.float32)])
+        cmap = pg.colormap.get("viridis" if hm.mode == "absmax" or scale == "log" else "CET-D1")
         self.colorbar.setColorMap(cmap)
-        self.image.setImage(values, autoLevels=False)
+        self.image.setImage(shown, autoLevels=False)
         self.colorbar.setLevels(levels)
+        what = "largest |value| per block" if hm.mode == "absmax" else "mean per block"
+        if hm.block_rows * hm.block_cols == 1:
+            what = "|value|" if hm.mode == "absmax" else "value"
+        title = {"log": f"log10 of {what}", "clip": f"{what}, clipped to p1–p99"}.get(scale, what)
+        self.colorbar.getAxis("left").setLabel(title)
         self.image.setRect(QRectF(0, 0, hm.cols, hm.rows))
+        self._draw_special(read, hm)
         block = f"each pixel = {hm.block_rows} × {hm.block_cols} values ({MODES[hm.mode]})" \
             if hm.block_rows * hm.block_cols > 1 else f"one pixel per value ({MODES[hm.mode]})"
         t = self.tensor
         shape = " × ".join(str(d) for d in t.shape) if t is not None else f"{hm.rows} × {hm.cols}"
         progress = f" · reading… {hm.fraction:.0%}" if hm.fraction < 1 else ""
         note = f" · {self._note}" if getattr(self, "_note", "") else ""
-        self.subtitle.setText(f"{shape} · {t.dtype if t else ''} · {block}{progress}{note}")
+        self._say(self.subtitle, f"{shape} · {t.dtype if t else ''} · {block}{progress}{note}")
         if hm.rows_done == hm.rows or hm.rows_done <= hm.block_rows * 8:
             self.plot.getViewBox().autoRange(padding=0.0)
