@@ -201,3 +201,17 @@ def test_a_missing_expert_is_flagged(tmp_path: Path) -> None:
     write_weights(tmp_path, tensors)
     with open_checkpoint(str(tmp_path)) as checkpoint:
         assert any(w.startswith("config.json describes ") for w in checkpoint.warnings)
+
+
+def test_the_corpus_config_of_an_unknown_family() -> None:
+    """The corpus's only config.json (InternLM2, beside LFS-pointer shards): the folder is still refused for its
+    missing weights, and the config alone is refused by name, never counted by a guess."""
+    from tests.corpus import CORPUS
+
+    folder = CORPUS / "malformed" / "lfs-sharded"
+    if not (folder / "config.json").is_file():
+        pytest.skip("shared corpus not present")
+    with pytest.raises(CheckpointError, match="LFS"):
+        open_checkpoint(str(folder))
+    with pytest.raises(CheckpointError, match="no tensor rules for model_type 'internlm2'; known families: bert"):
+        open_checkpoint(str(folder / "config.json"))

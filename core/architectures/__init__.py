@@ -82,7 +82,8 @@ def tensors_of(layout: Layout, *, mtp: bool = False, scales: bool = False) -> li
 
 def parameter_counts(config: dict[str, Any]) -> dict[str, int]:
     """``total`` (the published count); for MoE ``active`` per token (shared + top-k routed experts + everything
-    else); ``mtp`` for multi-token-prediction layers and ``quantization_scales`` for fp8 scales, where present."""
+    else); ``mtp`` for multi-token-prediction layers and ``quantization_scales`` for fp8 scales (of which
+    ``mtp_quantization_scales`` in the MTP layers), where present."""
     return counts_of(layout_from_config(config))
 
 
