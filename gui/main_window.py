@@ -274,6 +274,8 @@ class MainWindow(QMainWindow):
                                   lambda _=False, i=i: self._on_view(lambda v: v.tabs.setCurrentIndex(i)),
                                   f"Ctrl+{i + 1}")
             self.panel_actions.append(action)
+        self.panel_actions.append(self._action("action_show_memory", "Show Memory Planner", lambda: self._on_view(
+            lambda v: v.tabs.setCurrentWidget(v.memory_tab)), "Ctrl+6", "Will it fit? GPU memory for this model"))
         self.action_legend = self._action("action_legend", "&Legend: What the Numbers Mean", self.show_legend,
                                           K.HelpContents)
         self.action_about = self._action("action_about", "&About Weightscope", self.show_about)
@@ -531,7 +533,7 @@ class MainWindow(QMainWindow):
         setting = analysis_device()
         self.device_label.setText(f"Device: {device}" if device else f"Device: {setting}")
         for action in (self.action_export_report, self.action_export_csv, self.action_export_json):
-            action.setEnabled(view is not None)
+            action.setEnabled(view is not None and not view.config_only)  # a config.json has no values to export
         self.action_close_tab.setEnabled(view is not None)
         self.action_cancel_analysis.setEnabled(view is not None and view.is_reading())
 

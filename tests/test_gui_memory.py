@@ -143,7 +143,9 @@ def test_reference_menu_and_welcome_list_open_config_only_tabs(make_window, qtbo
     assert view.analysis_job.worker is None and view.selection_job.worker is None
     assert window.is_idle()
 
-    view.tabs.setCurrentWidget(view.memory_tab)
+    assert not window.action_export_csv.isEnabled() and not window.action_export_report.isEnabled()
+    window.findChild(QAction, "action_show_memory").trigger()
+    assert view.tabs.currentWidget() is view.memory_tab
     assert view.memory.plan_result.parameters == LLAMA_8B
     view.memory.account.anchorClicked.emit(QUrl("legend:kv-cache"))
     qtbot.waitUntil(lambda: window.legend_dialog.isVisible())
