@@ -253,7 +253,10 @@ def _lora_items(checkpoint: Checkpoint, optimizer: str) -> tuple[PlanItem, ...]:
 
 def _items(work: _Workload, context: int, gpus: int) -> list[PlanItem]:
     items = [work.weight_item]
-    if work.layout is not None:
+    if work.layout is not None and work.mode != "inference":
+        items.append(PlanItem("KV cache", 0, "none while training: each sequence goes through whole, so its keys and "
+                              "values are activations, not a cache", True))
+    elif work.layout is not None:
         items.append(PlanItem("KV cache", work.layout.bytes_at(context, work.batch, work.kv),
                               work.layout.formula(work.kv), True))
     items.append(_activations(work, context))

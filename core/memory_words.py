@@ -89,7 +89,7 @@ def _weights(plan: MemoryPlan) -> str:
 
 
 def _kv(plan: MemoryPlan) -> str:
-    if plan.kv_bytes_per_token is None:
+    if plan.kv_bytes_per_token is None or plan.mode != "inference":
         return ""
     if plan.kv_bytes_per_token == 0:
         return "This model reads its whole input at once (an encoder), so it keeps no KV cache."

@@ -56,17 +56,22 @@ def test_explain_adds_formulas_and_words(models: dict[str, str], capsys: pytest.
 
 
 def test_json_plan(models: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = _run(capsys, models["8b"], "--gpu-memory", "24", "--context", "4096", "--mode", "lora",
-                        "--weights", "Q4_K", "--kv", "q8_0", "--json")
+    code, out, _ = _run(capsys, models["8b"], "--gpu-memory", "24", "--context", "4096", "--weights", "Q4_K",
+                        "--kv", "q8_0", "--json")
     assert code == 0
     doc = json.loads(out)
     assert doc["parameters"] == doc["active_parameters"] == LLAMA_31_8B_PARAMETERS
-    assert (doc["mode"], doc["gpu_bytes"], doc["gpus"], doc["fits"]) == ("lora", 24 << 30, 1, True)
+    assert (doc["mode"], doc["gpu_bytes"], doc["gpus"], doc["fits"]) == ("inference", 24 << 30, 1, True)
     items = {item["name"]: item for item in doc["items"]}
     assert items["KV cache"]["bytes"] == 32 * 2 * 32 * 34 * 4096  # q8_0: 34 bytes per 32 values
-    assert items["LoRA adapters"]["bytes"] == 4 * 13_631_488 and items["LoRA adapters"]["exact"] is False
+    assert items["weights"]["bytes"] == (LLAMA_31_8B_PARAMETERS - 65 * 4096) * 144 // 256 + 65 * 4096 * 4
     assert doc["total_bytes"] == sum(item["bytes"] for item in doc["items"])
     assert isinstance(doc["max_context"], int) and doc["min_gpus"] == 1
+    code, out, _ = _run(capsys, models["8b"], "--gpu-memory", "24", "--context", "4096", "--mode", "LoRA",
+                        "--optimizer", "adam8bit", "--weights", "int4", "--json")
+    items = {item["name"]: item for item in json.loads(out)["items"]}
+    assert items["LoRA adapters"]["bytes"] == 4 * 13_631_488 and items["LoRA adapters"]["exact"] is False
+    assert items["optimizer states"]["bytes"] == 2 * 13_631_488
 
 
 def test_several_models_side_by_side(models: dict[str, str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -146,6 +146,7 @@ def test_lora_adapters_rank_16_on_attention(llama_8b: Checkpoint) -> None:
     result = plan(llama_8b, gpu_memory_bytes=24 * GIB, mode="lora", weights="int4", context=1024)
     assert result.item("LoRA adapters").bytes == 4 * 13_631_488
     assert result.item("optimizer states").bytes == 8 * 13_631_488
+    assert result.item("KV cache").bytes == 0  # training caches nothing: keys and values are activations
     assert "rank 16" in result.item("LoRA adapters").formula and not result.item("LoRA adapters").exact
 
 

@@ -163,9 +163,7 @@ def plan_text(result: MemoryPlan, gpu_name: str | None, explain_items: bool = Fa
         lines.append(f"Max context  {largest}")
         lines.append(f"Min GPUs     {result.min_gpus if result.min_gpus else 'more than 4,096'}")
     else:
-        fitting = single_gpu_fits(result.total_bytes)
-        shown = ", ".join(fitting[:8]) + (" ..." if len(fitting) > 8 else "")
-        lines.append(f"Fits on one  {shown or 'no GPU in the catalog'}")
+        lines.append(f"Fits on one  {_smallest_fitting(single_gpu_fits(result.total_bytes))}")
     for note in result.notes:
         lines.append(f"Note         {terminal_safe(note)}")
     text = "\n".join(lines) + "\n"
