@@ -20,8 +20,10 @@ KV_DTYPES: dict[str, tuple[int, int]] = {
     "fp32": (4, 1), "bf16": (2, 1), "fp16": (2, 1), "fp8": (1, 1), "q8_0": (34, 32), "q4_0": (18, 32),
 }
 
-# Gemma 2 alternates sliding and global layers (layer 0 slides); Gemma 3 has one global layer in six.
-_PATTERN_DEFAULTS = {"gemma2": 2, "gemma3": 6, "gemma3_text": 6}
+# Families whose sliding layers follow a fixed pattern when the header names only the window (llama.cpp's
+# set_swa_pattern): Gemma 2 and gpt-oss alternate (layer 0 slides), Cohere 2 has one global layer in four,
+# Gemma 3 one in six.
+_PATTERN_DEFAULTS = {"gemma2": 2, "gpt-oss": 2, "cohere2": 4, "gemma3": 6, "gemma3_text": 6}
 
 
 @dataclass(frozen=True, slots=True)

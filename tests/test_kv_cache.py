@@ -186,3 +186,21 @@ def test_gguf_per_layer_kv_heads_and_latent_attention(tmp_path: Path) -> None:
 
     with open_checkpoint(_write_gguf(tmp_path / "d.gguf", "deepseek2", latent)) as ck:
         assert kv_layout(ck).bytes_per_token("bf16") == 70_272
+
+
+def test_cohere2_pattern_from_config_and_gpt_oss_from_gguf(tmp_path: Path) -> None:
+    cohere2 = {"model_type": "cohere2", "num_hidden_layers": 8, "hidden_size": 256, "num_attention_heads": 4,
+               "num_key_value_heads": 1, "sliding_window": 64, "sliding_window_pattern": 4}
+    assert [i for i, layer in enumerate(kv_layout_from_config(cohere2).layers) if layer.window is None] == [3, 7]
+
+    def setup(w: GGUFWriter) -> None:
+        w.add_block_count(4)
+        w.add_embedding_length(32)
+        w.add_head_count(4)
+        w.add_head_count_kv(1)
+        w.add_key_length(8)
+        w.add_value_length(8)
+        w.add_sliding_window(128)
+
+    with open_checkpoint(_write_gguf(tmp_path / "o.gguf", "gpt-oss", setup)) as ck:
+        assert [layer.window for layer in kv_layout(ck).layers] == [128, None, 128, None]

@@ -81,6 +81,8 @@ def test_several_models_side_by_side(models: dict[str, str], capsys: pytest.Capt
     assert header.split() == ["llama-8b", "llama-70b"]
     assert out.splitlines()[1].split() == ["parameters", "8,030,261,248", "70,553,706,496"]
     assert "KV per token (bf16)" in out and "128 KiB" in out and "320 KiB" in out
+    code, out, _ = _run(capsys, models["8b"], models["70b"], "--context", "8192", "--explain")
+    assert "8.03 billion parameters take 16.1 GB (15.0 GiB)" in out and "70.6 billion parameters take 141 GB" in out
     code, out, _ = _run(capsys, models["8b"], models["70b"], "--context", "8192", "--gpu", "RTX 4090", "--json")
     doc = json.loads(out)
     assert [d["compare"]["bytes"]["bf16"] for d in doc] == [16_060_522_496, 141_107_412_992]

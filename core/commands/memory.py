@@ -125,7 +125,11 @@ def _side_by_side(args: argparse.Namespace, checkpoints: list[Checkpoint], choic
     if args.json:
         return json.dumps([{**p.to_json(), "compare": row} for p, row in zip(plans, rows, strict=True)],
                           indent=1) + "\n"
-    return compare_text(rows, plans, choices["gpu_name"])
+    text = compare_text(rows, plans, choices["gpu_name"])
+    if args.explain:
+        for p in plans:
+            text += f"\n{terminal_safe(p.model)}\n" + explain(p, choices["gpu_name"])
+    return text
 
 
 def _size_cells(n: int) -> str:
