@@ -50,6 +50,7 @@ from gui.panels.no_values import NO_VALUES_TEXT, NoValuesPage, is_config_only
 from gui.panels.summary import SummaryPanel
 from gui.plain import tooltip
 from gui.progress_text import Throughput, partial_text, progress_text
+from gui.references import reference_title
 from gui.tree_model import (
     COL_DTYPE,
     COL_KIND,
@@ -102,6 +103,14 @@ def model_title(path: str) -> str:
         or stem.startswith(("model-0", "pytorch_model-0", "consolidated.0"))
     parent = os.path.basename(os.path.dirname(os.path.abspath(normal)))
     return parent if generic and parent else base
+
+
+def warm_imports() -> None:
+    """Import, in a worker, what panels would otherwise import on the UI thread when first shown: the gguf
+    package behind the quant-type table (0.3 s or more, once per process)."""
+    from core import dtypes
+
+    dtypes.lookup("Q4_K")
 
 
 class LazyTab(QWidget):
@@ -157,7 +166,7 @@ class ModelView(QWidget):
         self.opened = opened
         self.checkpoint = opened.checkpoint
         self.path = opened.path
-        self.title = model_title(opened.path)
+        self.title = reference_title(opened.path) or model_title(opened.path)
         self.device = device
         self.chunk_bytes = chunk_bytes
         self.analysis_state = "idle"  # idle | running | done | cancelled | failed
@@ -251,12 +260,12 @@ class ModelView(QWidget):
 
         self.tabs = QTabWidget(objectName="panel_tabs")
         self.tabs.setDocumentMode(True)
-        self.summary = SummaryPanel(self.checkpoint)
+        self.summary_tab = LazyTab("summary", lambda: SummaryPanel(self.checkpoint), self._summary_made)
         self.distribution_tab = LazyTab("distribution", DistributionPanel, self._distribution_made)
         self.depth_tab = LazyTab("depth", DepthPanel, self._depth_made)
         self.heatmap_tab = LazyTab("heatmap", HeatmapPanel, self._heatmap_made)
         self.findings_tab = LazyTab("findings", FindingsPanel, self._findings_made)
-        self.tabs.addTab(self.summary, "Summary")
+        self.tabs.addTab(self.summary_tab, "Summary")
         self.tabs.addTab(self.distribution_tab, "Distribution")
         self.tabs.addTab(self.depth_tab, "Depth profile")
         self.tabs.addTab(self.heatmap_tab, "Heatmap")
@@ -288,6 +297,20 @@ class ModelView(QWidget):
         self.tree.selectionModel().currentRowChanged.connect(self._current_changed)
 
     # ------------------------------------------------------------------ panels, built when first shown
+    @property
+    def summary(self) -> SummaryPanel:
+        return self.summary_tab.get()
+
+    def _summary_made(self, panel: SummaryPanel) -> None:
+        self._show_problem_count()
+
+    def _show_problem_count(self) -> None:
+        """The Summary's "3 problems found" line (SummaryPanel.set_problem_count, where the panel has it)."""
+        panel = self.summary_tab.panel
+        set_count = getattr(panel, "set_problem_count", None)
+        if set_count is not None and self.found is not None:
+            set_count(self.found.problems, self.found.analysed)
+
     @property
     def distribution(self) -> DistributionPanel:
         return self.distribution_tab.get()
@@ -619,6 +642,7 @@ class ModelView(QWidget):
         checkpoint, device, chunk = self.checkpoint, self.device, self.chunk_bytes
 
         def job(stop):
+            warm_imports()
             return analysis(checkpoint, None, device, chunk, stop)
 
         self.analysis_state = "running"
@@ -732,9 +756,7 @@ class ModelView(QWidget):
         for f in found.all():
             marks.setdefault(f.tensor, []).append((f.severity, f.message))
         self.tree_model.set_findings(marks)
-        set_count = getattr(self.summary, "set_problem_count", None)
-        if set_count is not None:
-            set_count(found.problems, found.analysed)
+        self._show_problem_count()
         self.sig_analysis_changed.emit()
 
     def _findings_failed(self, exc: BaseException) -> None:
@@ -817,8 +839,7 @@ class ModelView(QWidget):
     def is_idle(self) -> bool:
         return not (self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
                     or self.findings_job.busy or any(slot.busy for slot in self._heatmap_slots())
-                    or any(tab.pending for tab in (self.distribution_tab, self.depth_tab, self.heatmap_tab,
-                                                   self.findings_tab))
+                    or any(tab.pending for tab in self.findChildren(LazyTab))
                     or any(not w.is_done for w in self._stopping))
 
     def shutdown(self) -> None:
