@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from core.architecture import encoder_only
 from core.checkpoint import Checkpoint
 from core.planner_errors import PlannerInputError
 
@@ -111,8 +112,6 @@ def kv_layout(checkpoint: Checkpoint) -> KVLayout | None:
 
 def kv_layout_from_config(config: dict[str, Any], corrected: dict[str, Any] | None = None) -> KVLayout | None:
     """The layout a Hugging Face config.json describes; None when it lacks layers, heads or widths."""
-    from core.architecture import encoder_only
-
     if encoder_only(config):
         return KVLayout((), "config.json", "none (encoder-only)")
     source = _text_config(config)
