@@ -32,9 +32,8 @@ from PySide6.QtWidgets import (
 
 from core.checkpoint import Checkpoint
 from core.errors import CheckpointError
-from core.memory_plan import COMPARE_PRECISIONS, KV_TYPES, compare
-from core.memory_words import binary_size
-from core.numbers import human_count
+from core.memory_plan import KV_TYPES, compare
+from core.memory_side_by_side import side_by_side_caption, side_by_side_rows
 from core.planner_errors import PlannerInputError
 from gui.plain import bounded, plain_label, tooltip
 from gui.references import reference_label, reference_list
@@ -42,13 +41,7 @@ from gui.style import SERIES_COLORS, WARNING
 
 DEFAULT_NAMES = ("llama-3.1-8b", "llama-3.1-70b", "llama-3.1-405b")
 DEFAULT_CONTEXT = 8192
-PRECISION_LABELS = {"stored": "as stored", "fp32": "fp32", "bf16": "bf16", "fp8": "fp8", "int4": "int4",
-                    "Q8_0": "GGUF Q8_0", "Q4_K_M": "GGUF Q4_K_M"}
 CHART_PRECISIONS = ("fp32", "bf16", "fp8", "int4")
-# GPUs whose "fits alone" the table shows: a consumer card, the data-centre steps, a big Mac.
-SHOWN_GPUS = ("RTX 4090 24GB", "RTX 5090 32GB", "A100 80GB", "H100 80GB", "H200 141GB", "B200 192GB",
-              "MI300X 192GB", "Apple 128GB")
-KIND_ROWS = (("weight", "… in weight matrices"), ("bias", "… in biases"), ("embedding", "… in embeddings"))
 LOG_FLOOR_GIB = 0.01  # the chart's log axis starts here
 
 
@@ -246,39 +239,14 @@ class MemoryCompareWindow(QWidget):
             self.subtitle.setText("Not an open model or a reference model: " + ", ".join(repr(n) for n in self.unknown))
         else:
             self.subtitle.setStyleSheet("")
-            self.subtitle.setText(f"{len(chosen)} model(s) · KV cache in {self.kv_combo.currentText()} at "
-                                  f"{self.context_spin.value():,} tokens, batch 1 · \"fits alone\": bf16 "
-                                  "inference at that context on one GPU, estimated overhead included"
-                                  if chosen else "Tick models on the left to compare them.")
+            self.subtitle.setText(f"{len(chosen)} model(s) · {side_by_side_caption(self.rows)}" if chosen
+                                  else "Tick models on the left to compare them.")
         self._fill_table()
         self._fill_chart()
 
     def table_rows(self) -> list[tuple[str, list[str], str]]:
         """(row label, one cell per model, tooltip): what the table shows, as text."""
-        rows = self.rows
-        out: list[tuple[str, list[str], str]] = [
-            ("Parameters", [f"{r['parameters']:,}" for r in rows], "Every learned number, exactly"),
-            ("Parameters (short)", [human_count(r["parameters"]) for r in rows], ""),
-            ("Active per token", [f"{r['active_parameters']:,}" for r in rows],
-             "Parameters one token passes through (fewer than all for mixture-of-experts models)"),
-        ]
-        for kind, label in KIND_ROWS:
-            out.append((label, [f"{r['by_kind'].get(kind, 0):,}" for r in rows],
-                        f"Parameters {label.removeprefix('… ')}"))
-        for precision in COMPARE_PRECISIONS:
-            out.append((f"Weights {PRECISION_LABELS.get(precision, precision)}",
-                        [binary_size(r["bytes"][precision]) for r in rows],
-                        f"The parameters' bytes at {precision} (exact; GGUF mixes estimated)"))
-        out.append(("KV cache per token", [_maybe_size(r["kv_bytes_per_token"]) for r in rows],
-                    "Bytes one more token of context adds, layer by layer"))
-        out.append(("KV cache at context", [_maybe_size(r["kv_bytes_at_context"]) for r in rows],
-                    "Bytes the KV cache takes at the chosen context, batch 1"))
-        out.append(("bf16 inference total", [binary_size(r["inference_bf16_bytes"]) for r in rows],
-                    "Weights + KV cache + estimated activations and runtime overhead"))
-        for gpu in SHOWN_GPUS:
-            out.append((f"Fits alone on {gpu}", ["yes" if gpu in r["fits_on"] else "no" for r in rows],
-                        "Whether one such GPU holds the bf16 inference total"))
-        return out
+        return side_by_side_rows(self.rows)
 
     def _fill_table(self) -> None:
         rows = self.table_rows()
@@ -307,10 +275,6 @@ class MemoryCompareWindow(QWidget):
         series.append((f"KV cache at {self.context_spin.value():,}", [r["kv_bytes_at_context"] or 0
                                                                        for r in self.rows]))
         self.chart.set_groups(groups, series)
-
-
-def _maybe_size(n: int | None) -> str:
-    return "–" if n is None else binary_size(n) if n else "none"
 
 
 def compare_screenshot(window, args, finish) -> None:

@@ -14,6 +14,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, metavar="OUT.pdf", help="where to write the PDF")
     parser.add_argument("--device", default="auto", help="where statistics run: auto (default), cpu, cuda, cuda:N, mps")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the statistics cache")
+    parser.add_argument("--memory-compare", nargs="+", default=[], metavar="MODEL",
+                        help="add a page comparing this model's memory with these (files or reference model names)")
+    parser.add_argument("--memory-context", default="8192", metavar="N",
+                        help="tokens of context for the memory comparison's KV cache (default 8192)")
 
 
 @refuse_on_error
@@ -31,6 +35,14 @@ def run(args: argparse.Namespace) -> int:
             from gui.pdf import ensure_app, write_report
 
             ensure_app()
-            pages = write_report(checkpoint, result, args.output)
+            report = None
+            if args.memory_compare:
+                from core.memory_side_by_side import compare_for_report, side_by_side_blocks
+                from core.report import build_report
+
+                report = build_report(checkpoint, result)
+                rows = compare_for_report(checkpoint, args.memory_compare, args.memory_context)
+                report.blocks.extend(side_by_side_blocks(rows))
+            pages = write_report(checkpoint, result, args.output, report=report)
     sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
     return 0
