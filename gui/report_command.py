@@ -29,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
     check_writable(args.output)  # before a long analysis, not after
     validate_device(args.device)
     with stage(f"reading the metadata of {args.path!r}"), open_checkpoint(args.path) as checkpoint:
+        compared = None
+        if args.memory_compare:  # before the long analysis: a bad name or context is refused at once
+            from core.memory_side_by_side import compare_for_report
+
+            compared = compare_for_report(checkpoint, args.memory_compare, args.memory_context)
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
         with stage(f"writing the report of {args.path!r} to {args.output!r}"):
@@ -36,13 +41,12 @@ def run(args: argparse.Namespace) -> int:
 
             ensure_app()
             report = None
-            if args.memory_compare:
-                from core.memory_side_by_side import compare_for_report, side_by_side_blocks
+            if compared is not None:
+                from core.memory_side_by_side import side_by_side_blocks
                 from core.report import build_report
 
                 report = build_report(checkpoint, result)
-                rows = compare_for_report(checkpoint, args.memory_compare, args.memory_context)
-                report.blocks.extend(side_by_side_blocks(rows))
+                report.blocks.extend(side_by_side_blocks(compared))
             pages = write_report(checkpoint, result, args.output, report=report)
     sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
     return 0
