@@ -489,7 +489,7 @@ def plot_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
 # --------------------------------------------------------------------------- findings and legend
 def findings_blocks(found: Findings) -> list[Block]:
     blocks: list[Block] = [Heading("Findings")]
-    problems = len(found.non_finite) + sum(1 for f in found.all_zero if f.severity == "warning")
+    problems = len(found.non_finite) + sum(1 for f in found.all_zero if f.severity == "warning") + len(found.few_values)
     blocks.append(Paragraph(
         f"{plural(found.analysed, 'tensor')} analysed. {len(found.non_finite):,} with NaN or Inf values, "
         f"{len(found.all_zero):,} all-zero, {len(found.sibling_outliers):,} unlike their siblings in other layers "
@@ -499,6 +499,9 @@ def findings_blocks(found: Findings) -> list[Block]:
     blocks += _finding_list(found.non_finite, "No NaN or infinite values anywhere.")
     blocks.append(Heading("All-zero tensors", level=2))
     blocks += _finding_list(found.all_zero, "No tensor is entirely zero.")
+    if found.few_values:
+        blocks.append(Heading("Crushed onto a few values", level=2))
+        blocks += _finding_list(found.few_values, "")
     blocks.append(Heading("Largest peak / sigma", level=2))
     blocks.append(Paragraph(PEAK_HELP, style="note"))
     if found.peak_ratio:

@@ -90,7 +90,7 @@ def test_findings_json_against_numpy(broken: tuple[Path, dict[str, np.ndarray]])
 
 def test_summary_alone_reads_nothing(broken: tuple[Path, dict[str, np.ndarray]]) -> None:
     """Without read_values the crushed tensor past the stored extremes is only a bound, so it is not claimed."""
-    path, tensors = broken
+    path, _tensors = broken
     with open_checkpoint(str(path)) as ck:
         result = run(ck, use_cache=False)
     found = find(result, ck)  # the checkpoint is closed: a read would fail
@@ -140,3 +140,15 @@ def test_undefined_statistics(tmp_path: Path) -> None:
     assert describe_stat("kurtosis", normal.kurtosis, normal).startswith("1.")
     empty = type("Empty", (), {"count": 0, "std": float("nan"), "min": float("nan"), "max": float("nan")})()
     assert describe_stat("mean", float("nan"), empty) == NO_VALUES
+
+
+def test_report_names_the_crushed_tensor(broken: tuple[Path, dict[str, np.ndarray]]) -> None:
+    from core.report import Heading, Table, findings_blocks
+
+    path, _tensors = broken
+    with open_checkpoint(str(path)) as ck:
+        blocks = findings_blocks(find(run(ck, use_cache=False), ck))
+    at = next(i for i, b in enumerate(blocks) if isinstance(b, Heading) and b.text == "Crushed onto a few values")
+    table = blocks[at + 1]
+    assert isinstance(table, Table) and table.rows[0][0] == "model.layers.0.mlp.gate_proj.weight"
+    assert "only 3 distinct values" in table.rows[0][1]
