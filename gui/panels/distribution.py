@@ -3,6 +3,10 @@
 The panel only draws a core TensorStats; deriving it (merging summaries,
 computing percentiles) happens in a worker (see gui.model_view). Updates
 arrive while a tensor is still being read, so the histogram fills in.
+
+Marker labels (mean, ±σ, p1, p99) sit in a band above the tallest bar; labels
+that would touch are joined into one ("−σ · mean · +σ"), so none overlap; "Fit to bulk" zooms to
+p0.1-p99.9 when one outlier squeezes the rest into a single bar.
 """
 
 from __future__ import annotations
@@ -13,10 +17,12 @@ import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QGuiApplication
+from PySide6.QtGui import QColor, QFontMetrics, QGuiApplication
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
+    QHBoxLayout,
     QHeaderView,
     QPushButton,
     QSplitter,
@@ -36,6 +42,9 @@ MEAN_PEN = pg.mkPen("#dc2626", width=1.6)
 SIGMA_PEN = pg.mkPen("#dc2626", width=1.1, style=Qt.PenStyle.DashLine)
 PCT_PEN = pg.mkPen("#6b7280", width=1.0, style=Qt.PenStyle.DotLine)
 LOG_FLOOR = -0.5  # where empty bins sit on a log count axis (a bin holding one value sits at 0 = 10^0)
+LABEL_LANES = (0.97,)  # label height, as a fraction of the view: above the curve
+HEADROOM = 1.0 / 0.62  # the curve's top reaches 62% of the view height, leaving the band above for labels
+BULK = ("0.1", "99.9")  # "Fit to bulk" zooms to these percentiles
 
 
 def _int(n: int) -> str:
@@ -78,7 +87,27 @@ def stat_text(ts: TensorStats, key: str) -> str:
         return str(value)
     if key in INT_KEYS:
         return _int(value)
+    if isinstance(value, float) and math.isnan(value):
+        return undefined_reason(ts, key)
     return format_value(float(value))
+
+
+def undefined_reason(ts: TensorStats, key: str) -> str:
+    """Why a statistic has no value, in words: a NaN here is arithmetic, not a broken checkpoint."""
+    try:
+        from core.undefined import describe_stat  # the shared wording, where it exists
+    except ImportError:
+        describe_stat = None
+    if describe_stat is not None:
+        try:
+            return str(describe_stat(ts, key))
+        except (TypeError, KeyError, AttributeError, ValueError):
+            pass
+    if not ts.count:
+        return "undefined: no finite values"
+    if key in ("skewness", "kurtosis") and ts.std == 0:
+        return "undefined: all values equal"
+    return "undefined"
 
 
 def stats_as_text(ts: TensorStats) -> str:
@@ -104,7 +133,8 @@ class DistributionPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
 
-        header, head, self.title, self.subtitle = panel_header("Select a tensor or a group in the tree", "")
+        header, _subtitle_row, self.title, self.subtitle = panel_header("Select a tensor or a group in the tree", "")
+        self.title.setToolTip(self.title.text())
         self.title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.x_mode = QComboBox(objectName="distribution_x_mode")
         self.x_mode.addItems(["Values", "log10 |v|"])
@@ -119,9 +149,17 @@ class DistributionPanel(QWidget):
         self.export_png.setToolTip("Save the histogram as a PNG image")
         self.export_svg.setToolTip("Save the histogram as an SVG vector image")
         self.copy_button.setToolTip("Copy every statistic to the clipboard (tab-separated, full precision)")
-        for w in (self.x_mode, self.y_mode, self.export_png, self.export_svg, self.copy_button):
-            head.addWidget(w)
+        self.fit_bulk = QCheckBox("Fit to bulk", objectName="distribution_fit_bulk")
+        self.fit_bulk.setToolTip("Zoom to the 0.1th-99.9th percentiles, where 99.8% of the values lie: one "
+                                 "outlier no longer squeezes the rest into a single bar.")
         layout.addLayout(header)
+        controls = QHBoxLayout()  # a row of its own: the subtitle above keeps the whole width
+        for w in (self.x_mode, self.y_mode, self.fit_bulk):
+            controls.addWidget(w)
+        controls.addStretch(1)
+        for w in (self.export_png, self.export_svg, self.copy_button):
+            controls.addWidget(w)
+        layout.addLayout(controls)
 
         split = QSplitter(Qt.Orientation.Horizontal)
         self.plot = pg.PlotWidget()
@@ -134,6 +172,7 @@ class DistributionPanel(QWidget):
                                      pen=pg.mkPen(ACCENT, width=1.3))
         self.plot.addItem(self.curve)
         self.markers: list[pg.InfiniteLine] = []
+        self.marker_names: list[str] = []  # what each marker is ("mean", "p99"), whatever its label shows
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Statistic", "Value"])
         self.table.verticalHeader().hide()
@@ -153,6 +192,9 @@ class DistributionPanel(QWidget):
 
         self.x_mode.currentIndexChanged.connect(self._redraw)
         self.y_mode.currentIndexChanged.connect(self._redraw)
+        self.fit_bulk.toggled.connect(self._redraw)
+        self.plot.getViewBox().sigResized.connect(self._place_labels)
+        self.plot.getViewBox().sigXRangeChanged.connect(self._place_labels)
         self.export_png.clicked.connect(lambda: self.export_dialog("png"))
         self.export_svg.clicked.connect(lambda: self.export_dialog("svg"))
         self.copy_button.clicked.connect(self.copy_statistics)
@@ -162,7 +204,9 @@ class DistributionPanel(QWidget):
     def clear(self, message: str = "Select a tensor or a group in the tree", subtitle: str = "") -> None:
         self.stats = None
         self.title.setText(message)
+        self.title.setToolTip(tooltip(message))
         self.subtitle.setText(subtitle)
+        self.subtitle.setToolTip(tooltip(subtitle))
         self.curve.setData([], [])
         self._clear_markers()
         self.table.setRowCount(0)
@@ -177,6 +221,7 @@ class DistributionPanel(QWidget):
         self.stats = ts
         self.fraction = fraction
         self.title.setText(title)
+        self.title.setToolTip(tooltip(title))  # tensor names from the file: shown, never rendered
         note = " · partial" if fraction < 1 and "partial" not in subtitle and "reading" not in subtitle else ""
         exact = "" if ts.exact else " · beyond-6σ estimated"
         self.subtitle.setText(f"{subtitle}{note}{exact}")
@@ -217,6 +262,7 @@ class DistributionPanel(QWidget):
         for line in self.markers:
             self.plot.removeItem(line)
         self.markers = []
+        self.marker_names: list[str] = []
 
     def _redraw(self) -> None:
         ts = self.stats
@@ -238,37 +284,95 @@ class DistributionPanel(QWidget):
             half = abs(edges[0]) * 0.01 or 0.5
             edges = np.linspace(edges[0] - half, edges[0] + half, len(edges))
         axis = self.plot.getPlotItem().getAxis("left")
+        x_lo, x_hi = self._x_range(ts, edges, log_x)
+        inside = (edges[1:] >= x_lo) & (edges[:-1] <= x_hi)  # bins at least partly in view
         if log_y:
             y = np.full_like(counts, LOG_FLOOR)
             np.log10(counts, out=y, where=counts > 0)
             self.curve.setData(edges, y, stepMode="center", fillLevel=LOG_FLOOR)
-            self.plot.setYRange(LOG_FLOOR, float(y.max()) + 0.3, padding=0)  # before the axis reads it as 10^y
+            top = float(y[inside].max()) if inside.any() else float(y.max())
+            top = LOG_FLOOR + (top + 0.3 - LOG_FLOOR) * HEADROOM
+            self.plot.setYRange(LOG_FLOOR, top, padding=0)  # before the axis reads it as 10^y
             axis.setLogMode(False, True)
-            self.plot.enableAutoRange(axis="x")
         else:
             axis.setLogMode(False, False)
             self.curve.setData(edges, counts, stepMode="center", fillLevel=0)
-            self.plot.enableAutoRange()
+            top = float(counts[inside].max()) if inside.any() else float(counts.max())
+            self.plot.setYRange(0, (top or 1.0) * HEADROOM, padding=0)
+        self.plot.setXRange(x_lo, x_hi, padding=0.02)
         if not log_x:
             self._add_value_markers(ts, float(edges[0]), float(edges[-1]))
+            self._place_labels()
+
+    def _x_range(self, ts: TensorStats, edges: np.ndarray, log_x: bool) -> tuple[float, float]:
+        """The whole histogram, or with "Fit to bulk" the p0.1-p99.9 range (values only, when it is wider than 0)."""
+        lo, hi = float(edges[0]), float(edges[-1])
+        if self.fit_bulk.isChecked() and not log_x:
+            b_lo, b_hi = (ts.percentiles.get(k, math.nan) for k in BULK)
+            if math.isfinite(b_lo) and math.isfinite(b_hi) and b_hi > b_lo:
+                margin = 0.05 * (b_hi - b_lo)
+                return max(lo, b_lo - margin), min(hi, b_hi + margin)
+        return lo, hi
 
     def _add_value_markers(self, ts: TensorStats, lo: float, hi: float) -> None:
         def line(x: float, pen, label: str, pos: float) -> None:
             if not math.isfinite(x) or not lo <= x <= hi:
                 return
             item = pg.InfiniteLine(pos=x, angle=90, pen=pen, movable=False, label=label,
-                                   labelOpts={"position": pos, "color": MUTED, "fill": (255, 255, 255, 200)})
+                                   labelOpts={"position": pos, "color": MUTED, "fill": (255, 255, 255, 200),
+                                              "anchors": [(0.5, 0), (0.5, 0)]})  # centred, hanging down
             self.plot.addItem(item)
             self.markers.append(item)
+            self.marker_names.append(label)
 
-        line(ts.mean, MEAN_PEN, "mean", 0.95)
-        line(ts.mean - ts.std, SIGMA_PEN, "−σ", 0.86)
-        line(ts.mean + ts.std, SIGMA_PEN, "+σ", 0.86)
-        for key, pos in (("1", 0.76), ("99", 0.76)):
-            line(ts.percentiles.get(key, math.nan), PCT_PEN, f"p{key}", pos)
+        line(ts.mean, MEAN_PEN, "mean", LABEL_LANES[0])
+        line(ts.mean - ts.std, SIGMA_PEN, "−σ", LABEL_LANES[0])
+        line(ts.mean + ts.std, SIGMA_PEN, "+σ", LABEL_LANES[0])
+        for key in ("1", "99"):
+            line(ts.percentiles.get(key, math.nan), PCT_PEN, f"p{key}", LABEL_LANES[0])
+
+    def _place_labels(self, *_args) -> None:
+        """One row of labels above the curve: markers whose labels would touch share one ("−σ · mean")."""
+        if not self.markers:
+            return
+        view = self.plot.getViewBox()
+        (x0, x1), _ = view.viewRange()
+        scale = (view.width() or 600.0) / (x1 - x0) if x1 > x0 else 1.0
+        metrics = QFontMetrics(self.markers[0].label.textItem.font())
+        order = sorted(range(len(self.markers)), key=lambda i: float(self.markers[i].value()))
+        clusters = [[i] for i in order]
+
+        def extent(cluster: list[int]) -> tuple[float, float, str]:
+            text = " · ".join(self.marker_names[i] for i in cluster)
+            anchor = self.markers[cluster[len(cluster) // 2]]
+            centre = (float(anchor.value()) - x0) * scale
+            half = (metrics.horizontalAdvance(text) + 12) / 2
+            return centre - half, centre + half, text
+
+        merged = True
+        while merged and len(clusters) > 1:
+            merged = False
+            for k in range(len(clusters) - 1):
+                if extent(clusters[k])[1] + 2 > extent(clusters[k + 1])[0]:
+                    clusters[k:k + 2] = [clusters[k] + clusters[k + 1]]
+                    merged = True
+                    break
+        for cluster in clusters:
+            text = extent(cluster)[2]
+            for i in cluster:
+                label = self.markers[i].label
+                shown = i == cluster[len(cluster) // 2]
+                self.markers[i].setZValue(5 if shown else 2)  # a shown label above every other marker line
+                label.setFormat(text if shown else "")
+                label.setVisible(shown)
+                label.setPosition(LABEL_LANES[0])
+
+    def shown_labels(self) -> list[str]:
+        """The marker labels as drawn (shared ones joined by " · "), for tests."""
+        return [m.label.format for m in self.markers if m.label.isVisible()]
 
     def marker_positions(self) -> dict[str, float]:
-        return {str(m.label.format): float(m.value()) for m in self.markers}
+        return {name: float(m.value()) for name, m in zip(self.marker_names, self.markers, strict=True)}
 
     # -- export ---------------------------------------------------------------
     def copy_statistics(self) -> str:
