@@ -132,6 +132,7 @@ def test_reference_menu_and_welcome_list_open_config_only_tabs(make_window, qtbo
     qtbot.waitUntil(lambda: window.current_view() is not None, timeout=20000)
     view = window.current_view()
     assert view.checkpoint.format == "config" and view.checkpoint.parameter_count == LLAMA_8B
+    assert window.tabs.tabText(window.tabs.currentIndex()) == "Llama 3.1 8B"  # its title, not the json's name
     assert view.config_only and view.analysis_state == "idle" and view.analysis_job.worker is None
     for label in ("Distribution", "Depth profile", "Heatmap"):
         index = [view.tabs.tabText(i) for i in range(view.tabs.count())].index(label)
