@@ -242,10 +242,11 @@ class _Run:
                         try:
                             step = next(gen)
                         except StopIteration as stop:
-                            spectrum.evals, spectrum.reason = stop.value
+                            spectrum.evals, reason = stop.value
+                            spectrum.reason = reason or None
                             break
                         result.seconds = time.perf_counter() - start
-                        yield SpectraProgress(done + step, total, t.name, message, False, result)
+                        yield SpectraProgress(done + min(step, cost), total, t.name, message, False, result)
                     if cache is not None:
                         cache.put(t, (spectrum.evals, spectrum.reason or ""), everything)
                 if spectrum.evals is not None:
