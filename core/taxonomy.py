@@ -12,10 +12,11 @@ and torch.nn LSTM/GRU.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from core import dtypes
-from core.training_state import is_training_state
+from core.training_state import TRAINER_SCALARS, is_training_state
 
 KINDS = ("weight", "bias", "embedding", "buffer", "state")
 PARAMETER_KINDS = frozenset({"weight", "bias", "embedding"})  # what counts as the model's parameters
@@ -102,6 +103,8 @@ def classify(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
     A million-tensor header repeats a few patterns (``layers.N.mlp.up_proj.weight``); classifying each
     name afresh took ~40 us, a dictionary lookup takes well under one.
     """
+    if "." not in name:  # a bare name (hostile headers list a million unique ones): direct, no memo key to build
+        return _classify_bare(name, len(shape), dtype)
     key = classification_key(name, shape, dtype)
     found = _MEMO.get(key)
     if found is None:
@@ -116,6 +119,41 @@ def classify_uncached(name: str, shape: tuple[int, ...], dtype: str) -> tuple[st
     """(kind, role) computed from the name itself: the definition that ``classify`` memoises."""
     kind = tensor_kind(name, shape, dtype)
     return kind, tensor_role(name, shape, kind)
+
+
+def _classify_bare(name: str, ndim: int, dtype: str) -> tuple[str, str]:
+    """classify_uncached for a name without dots, every rule specialised to one component (no module path);
+    tests hold the two equal on every word the rules know."""
+    low = name.lower()
+    if low in TRAINER_SCALARS:
+        return "state", "other"
+    if low in _BUFFER_LEAVES or (_is_integer_dtype(dtype) and not (low in _INT_WEIGHT_LEAVES and ndim >= 2)):
+        kind = "buffer"
+    elif low.endswith("bias") or _BIAS_LEAF.match(low):
+        kind = "bias"
+    elif low in _EMBEDDING_MODULES:
+        return "embedding", "embedding"
+    else:
+        kind = "weight"
+    if _RECURRENT_LEAF.match(low):
+        return kind, "recurrent"
+    if "norm" not in low and (low in _BARE_HEADS or low in _HEAD_MODULES):
+        return kind, "head"
+    if may_match_a_role_rule(low) and _ANY_ROLE_RULE.search(low):
+        for pattern, role in _ROLE_RULES:
+            if pattern.search(low):
+                return kind, role
+    return kind, "convolution" if ndim >= 3 else "other"
+
+
+_BARE_HEADS = frozenset({"lm_head", "cls", "score", "qa_outputs", "classifier", "pooler", "output"})
+
+
+@functools.lru_cache(maxsize=256)
+def _is_integer_dtype(dtype: str) -> bool:
+    """Known and not floating point: tensor_kind's buffer test."""
+    dt = dtypes.lookup(dtype)
+    return dt is not None and not dt.is_float
 
 
 MEMO_LIMIT = 1 << 16

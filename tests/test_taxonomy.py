@@ -130,3 +130,29 @@ def test_recurrent_norm_and_head_roles(name: str, kind: str, role: str) -> None:
 def test_odd_digits_are_not_block_numbers(name: str) -> None:
     assert layer_index(name) is None
     classify(name, (2,), "F32")
+
+
+def test_bare_names_classify_as_the_general_rules_do() -> None:
+    """classify's fast path for names without dots equals classify_uncached on every word the rules know,
+    in several cases and with affixes, for float, integer and unknown dtypes and every rank."""
+    from core import taxonomy, training_state
+
+    words: set[str] = set()
+    for collection in (taxonomy._EMBEDDING_MODULES, taxonomy._BUFFER_LEAVES, taxonomy._INT_WEIGHT_LEAVES,
+                       taxonomy._HEAD_MODULES, taxonomy._BARE_HEADS, training_state.TRAINER_SCALARS,
+                       training_state.OPTIMIZER_CONTAINERS, training_state.TOP_CONTAINERS,
+                       training_state.EMA_CONTAINERS, training_state.DISTINCTIVE_MOMENTS,
+                       training_state.GENERIC_MOMENTS):
+        words |= set(collection)
+    words |= {"bias", "bias_ih_l0", "bias_hh_l1_reverse", "weight_ih_l0", "q", "k", "v", "o", "wq", "w1", "fc1",
+              "ln_f", "ln_1", "bn1", "qkv", "c_attn", "conv1", "lstm", "gru2", "rms_norm", "feedforward", "c_fc",
+              "mlp", "ffn", "attn", "gate", "up_proj", "a1", "ff", "x", "zz9", "norm", "layernorm_bias"}
+    names = set()
+    for word in words:
+        names |= {word, word.upper(), word.capitalize(), f"{word}_x", f"x_{word}", f"{word}1", f"my{word}"}
+    for name in sorted(names):
+        for dtype in ("F32", "BF16", "I64", "U8", "BOOL", "Q4_K", "NOPE"):
+            for ndim in range(5):
+                shape = (2,) * ndim
+                assert taxonomy.classify(name, shape, dtype) == taxonomy.classify_uncached(name, shape, dtype), \
+                    (name, dtype, ndim)
