@@ -160,7 +160,7 @@ def build_report(checkpoint: Checkpoint, result: Any, now: _dt.datetime | None =
     per_tensor = tensor_stats(result)
     found = find(result, checkpoint, per_tensor)
     blocks: list[Block] = []
-    blocks += summary_blocks(checkpoint, result)
+    blocks += summary_blocks(checkpoint, result, found)
     blocks += layer_table_blocks(checkpoint, result)
     blocks += plot_blocks(checkpoint, result)
     blocks += findings_blocks(found)
@@ -170,7 +170,7 @@ def build_report(checkpoint: Checkpoint, result: Any, now: _dt.datetime | None =
     return Report(
         title=name,
         subtitle="Checkpoint report",
-        facts=title_facts(checkpoint, result, now),
+        facts=[("Verdict", verdict_line(found)), *title_facts(checkpoint, result, now)],
         files=files,
         blocks=blocks,
         footer=f"{clip(name, 60)} · Weightscope {__version__}",
@@ -214,10 +214,65 @@ def _share_rows(items: list[tuple[str, int]], total: int) -> list[list[str]]:
     return [[key, human_count(n), f"{n:,}", percent(n, total)] for key, n in items]
 
 
-def summary_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
+VERDICT_ROWS = 12  # problems listed on the first page of the Summary; the Findings section has them all
+_VERDICT_PARTS = (("non_finite", "with NaN or Inf"), ("all_zero", "all-zero"),
+                  ("few_values", "crushed onto a few values"), ("sibling_outliers", "unlike their siblings"),
+                  ("outliers", "with extreme outliers"), ("heavy_tails", "heavy-tailed"))
+
+
+def verdict_line(found: Findings) -> str:
+    """The report's answer in one line: "No problems found in 1,137 tensors" or what kinds of problems."""
+    if not found.problems:
+        return f"No problems found in {plural(found.analysed, 'tensor')} analysed"
+    parts = []
+    for attr, words in _VERDICT_PARTS:
+        n = sum(1 for f in getattr(found, attr) if f.is_problem)
+        if n:
+            parts.append(f"{n:,} {words}")
+    return f"{plural(found.problems, 'problem')} found: {', '.join(parts)} (see Findings)"
+
+
+def verdict_blocks(found: Findings) -> list[Block]:
+    """The verdict first: what is wrong (if anything), before any table of counts."""
+    blocks: list[Block] = [Heading("Verdict", level=2), Paragraph(verdict_line(found) + ".")]
+    problems = [f for f in found.all() if f.is_problem]
+    if problems:
+        blocks.append(Table(["Tensor", "Problem", "Severity"],
+                            [[f.tensor, f.title, f.severity] for f in problems[:VERDICT_ROWS]], "lll", [4, 4, 1],
+                            note=f"… {len(problems) - VERDICT_ROWS:,} more in Findings"
+                            if len(problems) > VERDICT_ROWS else ""))
+    return blocks
+
+
+def count_story_blocks(checkpoint: Checkpoint) -> list[Block]:
+    """How the parameter count adds up from the architecture, when it can be derived."""
+    from core.count_story import count_story
+
+    story = count_story(checkpoint)
+    if story is None:
+        return []
+    return [Heading("How the count adds up", level=2), *(Paragraph(line, style="note") for line in story.lines())]
+
+
+def quantization_blocks(checkpoint: Checkpoint) -> list[Block]:
+    """For quantised files: the recipe and bits per weight, overall and per type."""
+    from core.quantization import headline, quantization_summary
+
+    summary = quantization_summary(checkpoint)
+    if summary is None:
+        return []
+    rows = [[name, f"{e['tensors']:,}", f"{e['parameters']:,}", f"{e['bytes']:,}", f"{e['bits_per_weight']:.4g}"]
+            for name, e in summary["by_type"].items()]
+    return [Table(["Type", "Tensors", "Parameters", "Bytes", "Bits per weight"], rows, "lrrrr",
+                  [2, 1.2, 2.2, 2.2, 1.6], title=f"Quantisation: {headline(summary)}")]
+
+
+def summary_blocks(checkpoint: Checkpoint, result: Any, found: Findings | None = None) -> list[Block]:
     params = checkpoint.parameter_count
     by_kind = checkpoint.by_kind()
     blocks: list[Block] = [Heading("Summary")]
+    if found is not None:
+        blocks += verdict_blocks(found)
     blocks.append(Paragraph(
         f"The model holds {human_count(params)} parameters ({params:,}) in "
         f"{plural(len(checkpoint.tensors), 'tensor')}, {human_bytes(checkpoint.file_bytes)} on disk. "
@@ -244,8 +299,10 @@ def summary_blocks(checkpoint: Checkpoint, result: Any) -> list[Block]:
                   for d, n in sorted(checkpoint.by_dtype().items(), key=lambda kv: -kv[1])]
     blocks.append(Table(["Data type", "Elements", "Exact", "Share", "Stored"], dtype_rows, "lrrrr",
                         [2.2, 1.3, 2.2, 1.1, 1.6], title="Data types (buffers included)"))
+    blocks += quantization_blocks(checkpoint)
     if checkpoint.architecture:
         blocks.append(KeyValues(architecture_rows(checkpoint.architecture), title="Architecture"))
+        blocks += count_story_blocks(checkpoint)
     blocks.append(KeyValues([("how it was read", clip(checkpoint.safety))]
                             + [("warning", clip(w)) for w in checkpoint.warnings], title="Safety"))
     blocks.append(memory_table(checkpoint))

@@ -201,7 +201,8 @@ def _paragraph(lay: _Layout, block: Paragraph) -> None:
 
 def _column_widths(lay: _Layout, block: Table, fonts: tuple[QFont, QFont], pad: float) -> list[float]:
     """Every column as wide as its widest cell; the flexible one (largest relative width) takes the rest
-    and wraps. If the fixed columns would squeeze it below 40%, all columns share by relative width."""
+    and wraps. If the fixed columns would squeeze it below 40%, number columns (right-aligned) keep their natural
+    width and the text columns share the rest by relative width, so no number is ever broken across lines."""
     flex = max(range(len(block.widths)), key=lambda c: block.widths[c])
     body, head = (lay.metrics(f) for f in fonts)
     natural = []
@@ -213,6 +214,13 @@ def _column_widths(lay: _Layout, block: Table, fonts: tuple[QFont, QFont], pad: 
     fixed = sum(w for c, w in enumerate(natural) if c != flex)
     if CONTENT_W - fixed >= CONTENT_W * 0.4:
         return [CONTENT_W - fixed if c == flex else w for c, w in enumerate(natural)]
+    numbers = [c for c in range(len(natural)) if block.align[c] == "r"]
+    texts = [c for c in range(len(natural)) if c not in numbers]
+    number_w = sum(natural[c] for c in numbers)
+    if texts and number_w <= CONTENT_W * 0.85:  # numbers keep their width (never broken mid-number), text shares
+        share = sum(block.widths[c] for c in texts)
+        return [natural[c] if c in numbers else (CONTENT_W - number_w) * block.widths[c] / share
+                for c in range(len(natural))]
     total = sum(block.widths)
     return [CONTENT_W * w / total for w in block.widths]
 
