@@ -133,9 +133,11 @@ SIBLING_MEANING = ("A layer that differs this much from its siblings was trained
 
 
 def tensor_stats(result: Any, names: Iterable[str] | None = None) -> dict[str, TensorStats]:
-    """Statistics (without display histograms) of every analysed tensor, in result order."""
-    wanted = result.summaries if names is None else [n for n in names if n in result.summaries]
-    return {name: result.stats(name, STATS_ONLY) for name in wanted}
+    """Statistics (without display histograms) of every analysed tensor that holds values, in result order.
+    Empty tensors are left out: they can have no finding, and a header may list a million of them."""
+    summaries = dict(result.summaries)
+    wanted = summaries if names is None else [n for n in names if n in summaries]
+    return {name: result.stats(name, STATS_ONLY) for name in wanted if summaries[name].total > 0}
 
 
 def sibling_key(name: str) -> str | None:
@@ -158,7 +160,7 @@ def find(result: Any, checkpoint: Any, stats: dict[str, TensorStats] | None = No
     (the checkpoint must be open); without it nothing is read."""
     stats = tensor_stats(result) if stats is None else stats
     infos = {t.name: t for t in checkpoint.tensors}
-    out = Findings(analysed=len(stats))
+    out = Findings(analysed=len(result.summaries))
     ranked = []
     for name, ts in stats.items():
         info = infos.get(name)

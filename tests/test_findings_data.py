@@ -152,3 +152,18 @@ def test_report_names_the_crushed_tensor(broken: tuple[Path, dict[str, np.ndarra
     table = blocks[at + 1]
     assert isinstance(table, Table) and table.rows[0][0] == "model.layers.0.mlp.gate_proj.weight"
     assert "only 3 distinct values" in table.rows[0][1]
+
+
+def test_empty_tensors_count_as_analysed_but_are_never_derived(tmp_path: Path) -> None:
+    """A header may list a million empty tensors: they have no values, so no finding, and no statistics derived."""
+    tensors = {f"model.layers.{i}.w": np.zeros((0, 4), np.float32) for i in range(50)}
+    tensors["model.z.weight"] = np.zeros((8, 8), np.float32)
+    save_file(tensors, str(tmp_path / "m.safetensors"))
+    with open_checkpoint(str(tmp_path / "m.safetensors")) as ck:
+        result = run(ck, use_cache=False)
+        found = find(result, ck, read_values=True)
+    assert found.analysed == 51
+    assert [(f.kind, f.tensor) for f in found.all()] == [("all_zero", "model.z.weight")]
+    from core.findings import tensor_stats
+
+    assert list(tensor_stats(result)) == ["model.z.weight"]
