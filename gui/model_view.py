@@ -47,6 +47,7 @@ from gui.panels.findings import FindingsPanel
 from gui.panels.heatmap import HeatmapPanel
 from gui.panels.memory import MemoryPanel
 from gui.panels.no_values import NO_VALUES_TEXT, NoValuesPage, is_config_only
+from gui.panels.spectra import SpectraPanel
 from gui.panels.summary import SummaryPanel
 from gui.plain import tooltip
 from gui.progress_text import Throughput, partial_text, progress_text
@@ -280,6 +281,10 @@ class ModelView(QWidget):
         self.tabs.addTab(self.memory_tab, "Memory")
         self.tabs.setTabToolTip(self.tabs.indexOf(self.memory_tab),
                                 "Will it fit? Memory for your GPU, workload, precision and context")
+        self.spectra_tab = LazyTab("spectra", lambda: SpectraPanel(self.checkpoint), lambda panel: None)
+        self.tabs.addTab(self.spectra_tab, "Spectra")
+        self.tabs.setTabToolTip(self.tabs.indexOf(self.spectra_tab), "How well each layer is trained, from its "
+                                "eigenvalues (WeightWatcher's alpha and norms); computed while this tab is shown")
         if self.config_only:
             self._show_no_values()
 
@@ -405,7 +410,8 @@ class ModelView(QWidget):
 
     def _heatmap_slots(self) -> list[JobSlot]:
         panel = self.heatmap_tab.panel
-        return [panel.job] if panel is not None else []
+        spectra = self.spectra_tab.panel  # the Spectra tab's job: stopped, awaited, cancelled with the heatmap's
+        return [p.job for p in (panel, spectra) if p is not None]
 
     def _expand_default(self) -> None:
         self.tree.collapseAll()
