@@ -1,4 +1,4 @@
-"""Counts and sizes in the words a learner meets elsewhere: "405.9 billion", "811.7 GB = 756.0 GiB".
+"""Counts and sizes in the words a learner meets elsewhere: "405.9 billion", "812 GB = 756 GiB".
 
 Papers say "405B" and shops sell decimal gigabytes while memory and most tools count binary GiB; writing both
 keeps a reader from thinking a number is wrong when it is only in other units.
@@ -24,9 +24,13 @@ def count_in_words(n: int) -> str:
 
 
 def bytes_both_ways(n: int) -> str:
-    """A size in decimal and binary units: "811.7 GB = 756.0 GiB"; under a kilobyte just bytes."""
+    """A size in decimal and binary units, three significant digits: "812 GB = 756 GiB"; under a kilobyte bytes."""
     for scale, unit in _DECIMAL:
         if abs(n) >= scale:
             binary_scale, binary_unit = _BINARY[unit]
-            return f"{n / scale:.1f} {unit} = {n / binary_scale:.1f} {binary_unit}"
+            return f"{_three_digits(n / scale)} {unit} = {_three_digits(n / binary_scale)} {binary_unit}"
     return f"{n:,} bytes"
+
+
+def _three_digits(value: float) -> str:
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"

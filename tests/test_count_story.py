@@ -60,7 +60,8 @@ def test_count_and_size_words() -> None:
     assert count_in_words(LLAMA_31_405B_PARAMETERS) == "405.9 billion"
     assert count_in_words(8_030_261_248) == "8.03 billion"
     assert count_in_words(999) == "999"
-    assert bytes_both_ways(2 * LLAMA_31_405B_PARAMETERS) == "811.7 GB = 756.0 GiB"
+    assert bytes_both_ways(2 * LLAMA_31_405B_PARAMETERS) == "812 GB = 756 GiB"
+    assert bytes_both_ways(3_216_000) == "3.22 MB = 3.07 MiB"
     assert bytes_both_ways(512) == "512 bytes"
 
 
