@@ -675,7 +675,9 @@ class ModelView(QWidget):
         self._remember_stopping(*self._heatmap_slots(), self.selection_job, self.analysis_job, self.findings_job)
         if self.heatmap_tab.panel is not None:
             self.heatmap_tab.panel.cancel()
-        self.findings_job.cancel()
+        if self.findings_job.busy:  # it was locating findings in the file: list them without reading instead
+            self.findings_job.cancel()
+            self._start_findings_job(read=False)
         if self.selection_reading:
             self.selection_job.cancel()
             self.selection_reading = False
@@ -741,16 +743,20 @@ class ModelView(QWidget):
         self._start_findings_job()
         self.sig_analysis_changed.emit()
 
-    def _start_findings_job(self) -> None:
-        """Findings of what was analysed; only a finished analysis may read values (for coordinates)."""
+    def _start_findings_job(self, read: bool | None = None) -> None:
+        """Findings of what was analysed; only a finished analysis may read values (for coordinates), and not
+        after the user cancelled."""
         if self._closed or self.result is None:
             return
         from core.findings import find
 
         result, checkpoint = self.result, self.checkpoint
-        read = self.analysis_state == "done"
-        self._findings_note = "" if read else \
-            f"Partial: the analysis was {self.analysis_state}; only the tensors analysed so far were checked."
+        read = self.analysis_state == "done" if read is None else read
+        if self.analysis_state != "done":
+            self._findings_note = (f"Partial: the analysis was {self.analysis_state}; only the tensors analysed so "
+                                   "far were checked.")
+        else:
+            self._findings_note = "" if read else "Cancelled before the coordinates were located."
         self.findings_job.start(lambda stop: find(result, checkpoint, read_values=read, should_stop=stop),
                                 on_return=self._findings_done, on_error=self._findings_failed)
 
