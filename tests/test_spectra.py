@@ -304,3 +304,31 @@ def test_metrics_of_a_known_spectrum() -> None:
     p = ev / 55 + 1e-10
     assert close(m.entropy, -np.sum(p * np.log(p)) / np.log(10 + 1e-10))
     assert close(m.alpha_weighted, m.alpha * 1.0) and close(m.log_alpha_norm, math.log10(np.sum(ev**m.alpha)))
+
+
+# --------------------------------------------------------------------------- memory
+def test_peak_memory_is_the_gram_matrix_and_a_few_blocks(tmp_path: Path) -> None:
+    """A 16384 x 1024 float32 matrix (64 MiB; a sparse file of zeros) in 1 MiB blocks: the Gram matrix is 8 MiB,
+    so the analysis adds well under the matrix's own size to the process's peak RSS."""
+    import subprocess
+    import sys
+
+    from tests.test_bounded_memory import _sparse_safetensors
+
+    path = tmp_path / "big.safetensors"
+    _sparse_safetensors(path, "w", "F32", [16384, 1024], 4)
+    code = ("import resource, sys, numpy\n"
+            "from core.spectra import run_spectra\n"
+            "from core.formats import open_checkpoint\n"
+            "run_spectra(sys.argv[1], use_cache=False, device='cpu', block_bytes=1 << 20)\n"  # imports, warm-up
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "r = run_spectra(sys.argv[2], use_cache=False, device='cpu', block_bytes=1 << 20)\n"
+            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "print(r.matrices['w'].reason, (after - before) / 1024)\n")
+    small = write(tmp_path / "small.safetensors", {"w": np.ones((300, 20), np.float32)})
+    proc = subprocess.run([sys.executable, "-c", code, str(small), str(path)], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    reason, _, grown = proc.stdout.strip().rpartition(" ")
+    assert reason == "all values are zero"
+    assert float(grown) < 8 + 24  # MiB: the Gram matrix, a few 1 MiB blocks, BLAS buffers; the matrix is 64
