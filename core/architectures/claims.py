@@ -28,8 +28,8 @@ def add_config_counts(checkpoint: Checkpoint, config: dict[str, Any]) -> None:
         arch["active_parameters"] = counts["active"]
     if "mtp" in counts:
         arch["mtp_parameters"] = counts["mtp"]
-    if checkpoint.format == "config" or layout.partial:
-        return
+    if checkpoint.format == "config" or layout.partial or arch.get("contradictions"):
+        return  # nothing to compare, or describe() already named the config's false claims, one line each
     held = checkpoint.parameter_count
     mtp, scales = counts.get("mtp", 0), counts.get("quantization_scales", 0)
     total, main_scales = counts["total"], scales - counts.get("mtp_quantization_scales", 0)
