@@ -96,3 +96,23 @@ def test_problem_headline_words() -> None:
     assert problem_headline(0, 0, 1137) == "No problems found in 1,137 tensors"
     assert problem_headline(3, 0, 10) == "3 problems found"
     assert problem_headline(1, 2, 10) == "1 problem found · 2 notes"
+
+
+def test_screenshot_of_the_findings_tab(tmp_path):
+    """``--screenshot --tab findings`` waits for the findings and draws them: the error icon shows on the right."""
+    from PySide6.QtGui import QImage
+
+    from tests.test_gui_screenshot import run_main
+
+    path = write(tmp_path / "broken-model", broken_tensors())
+    out = tmp_path / "findings.png"
+    proc = run_main("--screenshot", str(out), "--tab", "findings", "--size", "1000x600", str(path), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    image = QImage(str(out))
+    assert (image.width(), image.height()) == (1000, 600)
+
+    def red(x: int, y: int) -> bool:
+        c = image.pixelColor(x, y)
+        return c.red() > 180 and c.green() < 90 and c.blue() < 90
+
+    assert any(red(x, y) for x in range(400, 1000) for y in range(120, 300))  # its error icon; the tree's dots lie left
