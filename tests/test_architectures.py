@@ -101,6 +101,12 @@ def test_records_are_config_only() -> None:
     assert all(t.file == "" and t.offset == 0 and t.nbytes == 2 * prod(t.shape) for t in tensors)
     assert {t.dtype for t in tensors} == {"BF16"}
     assert {t.dtype for t in tensors_from_config(config("gemma-2-9b"))} == {"F32"}  # torch_dtype float32
+    # configs from before torch_dtype existed: the released gpt2 and bert-base-uncased weights are fp32
+    assert {t.dtype for t in tensors_from_config(config("gpt2"))} == {"F32"}
+    assert {t.dtype for t in tensors_from_config(config("bert-base-uncased"))} == {"F32"}
+    assert {t.dtype for t in tensors_from_config({**config("gpt2"), "torch_dtype": "float16"})} == {"F16"}
+    no_dtype = {k: v for k, v in config("llama-3.1-8b").items() if k != "torch_dtype"}
+    assert {t.dtype for t in tensors_from_config(no_dtype)} == {"BF16"}
 
 
 def layer0(name: str, **changes: object) -> dict[str, tuple[int, ...]]:

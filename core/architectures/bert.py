@@ -14,7 +14,7 @@ MODEL_TYPES = ("bert",)
 def layout(cfg: ConfigView) -> Layout:
     out = Layout(notes=["BertModel: task heads (masked-LM, next-sentence, classifier) are not listed"],
                  partial=True)
-    dtype, hidden, inner = cfg.dtype(), cfg.size("hidden_size"), cfg.size("intermediate_size")
+    dtype, hidden, inner = cfg.dtype("F32"), cfg.size("hidden_size"), cfg.size("intermediate_size")
     out.add("embeddings.word_embeddings.weight", (cfg.size("vocab_size"), hidden), dtype)
     out.add("embeddings.position_embeddings.weight", (cfg.size("max_position_embeddings"), hidden), dtype)
     out.add("embeddings.token_type_embeddings.weight", (cfg.size("type_vocab_size", 2), hidden), dtype)

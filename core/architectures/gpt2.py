@@ -13,7 +13,7 @@ MODEL_TYPES = ("gpt2",)
 
 def layout(cfg: ConfigView) -> Layout:
     out = Layout()
-    dtype, hidden, vocab = cfg.dtype(), cfg.size("n_embd"), cfg.size("vocab_size")
+    dtype, hidden, vocab = cfg.dtype("F32"), cfg.size("n_embd"), cfg.size("vocab_size")
     inner = cfg.size("n_inner", 4 * hidden)
     out.add("wte.weight", (vocab, hidden), dtype)
     out.add("wpe.weight", (cfg.size("n_positions"), hidden), dtype)

@@ -93,13 +93,14 @@ class ConfigView:
             raise MalformedFileError(f"config.json {key!r} must be true or false, not {str(value)[:40]!r}")
         return value
 
-    def dtype(self) -> str:
-        """The stored element type: ``torch_dtype`` (or the newer ``dtype``); bf16 when unstated."""
+    def dtype(self, default: str = "BF16") -> str:
+        """The stored element type: ``torch_dtype`` (or the newer ``dtype``); ``default`` when unstated
+        (bf16 for today's models; configs older than torch_dtype, GPT-2 and BERT, were saved in fp32)."""
         for key in ("torch_dtype", "dtype"):
             value = self.config.get(key)
             if isinstance(value, str) and value.removeprefix("torch.") in _TORCH_DTYPES:
                 return _TORCH_DTYPES[value.removeprefix("torch.")]
-        return "BF16"
+        return default
 
     def head_dim(self) -> int:
         """``head_dim`` when the config states it (Gemma: 256 whatever the width), else hidden / heads."""
