@@ -7,7 +7,8 @@ The cache can only save time, never change a result:
   a sub-folder that is not a real folder owned by this user, or that others can write, is refused (no cache).
   Pruning and clearing touch only files named like our entries inside it, so a cache folder pointed at a
   shared place never loses other programs' files.
-* Which: one entry per data file, keyed by its real path, device, inode, size, mtime and ctime (ns) and a
+* Which: one entry per data file of at least MIN_CACHED_BYTES of tensor data (smaller ones are quicker to read
+  again than to look up), keyed by its real path, device, inode, size, mtime and ctime (ns) and a
   content fingerprint (file_fingerprint: the header and a few sampled blocks of every tensor), so a file
   replaced in place with the same size and times (``cp -p``, ``rsync -t``) is a miss.
 * Trust: an entry carries an HMAC-SHA256 under a per-user random key (a 0600 file beside the entries), and
@@ -58,6 +59,9 @@ ENTRY_NAME = re.compile(r"[0-9a-f]{64}\.npz")
 TEMP_NAME = re.compile(r"\.tmp-[0-9a-f]{64}-[A-Za-z0-9_]{1,16}\.npz")
 MAX_BYTES = 512 << 20  # allocated bytes; the least recently used entries go beyond this
 MAX_ENTRY_BYTES = 1 << 30  # an entry file larger than this is not read
+# Data files holding less than this are never cached: reading and summarising a megabyte is quicker than
+# fingerprinting, loading and checking an entry (60,000 one-tensor shards wrote 60,000 entry files).
+MIN_CACHED_BYTES = 1 << 20
 SAMPLE = 4096  # bytes per fingerprint sample
 HEADER_SAMPLE = 1 << 20  # at most this much of the header is hashed
 MAX_SAMPLED = 4 << 20  # fingerprint reads at most this much in all
@@ -220,6 +224,7 @@ class StatsCache:
         self._key: bytes | None = None
         self._ready: bool | None = None
         self._files: dict[str, _FileEntry | None] = {}
+        self._small: set[str] = set()  # data files under MIN_CACHED_BYTES: never looked up or written
         self._stats: dict[str, tuple | None] = {}
         self._grouped: tuple[list[TensorInfo], dict[str, list[TensorInfo]]] | None = None  # tensors by data file
 
@@ -274,6 +279,11 @@ class StatsCache:
         known = self._files.get(t.file)
         if known is not None:
             return known
+        if t.file in self._small:
+            return None
+        if sum(x.nbytes for x in self._tensors_of_file(t, tensors)) < MIN_CACHED_BYTES:
+            self._small.add(t.file)
+            return None
         identity = stat_identity(t.file)
         if identity is None:
             return None

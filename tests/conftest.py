@@ -29,6 +29,15 @@ for _format in (QSettings.Format.NativeFormat, QSettings.Format.IniFormat):  # a
     QSettings.setPath(_format, QSettings.Scope.UserScope, SETTINGS_DIR)  # so parallel test runs never collide
 
 
+@pytest.fixture(autouse=True)
+def cache_tiny_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests write kilobyte models; the cache skips data files under MIN_CACHED_BYTES, so in-process tests
+    cache every file (tests/test_stats_cache_trust.py checks the default threshold itself)."""
+    import core.stats_cache
+
+    monkeypatch.setattr(core.stats_cache, "MIN_CACHED_BYTES", 0)
+
+
 @pytest.fixture(scope="session")
 def qapp_cls():
     """pytest-qt's qapp is our application class (FileOpen queueing, org/app names, style)."""

@@ -242,3 +242,22 @@ def test_many_shards_are_grouped_by_file_once(tmp_path: Path, cache_dir: Path) -
         assert cache._grouped is groups and len(groups[1]) == 300  # grouped once, every shard
         assert _json(run(ck)) == fresh  # cold cache
         assert _json(run(ck)) == fresh  # warm cache
+
+
+def test_small_data_files_are_neither_looked_up_nor_written(tmp_path: Path, cache_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under MIN_CACHED_BYTES a file is quicker to read again than to look up: no entry is written, and the
+    statistics are the same on the second run; at the threshold the file is cached."""
+    monkeypatch.setattr(sc, "MIN_CACHED_BYTES", 1 << 20)
+    small, large = tmp_path / "small.safetensors", tmp_path / "large.safetensors"
+    values = np.random.default_rng(5).standard_normal(1 << 18).astype(np.float32)  # exactly 1 MiB
+    save_file({"w": values[:1000]}, str(small))
+    save_file({"w": values}, str(large))
+    first = run(small)
+    assert not list(cache_dir.rglob("*.npz"))
+    second = run(small)
+    assert second.bytes_read == first.bytes_read == 4000
+    assert second.stats("w").mean == first.stats("w").mean
+    run(large)
+    assert len(list(cache_dir.rglob("*.npz"))) == 1
+    assert run(large).bytes_read == 0

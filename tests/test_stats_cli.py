@@ -82,9 +82,13 @@ def test_json_contract_in_a_subprocess(model: tuple[Path, dict], cache_dir: Path
     floats = np.concatenate([v.ravel() for k, v in values.items() if k != "model.position_ids"])
     assert out["model"]["count"] == int(np.isfinite(floats).sum())
     assert out["model"]["mean"] == pytest.approx(floats[np.isfinite(floats)].mean(), rel=1e-9)
-    # second run, in this process (same cache folder): from the cache
+    # in this process (same cache folder; this file is under MIN_CACHED_BYTES, which the tests set to 0 here):
+    # computed again and cached, then from the cache: the same figures every time
+    first = stats_json(capsys, str(path))
     second = stats_json(capsys, str(path))
-    assert second["bytes_read"] == 0 and second["tensors"] == out["tensors"] and second["model"] == out["model"]
+    assert first["bytes_read"] == out["bytes_read"] and second["bytes_read"] == 0
+    for again in (first, second):
+        assert again["tensors"] == out["tensors"] and again["model"] == out["model"]
 
 
 def test_nan_and_inf_are_strings(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import functools
 import json
 import sys
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TextIO
 
 from core.checkpoint import Checkpoint, TensorInfo
 from core.commands.common import analyze_with_progress, fail, refuse_on_error, stage
@@ -45,14 +47,32 @@ def run(args: argparse.Namespace) -> int:
             result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
         with stage(f"summarising the statistics of {args.path!r}"):
             spec = HistSpec(bins=args.bins)
-            entries = group_stats(result, selected, args.group, spec)
             model = result.model(spec)
             if args.json:
-                sys.stdout.write(json.dumps(stats_json(result, entries, model), allow_nan=False))  # C encoder
-                sys.stdout.write("\n")
+                write_stats_json(sys.stdout, result, selected, args.group, spec, model)
             else:
+                entries = group_stats(result, selected, args.group, spec)
                 sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
     return 0
+
+
+def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec,
+                     model: TensorStats | None) -> None:
+    """The `stats --json` object, written entry by entry: a million tensors' entries are never all held at once
+    (the output of a million empty tensors is 500 MB; holding it as one string took gigabytes)."""
+    from core.stats import stats_to_json
+
+    head = json.dumps({"device": result.device, "seconds": result.seconds, "bytes_read": result.bytes_read})
+    out.write(head[:-1] + ', "tensors": [')
+    if group == "tensor":
+        texts = (result.stats_json_text(t.name, spec) for t in tensors if t.name in result.summaries)
+    else:
+        texts = (json.dumps(stats_to_json(ts), allow_nan=False) for ts in group_stats(result, tensors, group, spec))
+    for i, text in enumerate(texts):
+        out.write(text if i == 0 else ", " + text)
+    tail = {"model": None if model is None else stats_to_json(model),
+            **({"skipped": result.skipped} if result.skipped else {})}
+    out.write("], " + json.dumps(tail, allow_nan=False)[1:] + "\n")
 
 
 def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None) -> list[TensorInfo]:
@@ -74,10 +94,11 @@ def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None
     return list(unique.values())
 
 
-def group_stats(result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec) -> list[TensorStats]:
-    """One TensorStats per tensor, role or layer (exact merges), or a single one for the model."""
+def group_stats(result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec) -> Iterable[TensorStats]:
+    """One TensorStats per tensor (made as they are consumed), role or layer (exact merges), or a single one
+    for the model."""
     if group == "tensor":
-        return [result.stats(t.name, spec) for t in tensors if t.name in result.summaries]
+        return (result.stats(t.name, spec) for t in tensors if t.name in result.summaries)
     if group == "model":
         model = result.model(spec)
         return [] if model is None else [model]
@@ -106,24 +127,11 @@ def _bucket(t: TensorInfo, group: str) -> str:
     return NO_LAYER if index is None else f"layer {index}"
 
 
-def stats_json(result: Any, entries: list[TensorStats], model: TensorStats | None) -> dict[str, Any]:
-    from core.stats import stats_to_json
-
-    return {
-        "device": result.device,
-        "seconds": result.seconds,
-        "bytes_read": result.bytes_read,
-        "tensors": [stats_to_json(ts) for ts in entries],
-        "model": None if model is None else stats_to_json(model),
-        **({"skipped": result.skipped} if result.skipped else {}),
-    }
-
-
 _COLUMNS = [("name", 44), ("dtype", 9), ("count", 9), ("mean", 11), ("std", 10), ("min", 11), ("max", 11),
             ("p1", 11), ("p50", 11), ("p99", 11), ("kurt", 8), (">6σ", 6), ("zeros", 7), ("nan/inf", 8)]
 
 
-def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], model: TensorStats | None,
+def stats_text(checkpoint: Checkpoint, result: Any, entries: Iterable[TensorStats], model: TensorStats | None,
                group: str) -> str:
     lines = [terminal_safe(checkpoint.path),
              f"device {result.device}   {result.seconds:.2f} s   read {human_bytes(result.bytes_read)}"
@@ -131,27 +139,44 @@ def stats_text(checkpoint: Checkpoint, result: Any, entries: list[TensorStats], 
     header = "  ".join(f"{title:<{width}}" if i < 2 else f"{title:>{width}}"
                        for i, (title, width) in enumerate(_COLUMNS))
     lines.append(header.rstrip())
-    lines.extend(_row(ts) for ts in entries)
+    quant: set[str] = set()
+    estimated = model is not None and not model.exact
+    for ts in entries:  # one pass: a million tensors' statistics are never all held at once
+        lines.append(_row(ts))
+        if ts.quant_type:
+            quant.add(f"{ts.quant_type} {ts.bits_per_weight:g} bits/weight")
+        estimated = estimated or not ts.exact
     if model is not None and group != "model":
         lines.append("")
         lines.append(_row(model))
-    quant = [ts for ts in entries if ts.quant_type]
     if quant:
         lines.append("")
-        lines.append("quantised tensors are dequantised and treated as F32: "
-                     + ", ".join(sorted({f"{ts.quant_type} {ts.bits_per_weight:g} bits/weight" for ts in quant})))
+        lines.append("quantised tensors are dequantised and treated as F32: " + ", ".join(sorted(quant)))
     if result.skipped:
         reasons = sorted(set(result.skipped.values()))
         lines.append("")
         lines.append(terminal_safe(f"not analysed: {len(result.skipped)} tensor(s) ({'; '.join(reasons)})", 2000))
-    if any(not ts.exact for ts in [*entries, *([model] if model else [])]):
+    if estimated:
         lines.append("* beyond-6σ count estimated from bf16-resolution bins (many outliers)")
     return "\n".join(lines) + "\n"
 
 
 def _row(ts: TensorStats) -> str:
-    special = ts.nan + ts.pos_inf + ts.neg_inf
     name = _shorten(terminal_safe(ts.name[-200:], 2000), 44)  # the end of a long name tells tensors apart
+    if ts.count == 0:  # every empty tensor of a dtype reads alike past its name: a header may list a million
+        return f"{name:<44}  {_empty_row_tail(ts.dtype)}".rstrip()
+    return _cells_row(ts, name)
+
+
+@functools.cache
+def _empty_row_tail(dtype: str) -> str:
+    from core.stats import _derived_empty
+
+    return _cells_row(_derived_empty(dtype, HistSpec(bins=1, log_bins=1)), "")[46:]
+
+
+def _cells_row(ts: TensorStats, name: str) -> str:
+    special = ts.nan + ts.pos_inf + ts.neg_inf
     cells = [name, ts.dtype[:9], human_count(ts.count), format_value(ts.mean), format_value(ts.std),
              format_value(ts.min), format_value(ts.max), format_value(ts.percentiles["1"]),
              format_value(ts.percentiles["50"]), format_value(ts.percentiles["99"]), format_value(ts.kurtosis),
