@@ -146,6 +146,10 @@ def run_scenario(app, path: str, scenario: str, device: str) -> StallMeter:
             if window.errors:
                 raise SystemExit(f"error: {window.errors[0][1]}")
         view = window.current_view()
+        page = view.tabs.currentWidget()
+        while getattr(page, "panel", True) is None:  # the first panel is built when shown: part of opening
+            app.processEvents()
+            time.sleep(0.0005)
         pump(app, 0.15)  # the new tab's first layout and paint belong to opening
         meter.switch(scenario)
         start = time.perf_counter()

@@ -117,8 +117,10 @@ def warm_imports() -> None:
 class LazyTab(QWidget):
     """A tab page whose panel is built the first time the page is shown (or asked for by ``get``).
 
-    Shown, it builds on the next turn of the event loop, so the tab switch's own paint and the panel's
-    construction never share one stall; ``on_made`` hands the view's current state to the new panel.
+    Shown, it builds from a 1 ms timer, not a posted event: Qt delivers events posted while it delivers
+    others in the same pass, so a zero-delay build would share one stall with the tab switch's own paint;
+    a timer lets due timers (input, progress) run between them. ``on_made`` hands the view's current state
+    to the new panel.
     """
 
     def __init__(self, name: str, make, on_made, parent: QWidget | None = None) -> None:
@@ -141,7 +143,7 @@ class LazyTab(QWidget):
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
         if self.panel is None:
-            QTimer.singleShot(0, self._build_if_shown)
+            QTimer.singleShot(1, self._build_if_shown)
 
     def _build_if_shown(self) -> None:
         if self.panel is None and self.isVisible():
