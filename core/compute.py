@@ -34,6 +34,7 @@ from core.stats_summary import (
     K_EXTREMES,
     KEYS,
     PATTERN_DTYPES,
+    CountStore,
     FloatSummary,
     PatternSummary,
     Summary,
@@ -75,6 +76,14 @@ def numpy_float_summary(x: np.ndarray, dtype_names: tuple[str, ...],
                         f32_key_counts: Callable[[np.ndarray], np.ndarray] = numpy_f32_key_counts) -> FloatSummary:
     """Summary of one block of float (or wide integer) values; ``f32_key_counts`` counts float32 keys (the torch
     backend passes a faster counter: counts are exact, so the summary is the same)."""
+    if x.size <= K_EXTREMES:
+        return _small_float_summary(x, dtype_names)
+    return dense_float_summary(x, dtype_names, f32_key_counts)
+
+
+def dense_float_summary(x: np.ndarray, dtype_names: tuple[str, ...],
+                        f32_key_counts: Callable[[np.ndarray], np.ndarray] = numpy_f32_key_counts) -> FloatSummary:
+    """numpy_float_summary through a dense 65,536-entry count array (any size; the definition for tests)."""
     s = FloatSummary.empty(dtype_names)
     if x.dtype.kind in "iub":
         if x.size:
@@ -102,6 +111,41 @@ def numpy_float_summary(x: np.ndarray, dtype_names: tuple[str, ...],
     s.n, s.scale_exp = n, e
     s.mean, s.m2, s.m3, s.m4 = central_moments(np.ldexp(x, -e) if e else x)
     s.bottom, s.top = numpy_extremes(x, kc, x.dtype == np.float64)
+    return s
+
+
+def _small_float_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> FloatSummary:
+    """numpy_float_summary of at most K_EXTREMES values: the same summary, with its key counts sparse from the
+    start (no 512 KiB count array to fill, copy and compact for each of 60,000 one-value tensors)."""
+    s = FloatSummary.empty(dtype_names)
+    if x.dtype.kind in "iub":
+        if x.size:
+            s.int_base, s.int_counts = _int_counts(x)
+        x = x.astype(np.float64)
+    if x.dtype == np.float32:
+        keys = x.view(np.uint32) >> 16
+    else:
+        x = x.astype(np.float64, copy=False)
+        keys = f64_keys(x)
+    special = (keys & 0x7F80) == 0x7F80  # the _SPECIAL_KEYS: infinities and NaN
+    if special.any():
+        s.nan = int(np.count_nonzero(np.isnan(x)))
+        s.pos_inf = int(np.count_nonzero(x == np.inf))
+        s.neg_inf = int(np.count_nonzero(x == -np.inf))
+        keys = keys[~special]
+        x = x[np.isfinite(x)]
+    idx, cnt = np.unique(keys, return_counts=True)
+    s.keys = CountStore.from_sparse(KEYS, idx.astype(np.uint16), cnt.astype(np.int64))
+    n = len(x)
+    if n == 0:
+        return s
+    s.zeros = int(np.count_nonzero(x == 0))
+    s.vmin, s.vmax = float(x.min()), float(x.max())
+    e = _scale_exponent(x.dtype == np.float64, s.vmin, s.vmax)
+    s.n, s.scale_exp = n, e
+    s.mean, s.m2, s.m3, s.m4 = central_moments(np.ldexp(x, -e) if e else x)
+    s.bottom = np.sort(x).astype(np.float64)
+    s.top = s.bottom.copy()
     return s
 
 
