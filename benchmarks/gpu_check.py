@@ -6,7 +6,7 @@
    against numpy's float64 SVD (WeightWatcher's CPU path), with the ratio and the largest metric difference.
 2. Statistics throughput on a 2 GB bf16 file (benchmarks/stats.py's file) on CUDA and on the CPU, in GB/s.
 3. Agreement: spectral metrics of WeightWatcher's reference matrices (tests/data/spectra_reference.npz) and of
-   a 2048 x 5120 bf16 matrix, CPU against CUDA, to 1e-6 relative; statistics of bf16, fp16, fp32 and fp64
+   a 2048 x 5120 float32 matrix, CPU against CUDA, to 1e-6 relative; statistics of bf16, fp16, fp32 and fp64
    tensors (NaN, Inf and zeros included), CPU against CUDA: counts exact, moments to 1e-9 relative.
 
 Prints every figure; the exit status is 1 if an agreement check fails, 2 if there is no CUDA device.
@@ -97,7 +97,7 @@ def spectra_agreement(folder: str, device: str) -> list[str]:
     ref = np.load(ROOT / "tests" / "data" / "spectra_reference.npz")
     tensors = {k.split("/", 1)[1]: ref[k] for k in ref.files if k.startswith("weight/")}
     x = np.random.default_rng(1).standard_normal((2048, 5120), dtype=np.float32) * 0.02
-    tensors["bf16_source"] = x
+    tensors["f32_2048x5120"] = x
     path = os.path.join(folder, "agree.safetensors")
     save_file(tensors, path)
     cpu = run_spectra(path, device="cpu", use_cache=False, block_bytes=8 << 20)
