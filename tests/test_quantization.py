@@ -117,6 +117,8 @@ def test_info_json_and_text_carry_quantization(tmp_path: Path, capsys: pytest.Ca
     assert main.main(["info", path]) == 0
     out = capsys.readouterr().out
     assert f"Stored as   Q4_K_M mix · {quantization['bits_per_weight']:.2f} bits per weight" in out
+    assert "blk.0-1 (x2) (mixed quantisation)" in out and "[64, 256] Q6_K / Q4_K" in out
+    assert "  Q6_K             1 tensor     16.4 K" in out
     assert main.main(["info", "--json", "resources/samples/tiny-llama"]) == 0
     assert json.loads(capsys.readouterr().out)["quantization"] is None
 

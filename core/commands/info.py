@@ -162,7 +162,8 @@ def _quantization_lines(checkpoint: Checkpoint, add: Any) -> None:
         return
     add(f"Stored as   {terminal_safe(headline(summary))}")
     for name, entry in summary["by_type"].items():
-        add(f"  {terminal_safe(name, 10):<10} {entry['tensors']:>6,} tensors {human_count(entry['parameters']):>10}"
+        tensors = f"{entry['tensors']:,} tensor{'s' if entry['tensors'] != 1 else ''}"
+        add(f"  {terminal_safe(name, 10):<10} {tensors:>14} {human_count(entry['parameters']):>10}"
             f" {human_bytes(entry['bytes']):>12}  {entry['bits_per_weight']:.4g} bits per weight")
 
 
@@ -175,7 +176,7 @@ def _tree_lines(node: TreeNode, level: int, depth: int, add: Any, total: int) ->
         label = "  " * level + terminal_safe(child.name, 48)
         shape = ""
         if child.is_leaf and child.tensor is not None:
-            shape = f"{list(child.tensor.shape)} {child.tensor.dtype}"
+            shape = f"{list(child.tensor.shape)} {' / '.join(child.dtypes) or child.tensor.dtype}"  # mixed folds
         add(f"  {label:<48.48} {human_count(child.parameters):>9} {percent(child.parameters, total):>7}  {shape}")
         if level + 1 < depth:
             _tree_lines(child, level + 1, depth, add, total)
