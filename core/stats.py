@@ -14,6 +14,7 @@ torch is imported only when a tensor actually has to be read.
 
 from __future__ import annotations
 
+import collections
 import copy
 import functools
 import json
@@ -41,6 +42,7 @@ from core.stats_summary import (
 )
 
 CACHED_DEVICE_LABEL = "cache"  # AnalysisResult.device when every summary came from the cache
+EMPTY_RUN_REPORT = 4096  # a run of empty tensors (nothing to read) reports progress once per this many and at its end
 NOTHING_READ_LABEL = "none"  # AnalysisResult.device when every tensor analysed was empty: nothing was computed
 
 
@@ -85,14 +87,20 @@ class AnalysisResult:
 
     def model(self, spec: HistSpec = HistSpec()) -> TensorStats | None:
         """Statistics over every floating-point tensor (quantised ones included, as their dequantised values)."""
-        items = list(self.summaries.items())  # one atomic copy: safe while the worker adds summaries
-        names = [name for name, s in items if is_float_summary(s)]
-        return self.group(names, "model", spec)
+        values = list(self.summaries.values())  # one atomic copy: safe while the worker adds summaries
+        uses = collections.Counter(map(id, values))  # only the shared empty summaries are used more than once
+        floats = [s for s in {id(s): s for s in values}.values() if is_float_summary(s)]
+        merged = merge_all(floats)
+        if merged is None:
+            return None
+        out = _with_quant_info(derive(merged, "model", spec))
+        out.tensors = sum(uses[id(s)] for s in floats)
+        return out
 
 
 @dataclass
 class AnalysisProgress:
-    """Yielded after every chunk and at each tensor's end."""
+    """Yielded after every chunk and at each tensor's end (runs of empty tensors: see EMPTY_RUN_REPORT)."""
 
     bytes_done: int
     bytes_total: int
@@ -172,7 +180,7 @@ def select_tensors(checkpoint: Checkpoint, tensors: Iterable[TensorInfo | str] |
                    skipped: dict[str, str] | None = None) -> list[TensorInfo]:
     """The TensorInfo records to analyse, in the order given; unknown names are refused. Tensors that get no
     statistics go to ``skipped`` with the reason."""
-    if tensors is None:
+    if tensors is None or tensors is checkpoint.tensors:
         wanted = checkpoint.tensors
     else:
         by_name = {t.name: t for t in checkpoint.tensors}
@@ -306,13 +314,18 @@ class _Engine:
               chunk_bytes: int, start_time: float, total: int) -> Generator[AnalysisProgress, None, None]:
         everything = self.checkpoint.tensors  # the cache fingerprints each data file by all of its tensors
         done = 0
-        for t in selected:
-            stop_if_asked()
+        empties = 0  # in the current run of empty tensors
+        for i, t in enumerate(selected):
             if t.elements == 0:  # nothing to read, cache or compute: a header may list a million of these
                 empty = result.summaries[t.name] = _empty_summary(t)
-                result.seconds = time.perf_counter() - start_time
-                yield AnalysisProgress(done, total, t.name, True, empty, result)  # shared, never changed
+                empties += 1
+                if empties % EMPTY_RUN_REPORT == 0 or i + 1 == len(selected) or selected[i + 1].elements:
+                    stop_if_asked()
+                    result.seconds = time.perf_counter() - start_time
+                    yield AnalysisProgress(done, total, t.name, True, empty, result)  # shared, never changed
                 continue
+            empties = 0
+            stop_if_asked()
             cached = cache.get(t, everything) if cache is not None else None
             if cached is not None:
                 self.cache_hits += 1

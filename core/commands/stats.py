@@ -89,6 +89,8 @@ def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None
             raise CheckpointError(f"no tensor name matches {pattern[:200]!r}")
         chosen = [t for t in chosen if fnmatch.fnmatchcase(t.name, pattern)] if names else matched
     if not names and pattern is None:
+        if len({t.name for t in checkpoint.tensors}) == len(checkpoint.tensors):
+            return checkpoint.tensors  # the usual case; analyze recognises the very list (no million-key lookup)
         chosen = list(checkpoint.tensors)
     unique = {t.name: t for t in chosen}
     return list(unique.values())
