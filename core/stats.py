@@ -41,6 +41,8 @@ from core.stats_summary import (
     merge_all,
 )
 
+NO_VALUES = ("an architecture without weights (opened from its config.json): there are no values to analyse; "
+             "`info` and `memory` describe it")
 CACHED_DEVICE_LABEL = "cache"  # AnalysisResult.device when every summary came from the cache
 EMPTY_RUN_REPORT = 4096  # a run of empty tensors (nothing to read) reports progress once per this many and at its end
 NOTHING_READ_LABEL = "none"  # AnalysisResult.device when every tensor analysed was empty: nothing was computed
@@ -231,6 +233,8 @@ def analyze(
 
         checkpoint = open_checkpoint(os.fspath(checkpoint))
     assert isinstance(checkpoint, Checkpoint)
+    if checkpoint.format == "config":
+        raise CheckpointError(NO_VALUES, path=checkpoint.path)
     engine: _Engine | None = None
     skipped: dict[str, str] = {}
     try:

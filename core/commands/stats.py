@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
     from core.formats import open_checkpoint
     validate_device(args.device)
     with stage(f"reading the metadata of {args.path!r}"), open_checkpoint(args.path) as checkpoint:
+        if checkpoint.format == "config":
+            from core.stats import NO_VALUES
+
+            return fail(f"{args.path!r} is {NO_VALUES}")
         selected = choose_tensors(checkpoint, args.tensor, args.match)
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
