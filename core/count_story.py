@@ -78,9 +78,127 @@ class CountStory:
         return out
 
 
-def count_story(checkpoint: Checkpoint) -> CountStory | None:
-    """The derivation for a decoder transformer whose architecture facts are all known; None otherwise."""
-    return story_from_facts(checkpoint.architecture, checkpoint.parameter_count, _is_gated(checkpoint))
+def count_story(checkpoint: Checkpoint) -> CountStory | BlockStory | None:
+    """The derivation from the architecture for a decoder transformer whose facts are all known and whose
+    tensors it describes exactly; else the count added up block by block from the tensors themselves (MoE,
+    latent attention, extra norms ...); None when neither applies."""
+    story = story_from_facts(checkpoint.architecture, checkpoint.parameter_count, _is_gated(checkpoint))
+    if story is not None and story.matches:
+        return story
+    return block_story(checkpoint) or story
+
+
+_ROLE_GROUPS = (("attention", "attention"), ("mlp", "MLP"), ("norm", "norms"), ("embedding", "embeddings"),
+                ("recurrent", "recurrent"), ("convolution", "convolution"))
+MAX_SHAPES_SHOWN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class BlockGroup:
+    """Consecutive blocks with the same tensors: ``count`` blocks of ``per_block`` parameters each."""
+
+    first: int
+    last: int
+    parts: list[Term]
+
+    @property
+    def count(self) -> int:
+        return self.last - self.first + 1
+
+    @property
+    def per_block(self) -> int:
+        return sum(t.value for t in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockStory:
+    """The count added up from the tensors: what sits outside the blocks, plus each run of alike blocks."""
+
+    outside: list[Term]
+    groups: list[BlockGroup]
+    actual: int
+
+    @property
+    def total(self) -> int:
+        return sum(t.value for t in self.outside) + sum(g.count * g.per_block for g in self.groups)
+
+    @property
+    def matches(self) -> bool:
+        return self.total == self.actual
+
+    def equation(self) -> str:
+        parts = [f"{t.label} {t.value:,}" for t in self.outside[:1]]
+        parts += [f"{g.count} × {g.per_block:,}" for g in self.groups]
+        parts += [f"{t.label} {t.value:,}" for t in self.outside[1:]]
+        return " + ".join(parts) + f" = {self.total:,}"
+
+    def lines(self) -> list[str]:
+        out = ["Added up from the tensors, block by block:"]
+        for t in self.outside[:1]:
+            out.append(f"{t.label.capitalize()}: {t.formula} = {t.value:,}")
+        for g in self.groups:
+            span = f"block {g.first}" if g.count == 1 else f"blocks {g.first}-{g.last}"
+            out.append(f"One of {span} = {g.per_block:,} ({count_in_words(g.per_block)}), × {g.count} = "
+                       f"{g.count * g.per_block:,}:")
+            out.extend(f"    {t.label}: {t.formula} = {t.value:,}" for t in g.parts)
+        for t in self.outside[1:]:
+            out.append(f"{t.label.capitalize()}: {t.formula} = {t.value:,}")
+        out.append(f"Total: {self.equation()}")
+        if self.matches:
+            out.append(f"This is exactly the {self.actual:,} parameters the file holds.")
+        return out
+
+
+def block_story(checkpoint: Checkpoint) -> BlockStory | None:
+    """The count of the parameters as blocks and the rest; None for a model without numbered blocks."""
+    from core.taxonomy import layer_block
+
+    per_layer: dict[int, list[Any]] = {}
+    outside: list[Any] = []
+    for t in checkpoint.tensors:
+        if not t.is_parameter:
+            continue
+        found = layer_block(t.name)
+        if found is None:
+            outside.append(t)
+        else:
+            per_layer.setdefault(found[0], []).append((found[1], t))
+    if not per_layer:
+        return None
+    groups: list[BlockGroup] = []
+    previous: tuple | None = None
+    for index in sorted(per_layer):
+        members = per_layer[index]
+        signature = tuple(sorted((suffix, t.shape, t.role) for suffix, t in members))
+        if groups and signature == previous and index == groups[-1].last + 1:
+            groups[-1] = BlockGroup(groups[-1].first, index, groups[-1].parts)
+        else:
+            groups.append(BlockGroup(index, index, _terms([t for _, t in members])))
+        previous = signature
+    terms = _terms(outside)
+    embedding = [t for t in terms if t.label == "embeddings"]
+    rest = [t for t in terms if t.label != "embeddings"]
+    return BlockStory(embedding + rest, groups, checkpoint.parameter_count)
+
+
+def _terms(tensors: list[Any]) -> list[Term]:
+    """One term per kind of part (attention, MLP, norms ...), its formula the shapes that make it up."""
+    by_group: dict[str, list[Any]] = {}
+    for t in tensors:
+        label = next((name for prefix, name in _ROLE_GROUPS if t.role.startswith(prefix)),
+                     "output head" if t.role == "head" else "other")
+        by_group.setdefault(label, []).append(t)
+    out = []
+    for label, members in by_group.items():
+        shapes: dict[tuple[int, ...], int] = {}
+        for t in members:
+            shapes[t.shape] = shapes.get(t.shape, 0) + 1
+        shown = [f"{n}×{'×'.join(f'{d:,}' for d in shape) or '1'}" if n > 1 else '×'.join(f'{d:,}' for d in shape)
+                 or "1" for shape, n in list(shapes.items())[:MAX_SHAPES_SHOWN]]
+        more = len(shapes) - MAX_SHAPES_SHOWN
+        formula = " + ".join(shown) + (f" + {more} more shape{'s' if more > 1 else ''}" if more > 0 else "")
+        out.append(Term(label, formula, sum(t.elements for t in members)))
+    return out
 
 
 def story_from_facts(facts: dict[str, Any], actual: int, gated: bool = True) -> CountStory | None:

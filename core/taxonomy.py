@@ -242,6 +242,14 @@ _LAYER_INDEX = re.compile(r"(?:^|\.)(?:layers?|h|blk|blocks?|block|encoder\.laye
                           r"\.([0-9]{1,9})(?:\.|$)")
 
 
+def layer_block(name: str) -> tuple[int, str] | None:
+    """(block index, the name after the block's number) for a tensor inside a repeated block, else None."""
+    if "." not in name:
+        return None
+    match = _LAYER_INDEX.search(name)
+    return (int(match.group(1)), name[match.end(1):]) if match else None
+
+
 def layer_index(name: str) -> int | None:
     """The repeated block a tensor belongs to (``layers.7`` / ``h.7`` / ``blk.7`` -> 7), if any."""
     if "." not in name:  # every block pattern has a dot before its number: skip the search

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 import main
 from core.count_story import count_story, story_from_facts
 from core.formats import open_checkpoint
@@ -71,3 +73,22 @@ def test_info_text_shows_the_derivation(capsys) -> None:
     assert "How the count adds up" in out and "= 803,968" in out
     assert main.main(["info", "--json", "resources/samples/tiny-llama"]) == 0
     assert json.loads(capsys.readouterr().out)["parameter_count"] == 803_968
+
+
+@pytest.mark.parametrize("name", ["deepseek-v3", "mixtral-8x7b", "qwen3-30b-a3b", "gemma-2-9b"])
+def test_models_the_formula_does_not_describe_add_up_block_by_block(name: str) -> None:
+    """MoE, latent attention and extra norms: the count is added up from the tensors, exactly."""
+    import re
+
+    from core.count_story import BlockStory, count_story
+    from core.formats import open_checkpoint
+
+    with open_checkpoint(name) as checkpoint:
+        story = count_story(checkpoint)
+        assert isinstance(story, BlockStory) and story.matches
+        assert story.total == checkpoint.parameter_count == sum(t.elements for t in checkpoint.tensors
+                                                                 if t.is_parameter)
+        numbers = [int(n.replace(",", "")) for n in re.findall(r"[\d,]{2,}", story.equation().split("=")[0])]
+        assert sum(g.count * g.per_block for g in story.groups) + sum(t.value for t in story.outside) == story.total
+        assert story.groups[-1].last + 1 == checkpoint.architecture["layers"]
+        assert numbers  # the equation names the figures it adds
