@@ -188,8 +188,9 @@ def _open_index(path: str, index: object = None) -> Checkpoint:
     if not shards:
         raise MalformedFileError("index lists no tensors", path=path)
     shard_paths = [os.path.join(folder, s) for s in shards]
-    _check_shards_present(path, shard_paths)
-    kinds = {sniff(p) for p in shard_paths}
+    heads = _check_shards_present(path, shard_paths)
+    kinds = {sniff(p, heads[p]) for p in shard_paths}
+    del heads
     if kinds == {"safetensors"}:
         from core.formats.safetensors_format import open_safetensors
 
@@ -210,13 +211,17 @@ def _open_index(path: str, index: object = None) -> Checkpoint:
     return checkpoint
 
 
-def _check_shards_present(index_path: str, shard_paths: list[str]) -> None:
-    """Every shard is a readable regular file holding weights: name the missing, the LFS pointers, the odd ones."""
+def _check_shards_present(index_path: str, shard_paths: list[str]) -> dict[str, tuple[bytes, int]]:
+    """Every shard is a readable regular file holding weights: name the missing, the LFS pointers, the odd ones.
+    Returns each shard's first HEAD_BYTES bytes and size, for sniff."""
+    from core.formats.detect import HEAD_BYTES
+
     missing: list[str] = []
     lfs: list[str] = []
+    heads: dict[str, tuple[bytes, int]] = {}
     for p in shard_paths:
         try:
-            head, _ = read_head(p, 64)
+            head, _ = heads[p] = read_head(p, HEAD_BYTES)
         except OpenError as exc:
             if exc.why != "no such file":
                 raise CheckpointError(f"shard {os.path.basename(p)!r}: {exc.why}", path=index_path) from None
@@ -232,6 +237,7 @@ def _check_shards_present(index_path: str, shard_paths: list[str]) -> None:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
         raise MissingFilesError(f"{len(missing)} of {len(shard_paths)} shard(s) are missing: {shown}",
                                 path=index_path)
+    return heads
 
 
 def _open_folder(folder: str) -> Checkpoint:

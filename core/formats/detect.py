@@ -15,6 +15,7 @@ from core.formats.pickle_vm import OPCODES, ByteSource, run_pickle
 from core.io import FileReader, read_head
 
 SNIFF_BYTES = 64
+HEAD_BYTES = 4096  # read with the sniffed bytes in the same call: a small safetensors header is checked from it
 
 _GGML_LEGACY = {b"lmgg": "GGML", b"fmgg": "GGMF", b"tjgg": "GGJT", b"algg": "GGLA", b"nsgg": "GGSN"}
 _OTHER_MAGIC = [
@@ -31,19 +32,24 @@ _OTHER_MAGIC = [
 ]
 
 
-def sniff(path: str) -> str:
-    """Return "safetensors", "gguf", "pytorch-zip", "pytorch-legacy" or "pickle"; raise otherwise."""
+def sniff(path: str, known: tuple[bytes, int] | None = None) -> str:
+    """Return "safetensors", "gguf", "pytorch-zip", "pytorch-legacy" or "pickle"; raise otherwise.
+
+    ``known``: the file's first HEAD_BYTES bytes and its size, when the caller has just read them (a model of
+    60,000 shards opens each file once less)."""
     try:
-        head, size = read_head(path, SNIFF_BYTES)  # regular files only: a FIFO or device must not hang us
+        # regular files only: a FIFO or device must not hang us
+        first, size = known if known is not None else read_head(path, HEAD_BYTES)
     except IsADirectoryError:
         raise CheckpointError("is a folder, not a file", path=path) from None
     except OSError as exc:
         raise CheckpointError(f"cannot read: {exc.strerror or exc}", path=path) from None
     if size == 0:
         raise MalformedFileError("the file is empty (0 bytes)", path=path)
+    head = first[:SNIFF_BYTES]
     if head.startswith(b"GGUF"):
         return "gguf"
-    if _is_strict_safetensors(path, head, size):  # before pickles: ~1 in 400 header lengths look like opcodes
+    if _is_strict_safetensors(path, first, size):  # before pickles: ~1 in 400 header lengths look like opcodes
         return "safetensors"
     if head[:4] in _GGML_LEGACY:
         raise UnsupportedFormatError(
@@ -94,6 +100,8 @@ def _is_strict_safetensors(path: str, head: bytes, size: int) -> bool:
     (header_len,) = struct.unpack("<Q", head[:8])
     if header_len < 2 or 8 + header_len > size:
         return False
+    if 8 + header_len <= len(head):  # the whole header is in hand: no second read
+        return head[9 : 8 + header_len].rstrip(b" ").endswith(b"}")
     with FileReader(path) as reader:
         end = 8 + header_len
         while end > 9:  # skip the space padding (any length) back to the JSON's last byte
