@@ -118,9 +118,10 @@ class StackedMemoryBar(pg.PlotWidget):
         self.capacity_gib = capacity / GIB if capacity else None
         right = max(start, self.capacity_gib or 0.0) or 1.0
         if self.capacity_gib is not None:
+            side = (1, 0) if self.capacity_gib > right / 2 else (0, 0)  # the label on the side with room
             line = pg.InfiniteLine(pos=self.capacity_gib, angle=90, pen=pg.mkPen(WARNING, width=2, style=Qt.DashLine),
                                    label=capacity_label, labelOpts={"position": 0.97, "color": WARNING,
-                                                                     "anchors": [(1, 0), (1, 0)]})
+                                                                     "anchors": [side, side]})
             self.addItem(line)
         self.setXRange(0, right, padding=0.03)
         self.setYRange(-0.45, 0.95, padding=0)  # the capacity label sits above the bar
