@@ -385,7 +385,7 @@ class ModelView(QWidget):
 
     def _show_no_values(self) -> None:
         """A model from its config.json has no values: its value tabs say so, and their panels are never built."""
-        for tab in (self.distribution_tab, self.depth_tab, self.heatmap_tab, self.findings_tab):
+        for tab in (self.distribution_tab, self.depth_tab, self.heatmap_tab, self.findings_tab, self.spectra_tab):
             index = self.tabs.indexOf(tab)
             label, tip = self.tabs.tabText(index), self.tabs.tabToolTip(index)
             self.tabs.removeTab(index)

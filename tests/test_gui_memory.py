@@ -134,7 +134,7 @@ def test_reference_menu_and_welcome_list_open_config_only_tabs(make_window, qtbo
     assert view.checkpoint.format == "config" and view.checkpoint.parameter_count == LLAMA_8B
     assert window.tabs.tabText(window.tabs.currentIndex()) == "Llama 3.1 8B"  # its title, not the json's name
     assert view.config_only and view.analysis_state == "idle" and view.analysis_job.worker is None
-    for label in ("Distribution", "Depth profile", "Heatmap"):
+    for label in ("Distribution", "Depth profile", "Heatmap", "Findings", "Spectra"):
         index = [view.tabs.tabText(i) for i in range(view.tabs.count())].index(label)
         page = view.tabs.widget(index)
         assert isinstance(page, NoValuesPage) and page.message.text() == NO_VALUES_TEXT
