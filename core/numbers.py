@@ -11,10 +11,13 @@ _BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
 def human_count(n: int | float) -> str:
     """Parameter counts the way papers write them: 22.7 M, 8.03 B, 405 B."""
-    for scale, unit in _COUNT_UNITS:
+    for i, (scale, unit) in enumerate(_COUNT_UNITS):
         if abs(n) >= scale:
-            value = n / scale
-            return f"{_three_digits(value)} {unit}"
+            text = _three_digits(n / scale)
+            if i and abs(float(text)) >= 1000:  # 999,885,952 rounds to "1000 M": say "1 B"
+                larger, name = _COUNT_UNITS[i - 1]
+                return f"{_three_digits(n / larger)} {name}"
+            return f"{text} {unit}"
     return f"{int(n):,}" if float(n).is_integer() else f"{n:.3g}"
 
 

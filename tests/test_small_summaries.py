@@ -62,3 +62,12 @@ def test_small_tensors_derive_numpys_statistics(values: np.ndarray) -> None:
     counts, edges = np.histogram(finite, bins=16)
     assert np.array_equal(ts.hist_counts, counts) and np.array_equal(ts.hist_edges, edges)
     assert ts.exact
+
+
+def test_counts_just_under_a_unit_are_written_in_the_next() -> None:
+    """Gemma 3 1B's 999,885,952 parameters read "1.00 B", never "1000 M"."""
+    from core.numbers import human_count
+
+    assert human_count(999_885_952) == "1.00 B"
+    assert human_count(999_499) == "999 K" and human_count(999_500) == "1.00 M"
+    assert human_count(405_853_388_800) == "406 B" and human_count(22_713_216) == "22.7 M"
