@@ -49,6 +49,8 @@ class FindingsPanel(QWidget):
         layout.setContentsMargins(8, 6, 8, 8)
         header, _controls, self.title, self.subtitle = panel_header("Findings", "Waiting for the whole-model analysis…")
         layout.addLayout(header)
+        for label in (self.title, self.subtitle):
+            label.setWordWrap(True)  # plain sentences: a narrow window wraps them, never cuts them
         self.list = QListWidget(objectName="findings_list")
         self.list.setWordWrap(True)
         self.list.setAlternatingRowColors(True)
