@@ -7,6 +7,7 @@ the tensors in the file: when the two differ the story says by how much instead 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,12 +190,15 @@ def _terms(tensors: list[Any]) -> list[Term]:
                      "output head" if t.role == "head" else "other")
         by_group.setdefault(label, []).append(t)
     out = []
-    for label, members in by_group.items():
+    order = [name for _, name in _ROLE_GROUPS] + ["output head", "other"]
+    for label in sorted(by_group, key=order.index):  # canonical: a shuffled or resharded file tells the same story
+        members = by_group[label]
         shapes: dict[tuple[int, ...], int] = {}
         for t in members:
             shapes[t.shape] = shapes.get(t.shape, 0) + 1
+        ranked = sorted(shapes.items(), key=lambda item: (-math.prod(item[0]) * item[1], item[0]))
         shown = [f"{n}×{'×'.join(f'{d:,}' for d in shape) or '1'}" if n > 1 else '×'.join(f'{d:,}' for d in shape)
-                 or "1" for shape, n in list(shapes.items())[:MAX_SHAPES_SHOWN]]
+                 or "1" for shape, n in ranked[:MAX_SHAPES_SHOWN]]
         more = len(shapes) - MAX_SHAPES_SHOWN
         formula = " + ".join(shown) + (f" + {more} more shape{'s' if more > 1 else ''}" if more > 0 else "")
         out.append(Term(label, formula, sum(t.elements for t in members)))
