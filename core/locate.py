@@ -61,7 +61,8 @@ def locate(checkpoint: Checkpoint, t: TensorInfo, mean: float, *, want_peak: boo
             for i in np.flatnonzero(~finite)[: MAX_POSITIONS - len(out.non_finite_at)]:
                 out.non_finite_at.append(coordinates(start + int(i), t.shape))
         if want_peak and finite.any():
-            dev = np.where(finite, np.abs(values - mean), -1.0)
+            with np.errstate(over="ignore", invalid="ignore"):  # +-1.8e308 minus the mean: inf, not a warning
+                dev = np.where(finite, np.abs(values - mean), -1.0)
             i = int(np.argmax(dev))
             if dev[i] > best:  # strict: the first occurrence wins, as np.argmax over the whole tensor
                 best = float(dev[i])

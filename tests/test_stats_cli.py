@@ -67,7 +67,8 @@ def test_json_contract_in_a_subprocess(model: tuple[Path, dict], cache_dir: Path
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # no progress display when stderr is not a terminal
     out = json.loads(proc.stdout, parse_constant=_no_constants)
-    assert set(out) == {"device", "seconds", "bytes_read", "tensors", "model"}
+    assert set(out) == {"device", "seconds", "bytes_read", "tensors", "model", "findings"}
+    assert out["findings"] == [f for f in out["findings"] if set(f) == {"kind", "severity", "tensor", "message", "at"}]
     assert out["device"].startswith("cpu") and isinstance(out["seconds"], float) and out["seconds"] >= 0
     assert out["bytes_read"] == 6 * 32 * 48 * 2 + 100 * 32 * 4 + 5 * 4 + 16 * 8
     assert [t["name"] for t in out["tensors"]] == [t.name for t in open_checkpoint(str(path)).tensors]
@@ -148,7 +149,9 @@ def test_readable_table(model: tuple[Path, dict], capsys: pytest.CaptureFixture[
     lines = captured.out.splitlines()
     assert lines[1].startswith("device cpu")
     assert any(line.startswith("model.layers.2.mlp.down_proj.weight") for line in lines)
-    assert lines[-1].startswith("model ")
+    findings = lines.index(next(line for line in lines if line.startswith("Findings: ")))
+    assert any(line.startswith("model ") for line in lines[:findings])
+    assert "1 NaN, 1 +Inf, 1 -Inf of 5 values at (0,)" in "\n".join(lines[findings:])
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -202,3 +205,25 @@ def test_complex_tensors_are_reported_as_skipped(tmp_path: Path, capsys: pytest.
     assert [t["name"] for t in out["tensors"]] == ["w"] and out["skipped"] == {"freqs": "complex values"}
     assert main.main(["stats", str(path), "--tensor", "freqs"]) == 0
     assert "not analysed: 1 tensor(s) (complex values)" in capsys.readouterr().out
+
+
+def test_findings_name_the_broken_tensors_with_coordinates(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """`stats --json` lists the problems: NaN with the first coordinate, an all-zero matrix; text lists them too."""
+    rng = np.random.default_rng(8)
+    broken = rng.standard_normal((16, 32)).astype(np.float32)
+    broken[5, 7] = np.nan
+    path = tmp_path / "broken.safetensors"
+    from safetensors.numpy import save_file as save_numpy
+
+    save_numpy({"a.weight": broken, "b.weight": np.zeros((8, 8), dtype=np.float32),
+               "c.weight": rng.standard_normal((8, 8)).astype(np.float32)}, str(path))
+    out = stats_json(capsys, str(path), "--no-cache")
+    by_kind = {(f["kind"], f["tensor"]): f for f in out["findings"]}
+    nan = by_kind[("non_finite", "a.weight")]
+    assert nan["severity"] == "error" and nan["at"] == [[5, 7]] and "1 NaN" in nan["message"]
+    assert ("all_zero", "b.weight") in by_kind
+    assert not any(f["tensor"] == "c.weight" and f["severity"] == "error" for f in out["findings"])
+    assert main.main(["stats", str(path), "--no-cache"]) == 0
+    text = capsys.readouterr().out
+    assert "Findings: 2 problems" in text and "a.weight: 1 NaN" in text and "at (5, 7)" in text

@@ -49,19 +49,42 @@ def run(args: argparse.Namespace) -> int:
         selected = choose_tensors(checkpoint, args.tensor, args.match)
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
+        with stage(f"looking for problems in {args.path!r}"):
+            from core.findings import findings_json
+
+            findings = findings_json(checkpoint, result)
         with stage(f"summarising the statistics of {args.path!r}"):
             spec = HistSpec(bins=args.bins)
             model = result.model(spec)
             if args.json:
-                write_stats_json(sys.stdout, result, selected, args.group, spec, model)
+                write_stats_json(sys.stdout, result, selected, args.group, spec, model, findings)
             else:
                 entries = group_stats(result, selected, args.group, spec)
                 sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
+                sys.stdout.write(findings_text(findings))
     return 0
 
 
+FINDINGS_SHOWN = 40
+
+
+def findings_text(findings: list[dict[str, Any]]) -> str:
+    """The problems found, one line each (most severe first), for the text form."""
+    problems = sum(f["severity"] in ("error", "warning") for f in findings)
+    if not findings:
+        return "\nFindings: no problems found\n"
+    lines = ["", f"Findings: {problems:,} problem{'s' if problems != 1 else ''}, "
+                 f"{len(findings) - problems:,} note{'s' if len(findings) - problems != 1 else ''}"]
+    for f in findings[:FINDINGS_SHOWN]:
+        at = f" at {tuple(f['at'][0])}" if f["at"] else ""
+        lines.append(terminal_safe(f"  {f['severity']:<7} {f['tensor'][-80:]}: {f['message']}{at}", 400))
+    if len(findings) > FINDINGS_SHOWN:
+        lines.append(f"  ... and {len(findings) - FINDINGS_SHOWN:,} more (`--json` lists them all)")
+    return "\n".join(lines) + "\n"
+
+
 def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec,
-                     model: TensorStats | None) -> None:
+                     model: TensorStats | None, findings: list[dict[str, Any]] | None = None) -> None:
     """The `stats --json` object, written entry by entry: a million tensors' entries are never all held at once
     (the output of a million empty tensors is 500 MB; holding it as one string took gigabytes)."""
     from core.stats import stats_to_json
@@ -75,7 +98,8 @@ def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group:
     for i, text in enumerate(texts):
         out.write(text if i == 0 else ", " + text)
     tail = {"model": None if model is None else stats_to_json(model),
-            **({"skipped": result.skipped} if result.skipped else {})}
+            **({"skipped": result.skipped} if result.skipped else {}),
+            **({"findings": findings} if findings is not None else {})}
     out.write("], " + json.dumps(tail, allow_nan=False)[1:] + "\n")
 
 
