@@ -26,8 +26,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--screenshot", metavar="OUT.png", help="render the window offscreen to a PNG and exit")
     parser.add_argument("--select", metavar="NAME", help="with --screenshot: the tensor (or tree path) to select")
     parser.add_argument("--size", default="1400x900", metavar="WxH", help="with --screenshot: window size")
-    parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap", "memory", "findings"],
-                        help="with --screenshot: the panel to show")
+    parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap", "memory", "findings",
+                                          "spectra"], help="with --screenshot: the panel to show")
     parser.add_argument("--compare-memory", nargs="+", metavar="MODEL",
                         help="open the side-by-side memory view of these open paths or reference model names "
                              "(with --screenshot: screenshot that view)")
@@ -131,6 +131,8 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
             view.tabs.setCurrentWidget(view.memory_tab)
         elif view is not None and args.tab == "findings":
             view.tabs.setCurrentWidget(view.findings_tab)
+        elif view is not None and args.tab == "spectra":
+            view.tabs.setCurrentWidget(view.spectra_tab)
         elif view is not None and args.tab:
             view.tabs.setCurrentIndex(["summary", "distribution", "depth", "heatmap"].index(args.tab))
         page = view.tabs.currentWidget() if view is not None else None

@@ -38,6 +38,21 @@ LEGEND = ("alpha measures how heavy-tailed the layer's eigenvalue spectrum is (W
 ESD_BINS = 60
 
 
+class SparseLogAxis(pg.AxisItem):
+    """A log axis that labels only 1, 2 and 5 times a power of ten: a range under a decade otherwise labels
+    every minor tick, and 0.07, 0.08, 0.09 run into each other."""
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph's name)
+        strings = super().tickStrings(values, scale, spacing)
+        if not self.logMode:
+            return strings
+        out = []
+        for value, text in zip(values, strings, strict=False):
+            mantissa = round(10 ** (value - math.floor(value + 1e-9)), 6)
+            out.append(text if mantissa in (1.0, 2.0, 5.0) else "")
+        return out
+
+
 def esd_histogram(evals: np.ndarray, bins: int = ESD_BINS) -> tuple[np.ndarray, np.ndarray]:
     """Density of the positive eigenvalues over log-spaced bins: (edges, density), len(edges) == len(density)+1."""
     positive = evals[evals > 0]
@@ -94,7 +109,8 @@ class SpectraPanel(QWidget):
         self.table.verticalHeader().setVisible(False)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.table.setColumnWidth(0, 320)
-        self.plot = pg.PlotWidget(objectName="spectra_esd")
+        self.plot = pg.PlotWidget(objectName="spectra_esd",
+                                  axisItems={side: SparseLogAxis(side) for side in ("bottom", "left")})
         self.plot.setMenuEnabled(False)
         self.plot.setLogMode(x=True, y=True)
         self.plot.setLabel("bottom", "eigenvalue λ = σ²")
