@@ -52,6 +52,7 @@ class SelectionStats:
     tensors_total: int
     bytes_done: int = 0
     bytes_total: int = 0
+    summaries: dict[str, Summary] | None = None  # what the stats merge, per tensor (one being read: partial)
 
 
 def analysis(checkpoint: Checkpoint, tensors: list[TensorInfo] | None, device: str, chunk_bytes: int,
@@ -104,7 +105,7 @@ def selection_stats(checkpoint: Checkpoint, tensors: list[TensorInfo], label: st
         done = sum(t.nbytes for t in usable if t.name in summaries) + read_bytes
         return SelectionStats(_derive(names, label, merged), min(1.0, done / total_bytes) if total_bytes else 1.0,
                               sum(1 for t in usable if t.name in merged), len(usable), min(done, total_bytes),
-                              total_bytes)
+                              total_bytes, merged)
 
     if missing and analyse:
         gen = analysis(checkpoint, missing, device, chunk_bytes, should_stop)

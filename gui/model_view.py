@@ -38,9 +38,10 @@ from PySide6.QtWidgets import (
 )
 
 from core.checkpoint import DEFAULT_CHUNK_BYTES, TensorInfo
+from core.histogram_scope import ALL_VALUES, MATRICES
 from core.numbers import human_bytes, human_count
 from core.tree import TreeNode
-from gui.jobs import OpenedModel, SelectionStats, analysis, depth_job, selection_stats
+from gui.jobs import OpenedModel, SelectionStats, analysis, depth_job
 from gui.panels.depth import DepthPanel
 from gui.panels.distribution import DistributionPanel
 from gui.panels.findings import FindingsPanel
@@ -52,6 +53,7 @@ from gui.panels.summary import SummaryPanel
 from gui.plain import tooltip
 from gui.progress_text import Throughput, partial_text, progress_text
 from gui.references import reference_title
+from gui.scope_jobs import ScopedStats, scoped_selection_stats
 from gui.tree_model import (
     COL_DTYPE,
     COL_KIND,
@@ -180,6 +182,9 @@ class ModelView(QWidget):
         self.device_label = ""
         self.selection: Selection | None = None
         self.selection_result: SelectionStats | None = None
+        self.selection_scoped: ScopedStats | None = None  # the latest update with its scope's words and roles
+        self.histogram_scope = MATRICES  # which of a group's values the histogram is of (core.histogram_scope)
+        self._read_summaries: dict = {}  # what selection jobs read themselves: a scope switch never reads it again
         self._selection_waiting = False
         self.selection_reading = False  # the selection job reads tensors the analysis has not covered
         self.analysis_meter = Throughput()
@@ -335,12 +340,23 @@ class ModelView(QWidget):
         return self.findings_tab.get()
 
     def _distribution_made(self, panel: DistributionPanel) -> None:
+        panel.sig_scope_changed.connect(self.set_histogram_scope)
         sel = self.selection
+        panel.set_scope(self.histogram_scope, sel is not None and sel.single is None)
         if sel is None:
             return
         panel.show_pending(sel.title, sel.subtitle)
-        if self.selection_result is not None:
-            self._selection_update(self.selection_result)
+        if self.selection_scoped is not None:
+            self._selection_update(self.selection_scoped)
+
+    def set_histogram_scope(self, scope: str) -> None:
+        """A group's histogram of its weight matrices, all values, or by role: re-merged from the summaries
+        known; only tensors no job has summarised yet are read, and none after a Cancel."""
+        self.histogram_scope = scope
+        if self.distribution_tab.panel is not None:
+            self.distribution_tab.panel.set_scope(scope, self.selection is not None and self.selection.single is None)
+        if self.selection is not None and self.selection.single is None:
+            self._start_selection_job(may_read=self.analysis_state != "cancelled")
 
     def _depth_made(self, panel: DepthPanel) -> None:
         panel.sig_tensor_clicked.connect(self.select_tensor)
@@ -551,7 +567,9 @@ class ModelView(QWidget):
         self.selection_result = None
         if self.tabs.currentIndex() == TAB_SUMMARY:
             self.tabs.setCurrentIndex(TAB_DISTRIBUTION)
+        self.selection_scoped = None
         if self.distribution_tab.panel is not None:
+            self.distribution_tab.panel.set_scope(self.histogram_scope, sel.single is None)
             self.distribution_tab.panel.show_pending(sel.title, sel.subtitle)
         if self.heatmap_tab.panel is not None:
             self.heatmap_tab.panel.set_tensor(self.checkpoint, sel.heatmap_tensor, sel.heatmap_note)
@@ -572,14 +590,15 @@ class ModelView(QWidget):
         sel = self.selection
         if sel is None or self._closed:
             return
-        known = self._known_summaries()
+        known = {**self._read_summaries, **self._known_summaries()}
         missing_bytes = sum(t.nbytes for t in sel.tensors if t.name not in known)
         running = self.analysis_state == "running"
         analyse = may_read and bool(missing_bytes) and (not running or missing_bytes <= OWN_ANALYSIS_BYTES)
         self._selection_waiting = bool(missing_bytes) and running and not analyse
         self._last_refresh = time.monotonic()
-        job = functools.partial(selection_stats, self.checkpoint, sel.tensors, sel.title, known, analyse,
-                                self.device, self.chunk_bytes)
+        scope = self.histogram_scope if sel.single is None else ALL_VALUES
+        job = functools.partial(scoped_selection_stats, self.checkpoint, sel.tensors, sel.title, scope, known,
+                                analyse, self.device, self.chunk_bytes)
         self.selection_reading = analyse
         self.selection_meter.reset()
         self.selection_job.start(job, on_yield=self._selection_update, on_return=self._selection_finished,
@@ -588,9 +607,11 @@ class ModelView(QWidget):
             self.ticker.start()
         self.sig_analysis_changed.emit()
 
-    def _selection_finished(self, update: SelectionStats) -> None:
+    def _selection_finished(self, scoped: ScopedStats) -> None:
+        if self.selection_reading and scoped.update.summaries:  # complete summaries only: the job's last word
+            self._read_summaries.update(scoped.update.summaries)
         self.selection_reading = False
-        self._selection_update(update)
+        self._selection_update(scoped)
         self._stop_ticker_when_quiet()
         self.sig_analysis_changed.emit()
 
@@ -599,10 +620,12 @@ class ModelView(QWidget):
         self._stop_ticker_when_quiet()
         self.sig_analysis_changed.emit()
 
-    def _selection_update(self, update: SelectionStats) -> None:
+    def _selection_update(self, scoped: ScopedStats) -> None:
         sel = self.selection
         if sel is None:
             return
+        update = scoped.update
+        self.selection_scoped = scoped
         self.selection_result = update
         if self.selection_reading:
             self.selection_meter.add(update.bytes_done)
@@ -616,7 +639,7 @@ class ModelView(QWidget):
             else:
                 self.distribution.clear(sel.title, f"{sel.subtitle} · no numeric values to show")
             return
-        sub = sel.subtitle
+        sub = sel.subtitle if sel.single is not None else scoped.words
         complete = update.tensors_done >= update.tensors_total and update.fraction >= 1
         if not complete:
             part = partial_text(update.tensors_done, update.tensors_total, update.fraction)
@@ -626,7 +649,11 @@ class ModelView(QWidget):
                 sub = f"partial: {part} · {sub} · the whole-model analysis fills in the rest"
             else:
                 sub = f"partial: {part} · {sub} · analysis {self.analysis_state}: select again to read the rest"
-        self.distribution.set_stats(update.stats, sel.title, sub, 1.0 if complete else min(update.fraction, 0.999))
+        fraction = 1.0 if complete else min(update.fraction, 0.999)
+        if scoped.roles is not None:
+            self.distribution.set_roles(scoped.roles, update.stats, sel.title, sub, fraction)
+        else:
+            self.distribution.set_stats(update.stats, sel.title, sub, fraction)
 
     def _selection_failed(self, exc: BaseException) -> None:
         from gui.errors import reason

@@ -98,6 +98,7 @@ def test_partial_statistics_are_labelled_partial(make_window, open_model, qtbot,
     window = make_window(chunk_bytes=4 << 10)
     view = open_model(window, path, idle=False)
     qtbot.waitUntil(lambda: view.result is not None and len(view.result.summaries) >= 3, timeout=20000)
+    view.set_histogram_scope("all")  # every tensor: the partial figures below are the whole model's
     view.select_path("")
     window.cancel_button.click()
     qtbot.waitUntil(lambda: window.is_idle() and view.distribution.stats is not None, timeout=10000)

@@ -7,10 +7,15 @@ arrive while a tensor is still being read, so the histogram fills in.
 Marker labels (mean, ±σ, p1, p99) sit in a band above the tallest bar; labels
 that would touch are joined into one ("−σ · mean · +σ"), so none overlap; "Fit to bulk" zooms to
 p0.1-p99.9 when one outlier squeezes the rest into a single bar.
+
+For a group (the model, a layer, a folded block) the scope control picks which values: its weight matrices
+(the default: norm scales near 1.0 would otherwise stretch the axis and fill "beyond 6σ"), all values, or a
+small grid of histograms, one per role, as the PDF report has (see core.histogram_scope).
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -26,12 +31,14 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QPushButton,
     QSplitter,
+    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
+from core.histogram_scope import MATRICES_RULE, SCOPES, RoleHistogram
 from core.numbers import format_value
 from core.stats_summary import PERCENTILES, TensorStats, percentile_key
 from gui.plain import tooltip
@@ -45,6 +52,11 @@ LOG_FLOOR = -0.5  # where empty bins sit on a log count axis (a bin holding one 
 LABEL_LANES = (0.97,)  # label height, as a fraction of the view: above the curve
 HEADROOM = 1.0 / 0.62  # the curve's top reaches 62% of the view height, leaving the band above for labels
 BULK = ("0.1", "99.9")  # "Fit to bulk" zooms to these percentiles
+SCOPE_LABELS = ("Weight matrices", "All values", "By role")  # one per core.histogram_scope.SCOPES
+SCOPE_TIP = (f"Which of a group's values the histogram shows. Weight matrices (the default): {MATRICES_RULE}, "
+             "so scales near 1.0 do not stretch the axis or fill \"beyond 6σ\". All values: every tensor of the "
+             "group. By role: one small histogram per role (attention q/k/v/o, MLP, norms, embeddings, head). "
+             "Switching re-merges the statistics already computed; nothing is read again.")
 
 
 def _int(n: int) -> str:
@@ -125,10 +137,13 @@ class DistributionPanel(QWidget):
     """Histogram (linear or log count axis; values or log10|value|) with mean, ±σ and percentile markers."""
 
     sig_export_done = Signal(str)
+    sig_scope_changed = Signal(str)  # a core.histogram_scope scope, chosen by the user
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.stats: TensorStats | None = None
+        self.roles: list[RoleHistogram] = []  # By role: what the grid shows
+        self.role_plots: list[pg.PlotItem] = []
         self.fraction = 1.0
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
@@ -143,6 +158,10 @@ class DistributionPanel(QWidget):
         self.y_mode = QComboBox(objectName="distribution_y_mode")
         self.y_mode.addItems(["Linear", "Log count"])
         self.y_mode.setToolTip("A log count axis makes rare values (tails, outliers) visible next to the bulk.")
+        self.scope = QComboBox(objectName="distribution_scope")
+        self.scope.addItems(SCOPE_LABELS)
+        self.scope.setToolTip(SCOPE_TIP)
+        self.scope.setEnabled(False)  # a single tensor has one histogram
         self.export_png = QPushButton("PNG…", objectName="distribution_export_png")
         self.export_svg = QPushButton("SVG…", objectName="distribution_export_svg")
         self.copy_button = QPushButton("Copy stats", objectName="distribution_copy")
@@ -154,7 +173,7 @@ class DistributionPanel(QWidget):
                                  "outlier no longer squeezes the rest into a single bar.")
         layout.addLayout(header)
         controls = QHBoxLayout()  # a row of its own: the subtitle above keeps the whole width
-        for w in (self.x_mode, self.y_mode, self.fit_bulk):
+        for w in (self.scope, self.x_mode, self.y_mode, self.fit_bulk):
             controls.addWidget(w)
         controls.addStretch(1)
         for w in (self.export_png, self.export_svg, self.copy_button):
@@ -188,11 +207,17 @@ class DistributionPanel(QWidget):
         split.setStretchFactor(0, 3)
         split.setStretchFactor(1, 1)
         split.setSizes([700, 260])
-        layout.addWidget(split, 1)
+        self.role_grid = pg.GraphicsLayoutWidget()
+        self.role_grid.setObjectName("distribution_role_grid")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(split)
+        self.pages.addWidget(self.role_grid)
+        layout.addWidget(self.pages, 1)
 
         self.x_mode.currentIndexChanged.connect(self._redraw)
         self.y_mode.currentIndexChanged.connect(self._redraw)
         self.fit_bulk.toggled.connect(self._redraw)
+        self.scope.currentIndexChanged.connect(lambda i: self.sig_scope_changed.emit(SCOPES[i]))
         self.plot.getViewBox().sigResized.connect(self._place_labels)
         self.plot.getViewBox().sigXRangeChanged.connect(self._place_labels)
         self.export_png.clicked.connect(lambda: self.export_dialog("png"))
@@ -210,6 +235,8 @@ class DistributionPanel(QWidget):
         self.curve.setData([], [])
         self._clear_markers()
         self.table.setRowCount(0)
+        self._set_roles([])
+        self.pages.setCurrentIndex(0)
         self._set_enabled(False)
 
     def show_pending(self, title: str, subtitle: str) -> None:
@@ -218,6 +245,34 @@ class DistributionPanel(QWidget):
 
     def set_stats(self, ts: TensorStats, title: str, subtitle: str, fraction: float = 1.0) -> None:
         """Draw ``ts``; ``fraction`` < 1 marks a histogram still filling in."""
+        self._set_roles([])
+        self.pages.setCurrentIndex(0)
+        self._show_header(ts, title, subtitle, fraction)
+        self.table.setHorizontalHeaderLabels(["Statistic", "Value" if fraction >= 1 else "Value (partial)"])
+        self._fill_table(ts)
+        self._redraw()
+        self._set_enabled(fraction >= 1)
+
+    def set_roles(self, roles: list[RoleHistogram], ts: TensorStats, title: str, subtitle: str,
+                  fraction: float = 1.0) -> None:
+        """By role: a small histogram per role; ``ts`` (all of the roles' values) is what Copy stats copies."""
+        self._show_header(ts, title, subtitle, fraction)
+        self._fill_table(ts)
+        self._clear_markers()
+        self.curve.setData([], [])
+        self._set_roles(roles)
+        self.pages.setCurrentIndex(1)
+        self._redraw()
+        self._set_enabled(fraction >= 1)
+
+    def set_scope(self, scope: str, enabled: bool) -> None:
+        """Show the view's scope without emitting a change; ``enabled`` for group selections only."""
+        self.scope.blockSignals(True)
+        self.scope.setCurrentIndex(SCOPES.index(scope))
+        self.scope.blockSignals(False)
+        self.scope.setEnabled(enabled)
+
+    def _show_header(self, ts: TensorStats, title: str, subtitle: str, fraction: float) -> None:
         self.stats = ts
         self.fraction = fraction
         self.title.setText(title)
@@ -226,10 +281,33 @@ class DistributionPanel(QWidget):
         exact = "" if ts.exact else " · beyond-6σ estimated"
         self.subtitle.setText(f"{subtitle}{note}{exact}")
         self.subtitle.setToolTip(tooltip(self.subtitle.text()))  # the whole line, when the panel cuts it
-        self.table.setHorizontalHeaderLabels(["Statistic", "Value" if fraction >= 1 else "Value (partial)"])
-        self._fill_table(ts)
-        self._redraw()
-        self._set_enabled(fraction >= 1)
+
+    def _set_roles(self, roles: list[RoleHistogram]) -> None:
+        """One small plot per role, 3 columns (4 beyond nine roles) as the report's grid; rebuilt per update."""
+        if [r.role for r in roles] == [r.role for r in self.roles] and len(self.role_plots) == len(roles):
+            for role, item in zip(roles, self.role_plots, strict=True):  # filling in: same plots, new counts
+                item.setTitle(self.role_title(role), size="9pt")
+            self.roles = roles
+            return
+        self.roles = roles
+        self.role_grid.clear()
+        self.role_plots = []
+        columns = 3 if len(roles) <= 9 else 4
+        for i, role in enumerate(roles):
+            item = self.role_grid.addPlot(row=i // columns, col=i % columns)
+            item.setMenuEnabled(False)
+            item.hideButtons()
+            item.setTitle(self.role_title(role), size="9pt")  # roles are core's words; escaped all the same
+            item.getAxis("bottom").enableAutoSIPrefix(False)
+            item.showGrid(x=True, y=True, alpha=0.15)
+            item.addItem(pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(FILL),
+                                         pen=pg.mkPen(ACCENT, width=1.0)))
+            self.role_plots.append(item)
+
+    @staticmethod
+    def role_title(role: RoleHistogram) -> str:
+        noun = "tensor" if role.tensors == 1 else "tensors"
+        return html.escape(f"{role.role} · {role.tensors:,} {noun}")
 
     def _set_enabled(self, on: bool) -> None:
         for w in (self.export_png, self.export_svg, self.copy_button):
@@ -269,6 +347,9 @@ class DistributionPanel(QWidget):
         self._clear_markers()
         if ts is None:
             return
+        if self.pages.currentIndex() == 1:
+            self._redraw_roles()
+            return
         log_x = self.x_mode.currentIndex() == 1
         edges, counts = (ts.log_edges, ts.log_counts) if log_x else (ts.hist_edges, ts.hist_counts)
         log_y = self.y_mode.currentIndex() == 1
@@ -303,6 +384,31 @@ class DistributionPanel(QWidget):
         if not log_x:
             self._add_value_markers(ts, float(edges[0]), float(edges[-1]))
             self._place_labels()
+
+    def _redraw_roles(self) -> None:
+        """Each role's histogram with the panel's axes (values or log10 |v|, linear or log count, fit to bulk)."""
+        log_x, log_y = self.x_mode.currentIndex() == 1, self.y_mode.currentIndex() == 1
+        for role, item in zip(self.roles, self.role_plots, strict=True):
+            ts = role.stats
+            edges, counts = (ts.log_edges, ts.log_counts) if log_x else (ts.hist_edges, ts.hist_counts)
+            curve = item.listDataItems()[0]
+            if len(edges) < 2:
+                curve.setData([], [])
+                continue
+            edges = np.asarray(edges, dtype=np.float64)
+            counts = np.asarray(counts, dtype=np.float64)
+            if edges[-1] == edges[0]:
+                half = abs(edges[0]) * 0.01 or 0.5
+                edges = np.linspace(edges[0] - half, edges[0] + half, len(edges))
+            if log_y:
+                y = np.full_like(counts, LOG_FLOOR)
+                np.log10(counts, out=y, where=counts > 0)
+                curve.setData(edges, y, stepMode="center", fillLevel=LOG_FLOOR)
+            else:
+                curve.setData(edges, counts, stepMode="center", fillLevel=0)
+            item.getAxis("left").setLogMode(False, log_y)
+            item.setXRange(*self._x_range(ts, edges, log_x), padding=0.02)
+            item.enableAutoRange(axis="y")
 
     def _x_range(self, ts: TensorStats, edges: np.ndarray, log_x: bool) -> tuple[float, float]:
         """The whole histogram, or with "Fit to bulk" the p0.1-p99.9 range (values only, when it is wider than 0)."""
@@ -384,12 +490,12 @@ class DistributionPanel(QWidget):
 
     def export(self, path: str) -> None:
         """Write the plot to ``path``: SVG if it ends in .svg, else a PNG."""
-        item = self.plot.getPlotItem()
+        item = self.role_grid.ci if self.pages.currentIndex() == 1 else self.plot.getPlotItem()
         if path.lower().endswith(".svg"):
             self._export_svg(path)
         else:
             exporter = ImageExporter(item)
-            exporter.parameters()["width"] = max(800, int(self.plot.width()) * 2)
+            exporter.parameters()["width"] = max(800, int(self.pages.width()) * 2)
             exporter.export(path)
         self.sig_export_done.emit(path)
 
@@ -399,7 +505,8 @@ class DistributionPanel(QWidget):
         from PySide6.QtGui import QPainter
         from PySide6.QtSvg import QSvgGenerator
 
-        size = QSize(max(self.plot.width(), 640), max(self.plot.height(), 400))
+        shown = self.role_grid if self.pages.currentIndex() == 1 else self.plot
+        size = QSize(max(shown.width(), 640), max(shown.height(), 400))
         generator = QSvgGenerator()
         generator.setFileName(path)
         generator.setSize(size)
@@ -408,7 +515,7 @@ class DistributionPanel(QWidget):
         generator.setDescription("Weightscope histogram")
         painter = QPainter(generator)
         try:
-            self.plot.render(painter, QRect(0, 0, size.width(), size.height()))
+            shown.render(painter, QRect(0, 0, size.width(), size.height()))
         finally:
             painter.end()
 
