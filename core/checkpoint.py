@@ -25,9 +25,13 @@ STRIDED_WINDOW = 16 << 20  # bytes one read of a strided block may cover beyond 
 STRIDED_GAP = 1024  # elements: nearer indices of a sparse view are read together
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, unsafe_hash=True)
 class TensorInfo:
     """One tensor as listed in the file: where its bytes are and what it is for.
+
+    A record is never changed once a reader made it (hashed and compared by its fields). Immutability is by
+    convention, not enforced: a frozen dataclass takes 3 us to build against 0.6 us, and a header may list a
+    million tensors, each built twice (read, then classified).
 
     ``offset`` is the absolute byte offset of element 0 in ``file``. ``strides``
     (in elements) is None for row-major contiguous data; PyTorch views may be
