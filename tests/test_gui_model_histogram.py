@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from core.checkpoint import Checkpoint
+from core.checkpoint import Checkpoint, TensorInfo
 
 LAYERS, HIDDEN, INTER, VOCAB = 2, 48, 96, 200
 MATRIX_ROLES = {"self_attn.q_proj": "attention.q", "self_attn.k_proj": "attention.k",
@@ -190,3 +190,47 @@ def test_a_scope_switch_reuses_what_the_selection_read(make_window, open_model, 
     choose(qtbot, view, "Weight matrices")
     choose(qtbot, view, "By role")
     assert reads == [] and len(view.distribution.role_plots) == 10
+
+
+def test_marker_labels_at_the_plot_edge_slide_inside(qtbot, tmp_path):
+    """An outlier far right puts every marker at the left edge: the shared label is slid in, never cut."""
+    from core.formats import open_checkpoint
+    from core.stats import run
+    from gui.panels.distribution import DistributionPanel
+
+    values = (np.random.default_rng(2).standard_normal(20_000) * 0.01).astype(np.float32)
+    values[0] = 5.0
+    save_file({"w": values}, str(tmp_path / "edge.safetensors"))
+    with open_checkpoint(str(tmp_path / "edge.safetensors")) as checkpoint:
+        ts = run(checkpoint, use_cache=False).stats("w")
+    panel = DistributionPanel()
+    qtbot.addWidget(panel)
+    panel.resize(700, 420)
+    panel.show()
+    qtbot.waitExposed(panel)
+    panel.set_stats(ts, "w", "test")
+    qtbot.wait(50)
+    box = panel.plot.getViewBox().sceneBoundingRect()
+    shown = [m.label for m in panel.markers if m.label.isVisible()]
+    assert shown and " · ".join(label.format for label in shown).count("mean") == 1
+    for label in shown:
+        rect = label.sceneBoundingRect()
+        assert box.left() - 1 <= rect.left() and rect.right() <= box.right() + 1, (label.format, rect, box)
+
+
+@pytest.mark.parametrize(("name", "shape", "dtype", "matrix"), [
+    ("model.layers.0.mlp.up_proj.weight", (96, 48), "BF16", True),
+    ("lm_head.weight", (200, 48), "F16", True),
+    ("blk.0.ffn_down.weight", (96, 48), "Q4_K", True),  # quantised: its dequantised values
+    ("model.layers.0.input_layernorm.weight", (1, 48), "F32", False),  # a norm scale stored as a row
+    ("model.embed_tokens.weight", (200, 48), "F32", False),  # looked up, not multiplied: "By role" has it
+    ("model.layers.0.mlp.up_proj.bias", (96,), "F32", False),
+    ("model.layers.0.mlp.up_proj.qweight", (12, 48), "I32", False),  # packed integers, not values
+])
+def test_which_tensors_are_weight_matrices(name, shape, dtype, matrix) -> None:
+    from core.histogram_scope import is_weight_matrix
+    from core.taxonomy import classify
+
+    kind, role = classify(name, shape, dtype)
+    t = TensorInfo(name, shape, dtype, int(np.prod(shape)), 0, "f", 0, kind, role)
+    assert is_weight_matrix(t) is matrix

@@ -438,22 +438,28 @@ class DistributionPanel(QWidget):
             line(ts.percentiles.get(key, math.nan), PCT_PEN, f"p{key}", LABEL_LANES[0])
 
     def _place_labels(self, *_args) -> None:
-        """One row of labels above the curve: markers whose labels would touch share one ("−σ · mean")."""
+        """One row of labels above the curve: markers whose labels would touch share one ("−σ · mean"); a label
+        at the plot's edge is slid inwards (its anchor moves along the text) rather than cut."""
         if not self.markers:
             return
         view = self.plot.getViewBox()
         (x0, x1), _ = view.viewRange()
-        scale = (view.width() or 600.0) / (x1 - x0) if x1 > x0 else 1.0
+        width = view.width() or 600.0
+        scale = width / (x1 - x0) if x1 > x0 else 1.0
         metrics = QFontMetrics(self.markers[0].label.textItem.font())
         order = sorted(range(len(self.markers)), key=lambda i: float(self.markers[i].value()))
         clusters = [[i] for i in order]
 
-        def extent(cluster: list[int]) -> tuple[float, float, str]:
+        def extent(cluster: list[int]) -> tuple[float, float, str, float]:
+            """(left, right, text, anchor along the text) in view pixels, slid inside the view where it fits."""
             text = " · ".join(self.marker_names[i] for i in cluster)
             anchor = self.markers[cluster[len(cluster) // 2]]
             centre = (float(anchor.value()) - x0) * scale
             half = (metrics.horizontalAdvance(text) + 12) / 2
-            return centre - half, centre + half, text
+            left = centre - half
+            if 2 * half <= width:
+                left = min(max(left, 0.0), width - 2 * half)
+            return left, left + 2 * half, text, min(max((centre - left) / (2 * half), 0.0), 1.0)
 
         merged = True
         while merged and len(clusters) > 1:
@@ -464,12 +470,13 @@ class DistributionPanel(QWidget):
                     merged = True
                     break
         for cluster in clusters:
-            text = extent(cluster)[2]
+            _, _, text, along = extent(cluster)
             for i in cluster:
                 label = self.markers[i].label
                 shown = i == cluster[len(cluster) // 2]
                 self.markers[i].setZValue(5 if shown else 2)  # a shown label above every other marker line
                 label.setFormat(text if shown else "")
+                label.anchors = [(along, 0), (along, 0)]
                 label.setVisible(shown)
                 label.setPosition(LABEL_LANES[0])
 
