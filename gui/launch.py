@@ -28,6 +28,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--size", default="1400x900", metavar="WxH", help="with --screenshot: window size")
     parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap", "memory", "findings",
                                           "spectra"], help="with --screenshot: the panel to show")
+    parser.add_argument("--scope", choices=["matrices", "all", "roles"],
+                        help="with --screenshot: a group's histogram of its weight matrices (the default), all "
+                             "values, or one per role")
     parser.add_argument("--compare-memory", nargs="+", metavar="MODEL",
                         help="open the side-by-side memory view of these open paths or reference model names "
                              "(with --screenshot: screenshot that view)")
@@ -123,7 +126,9 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
             finish(2)
             return
         view = window.current_view()
-        if view is not None and args.select and not view.select_path(args.select):
+        if view is not None and args.scope:
+            view.set_histogram_scope(args.scope)
+        if view is not None and args.select is not None and not view.select_path(args.select):  # "": the root
             print(f"error: no tensor or tree path named {args.select!r}", file=sys.stderr)
             finish(2)
             return

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PySide6.QtGui import QImage
 from safetensors.numpy import save_file
 
 from core.checkpoint import Checkpoint, TensorInfo
@@ -153,8 +154,6 @@ def test_by_role_shows_one_histogram_per_role(make_window, open_model, qtbot, mo
     assert len(reads) == before
     png = path.parent.parent / "roles.png"
     panel.export(str(png))
-    from PySide6.QtGui import QImage
-
     assert not QImage(str(png)).isNull()
 
     choose(qtbot, view, "Weight matrices")
@@ -234,3 +233,22 @@ def test_which_tensors_are_weight_matrices(name, shape, dtype, matrix) -> None:
     kind, role = classify(name, shape, dtype)
     t = TensorInfo(name, shape, dtype, int(np.prod(shape)), 0, "f", 0, kind, role)
     assert is_weight_matrix(t) is matrix
+
+
+@pytest.mark.slow
+def test_screenshot_flags_select_the_root_and_the_scope(model, tmp_path):
+    """``--select ""`` is the whole model; ``--scope`` picks its histogram: the two renders differ."""
+    from tests.test_gui_screenshot import run_main
+
+    path, _ = model
+    shots = {}
+    for scope in ("all", "roles"):
+        out = tmp_path / f"{scope}.png"
+        proc = run_main("--screenshot", str(out), "--select", "", "--scope", scope, "--tab", "distribution",
+                        "--size", "900x600", str(path), tmp_path=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        shots[scope] = QImage(str(out))
+        assert shots[scope].width() == 900
+    assert shots["all"] != shots["roles"]
+    proc = run_main("--screenshot", str(tmp_path / "x.png"), "--scope", "everything", str(path), tmp_path=tmp_path)
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr and not (tmp_path / "x.png").exists()
