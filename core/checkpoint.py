@@ -89,6 +89,7 @@ class _Tally:
 
     elements: int
     parameters: int
+    parameter_bytes: int
     by_kind: dict[str, int]
     by_role: dict[str, int]
     by_dtype: dict[str, int]
@@ -98,14 +99,16 @@ class _Tally:
         by_kind = {"weight": 0, "bias": 0, "embedding": 0, "buffer": 0}
         by_role: dict[str, int] = {}
         by_dtype: dict[str, int] = {}
+        parameter_bytes = 0
         for t in tensors:
             n = t.elements
             by_kind[t.kind] = by_kind.get(t.kind, 0) + n
             by_dtype[t.dtype] = by_dtype.get(t.dtype, 0) + n
             if t.kind != "buffer" and t.kind != "state":  # TensorInfo.is_parameter, inlined for a million tensors
                 by_role[t.role] = by_role.get(t.role, 0) + n
+                parameter_bytes += t.nbytes
         parameters = sum(n for kind, n in by_kind.items() if kind not in ("buffer", "state"))
-        return cls(sum(by_kind.values()), parameters, by_kind, by_role, by_dtype)
+        return cls(sum(by_kind.values()), parameters, parameter_bytes, by_kind, by_role, by_dtype)
 
 
 @dataclass
@@ -138,6 +141,11 @@ class Checkpoint:
     @property
     def parameter_count(self) -> int:
         return self._tally().parameters
+
+    @property
+    def parameter_bytes(self) -> int:
+        """Bytes the learned tensors take as stored in the file (quant blocks included)."""
+        return self._tally().parameter_bytes
 
     def by_kind(self) -> dict[str, int]:
         """Elements per kind; "state" (optimizer moments, EMA copies) appears only when the file holds some."""

@@ -68,6 +68,11 @@ def _quant_types() -> dict[str, DType]:
     return out
 
 
+def plain_sizes() -> dict[str, int]:
+    """Bytes per element of every plain (not block-quantised) type, by name."""
+    return {d.name: d.type_size for d in _PLAIN}
+
+
 def lookup(name: str) -> DType | None:
     """The DType called ``name``, or None if unknown."""
     found = _BY_NAME.get(name)

@@ -19,7 +19,7 @@ ADAM_BYTES_PER_PARAM = 16
 
 def stored_parameter_bytes(checkpoint: Checkpoint) -> int:
     """Bytes the learned tensors take as stored in the file (quant blocks included)."""
-    return sum(t.nbytes for t in checkpoint.tensors if t.is_parameter)
+    return checkpoint.parameter_bytes
 
 
 def weight_memory(checkpoint: Checkpoint) -> dict[str, int]:

@@ -48,6 +48,8 @@ def bits_per_weight(dtype_name: str) -> float | None:
 
 def quantization_summary(checkpoint: Checkpoint) -> dict[str, Any] | None:
     """File type, overall and per-type bits per weight of the parameters; None when nothing is block-quantised."""
+    if not any((found := dtypes.lookup(d)) is not None and found.is_quantized for d in checkpoint.by_dtype()):
+        return None  # the remembered dtype totals answer without a pass over a million tensors
     by_type: dict[str, dict[str, Any]] = {}
     quantised = False
     for t in checkpoint.tensors:

@@ -21,6 +21,7 @@ MAX_HEADER_BYTES = 100_000_000
 _INT64_MAX = (1 << 63) - 1
 _ENTRY_KEYS = frozenset({"dtype", "shape", "data_offsets"})
 _SUB_BYTE = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}  # bits per element; must fill whole bytes
+_PLAIN_SIZES = dtypes.plain_sizes()  # the dtypes a safetensors file may name, with their bytes per element
 
 
 def open_safetensors(paths: list[str], root_path: str) -> Checkpoint:
@@ -152,10 +153,10 @@ def _tensor_entry(name: str, entry: object, path: str, data_start: int) -> Tenso
             raise MalformedFileError(f"tensor {name[:80]!r}: {dtype_name} values do not fill whole bytes", path=path)
         raise MalformedFileError(f"tensor {name[:80]!r}: sub-byte dtype {dtype_name} is not supported yet",
                                  path=path)
-    dt = dtypes.lookup(dtype_name)
-    if dt is None or dt.is_quantized:
+    type_size = _PLAIN_SIZES.get(dtype_name)
+    if type_size is None:
         raise MalformedFileError(f"tensor {name[:80]!r}: unknown dtype {dtype_name[:20]!r}", path=path)
-    nbytes = elements * dt.type_size
+    nbytes = elements * type_size
     if nbytes != end - begin:
         raise MalformedFileError(
             f"tensor {name[:80]!r}: {elements:,} x {dtype_name} needs {nbytes:,} bytes but its range holds "
