@@ -583,11 +583,16 @@ def _weighted_hist(v: np.ndarray, c: np.ndarray, bins: int, rng: tuple[float, fl
     if rng is None:
         return np.empty(0), np.empty(0, dtype=np.int64)
     edges = hist_edges(rng[0], rng[1], bins)
-    w = c.astype(np.float64)
-    if len(edges) == bins + 1 and np.isfinite(rng[1] - rng[0]):
-        counts, edges = np.histogram(v, bins=bins, range=rng, weights=w)  # bit for bit numpy's binning
-    else:
-        counts, edges = np.histogram(v, bins=edges, weights=w)
+    # numpy's binning, bit for bit: bin i holds edges[i] <= v < edges[i+1], the last bin also its right edge,
+    # values outside the edges dropped (np.histogram's own index corrections end at this same definition);
+    # one searchsorted and one bincount instead of np.histogram's general machinery (a 60,000-tensor model).
+    last = len(edges) - 2
+    index = np.searchsorted(edges, v, side="right") - 1
+    index[v == edges[-1]] = last
+    keep = (index >= 0) & (index <= last)
+    if not keep.all():
+        index, c = index[keep], c[keep]
+    counts = np.bincount(index, weights=c.astype(np.float64), minlength=last + 1)
     return edges, np.rint(counts).astype(np.int64)
 
 

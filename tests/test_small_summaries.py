@@ -71,3 +71,20 @@ def test_counts_just_under_a_unit_are_written_in_the_next() -> None:
     assert human_count(999_885_952) == "1.00 B"
     assert human_count(999_499) == "999 K" and human_count(999_500) == "1.00 M"
     assert human_count(405_853_388_800) == "406 B" and human_count(22_713_216) == "22.7 M"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_weighted_histograms_bin_as_numpy_does(seed: int) -> None:
+    """_weighted_hist against np.histogram with weights: same edges, same counts, over the data's range, a given
+    range that cuts values off, one value, and values on the edges."""
+    from core.stats_summary import _weighted_hist
+
+    rng = np.random.default_rng(seed)
+    v = np.unique(np.concatenate([rng.standard_normal(200), [0.0, 1.0, -1.0, 0.5]]).astype(np.float64))
+    c = rng.integers(1, 9, len(v))
+    for bins, span in ((256, (float(v[0]), float(v[-1]))), (16, (-1.0, 1.0)), (7, (0.25, 0.5)), (3, (2.0, 2.0))):
+        values = np.array([2.0]) if span == (2.0, 2.0) else v
+        weights = np.array([3]) if span == (2.0, 2.0) else c
+        edges, counts = _weighted_hist(values, weights, bins, span)
+        want, want_edges = np.histogram(values, bins=bins, range=span, weights=weights.astype(np.float64))
+        assert np.array_equal(edges, want_edges) and np.array_equal(counts, np.rint(want).astype(np.int64))
