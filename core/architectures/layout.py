@@ -145,3 +145,17 @@ def gated_mlp(layout: Layout, prefix: str, hidden: int, inner: int, dtype: str, 
         layout.add(f"{prefix}.{name}.weight", shape, dtype, **flags)
         if bias:
             layout.add(f"{prefix}.{name}.bias", (shape[0],), dtype, **flags)
+
+
+def block_norms(layout: Layout, prefix: str, hidden: int, dtype: str) -> None:
+    """The two RMSNorm scales of a Llama-style block: before attention and before the MLP."""
+    layout.add(f"{prefix}.input_layernorm.weight", (hidden,), dtype)
+    layout.add(f"{prefix}.post_attention_layernorm.weight", (hidden,), dtype)
+
+
+def final_norm_and_head(layout: Layout, cfg: ConfigView, vocab: int, hidden: int, dtype: str) -> Layout:
+    """The final norm, and the output head unless the config ties it to the embedding."""
+    layout.add("model.norm.weight", (hidden,), dtype)
+    if not cfg.flag("tie_word_embeddings", False):
+        layout.add("lm_head.weight", (vocab, hidden), dtype)
+    return layout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.architectures.layout import ConfigView, Layout, attention, gated_mlp
+from core.architectures.layout import ConfigView, Layout, attention, block_norms, final_norm_and_head, gated_mlp
 
 MODEL_TYPES = ("llama", "mistral")
 
@@ -17,9 +17,5 @@ def layout(cfg: ConfigView) -> Layout:
         p = f"model.layers.{i}"
         attention(out, f"{p}.self_attn", cfg, dtype, qkv_bias=attention_bias, o_bias=attention_bias)
         gated_mlp(out, f"{p}.mlp", hidden, inner, dtype, bias=mlp_bias)
-        out.add(f"{p}.input_layernorm.weight", (hidden,), dtype)
-        out.add(f"{p}.post_attention_layernorm.weight", (hidden,), dtype)
-    out.add("model.norm.weight", (hidden,), dtype)
-    if not cfg.flag("tie_word_embeddings", False):
-        out.add("lm_head.weight", (vocab, hidden), dtype)
-    return out
+        block_norms(out, p, hidden, dtype)
+    return final_norm_and_head(out, cfg, vocab, hidden, dtype)

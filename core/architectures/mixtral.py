@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from core.architectures.layout import MAX_EXPERTS, ConfigView, Layout, attention, check_expert_matrices
+from core.architectures.layout import (
+    MAX_EXPERTS,
+    ConfigView,
+    Layout,
+    attention,
+    block_norms,
+    check_expert_matrices,
+    final_norm_and_head,
+)
 
 MODEL_TYPES = ("mixtral",)
 
@@ -23,9 +31,5 @@ def layout(cfg: ConfigView) -> Layout:
             out.add(f"{q}.w1.weight", (inner, hidden), dtype, routed=True)
             out.add(f"{q}.w2.weight", (hidden, inner), dtype, routed=True)
             out.add(f"{q}.w3.weight", (inner, hidden), dtype, routed=True)
-        out.add(f"{p}.input_layernorm.weight", (hidden,), dtype)
-        out.add(f"{p}.post_attention_layernorm.weight", (hidden,), dtype)
-    out.add("model.norm.weight", (hidden,), dtype)
-    if not cfg.flag("tie_word_embeddings", False):
-        out.add("lm_head.weight", (vocab, hidden), dtype)
-    return out
+        block_norms(out, p, hidden, dtype)
+    return final_norm_and_head(out, cfg, vocab, hidden, dtype)

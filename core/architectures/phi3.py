@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.architectures.layout import ConfigView, Layout
+from core.architectures.layout import ConfigView, Layout, block_norms, final_norm_and_head
 
 MODEL_TYPES = ("phi3",)
 
@@ -19,9 +19,5 @@ def layout(cfg: ConfigView) -> Layout:
         out.add(f"{p}.self_attn.o_proj.weight", (hidden, heads * head_dim), dtype)
         out.add(f"{p}.mlp.gate_up_proj.weight", (2 * inner, hidden), dtype)
         out.add(f"{p}.mlp.down_proj.weight", (hidden, inner), dtype)
-        out.add(f"{p}.input_layernorm.weight", (hidden,), dtype)
-        out.add(f"{p}.post_attention_layernorm.weight", (hidden,), dtype)
-    out.add("model.norm.weight", (hidden,), dtype)
-    if not cfg.flag("tie_word_embeddings", False):
-        out.add("lm_head.weight", (vocab, hidden), dtype)
-    return out
+        block_norms(out, p, hidden, dtype)
+    return final_norm_and_head(out, cfg, vocab, hidden, dtype)

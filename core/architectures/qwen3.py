@@ -6,7 +6,16 @@ A Qwen3-MoE layer is sparse when it is not in ``mlp_only_layers`` and (index + 1
 
 from __future__ import annotations
 
-from core.architectures.layout import MAX_EXPERTS, ConfigView, Layout, attention, check_expert_matrices, gated_mlp
+from core.architectures.layout import (
+    MAX_EXPERTS,
+    ConfigView,
+    Layout,
+    attention,
+    block_norms,
+    check_expert_matrices,
+    final_norm_and_head,
+    gated_mlp,
+)
 from core.errors import MalformedFileError
 
 MODEL_TYPES = ("qwen3", "qwen3_moe")
@@ -35,12 +44,8 @@ def layout(cfg: ConfigView) -> Layout:
             out.repeat_expert(start, f"{p}.mlp.experts", experts)
         else:
             gated_mlp(out, f"{p}.mlp", hidden, cfg.size("intermediate_size"), dtype)
-        out.add(f"{p}.input_layernorm.weight", (hidden,), dtype)
-        out.add(f"{p}.post_attention_layernorm.weight", (hidden,), dtype)
-    out.add("model.norm.weight", (hidden,), dtype)
-    if not cfg.flag("tie_word_embeddings", False):
-        out.add("lm_head.weight", (vocab, hidden), dtype)
-    return out
+        block_norms(out, p, hidden, dtype)
+    return final_norm_and_head(out, cfg, vocab, hidden, dtype)
 
 
 def _mlp_only_layers(cfg: ConfigView) -> set[int]:
