@@ -84,11 +84,7 @@ def numpy_float_summary(x: np.ndarray, dtype_names: tuple[str, ...],
 def dense_float_summary(x: np.ndarray, dtype_names: tuple[str, ...],
                         f32_key_counts: Callable[[np.ndarray], np.ndarray] = numpy_f32_key_counts) -> FloatSummary:
     """numpy_float_summary through a dense 65,536-entry count array (any size; the definition for tests)."""
-    s = FloatSummary.empty(dtype_names)
-    if x.dtype.kind in "iub":
-        if x.size:
-            s.int_base, s.int_counts = _int_counts(x)
-        x = x.astype(np.float64)
+    s, x = _start_summary(x, dtype_names)
     if x.dtype == np.float32:
         kc = np.asarray(f32_key_counts(x), dtype=np.int64)
     else:
@@ -114,14 +110,20 @@ def dense_float_summary(x: np.ndarray, dtype_names: tuple[str, ...],
     return s
 
 
-def _small_float_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> FloatSummary:
-    """numpy_float_summary of at most K_EXTREMES values: the same summary, with its key counts sparse from the
-    start (no 512 KiB count array to fill, copy and compact for each of 60,000 one-value tensors)."""
+def _start_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> tuple[FloatSummary, np.ndarray]:
+    """An empty summary, with exact value counts for integer data, and the values as floats to summarise."""
     s = FloatSummary.empty(dtype_names)
     if x.dtype.kind in "iub":
         if x.size:
             s.int_base, s.int_counts = _int_counts(x)
         x = x.astype(np.float64)
+    return s, x
+
+
+def _small_float_summary(x: np.ndarray, dtype_names: tuple[str, ...]) -> FloatSummary:
+    """numpy_float_summary of at most K_EXTREMES values: the same summary, with its key counts sparse from the
+    start (no 512 KiB count array to fill, copy and compact for each of 60,000 one-value tensors)."""
+    s, x = _start_summary(x, dtype_names)
     if x.dtype == np.float32:
         keys = x.view(np.uint32) >> 16
     else:
