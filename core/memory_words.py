@@ -5,18 +5,10 @@ the plan, so the words cannot drift from the numbers."""
 from __future__ import annotations
 
 from core.memory_plan import MemoryPlan
+from core.numbers import three_digits
 from core.weight_bytes import GGUF_MIXES, PLAIN_PRECISIONS, bits_per_weight
 
 _SCALES = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
-
-
-def three_digits(value: float) -> str:
-    """Three significant digits, no exponent: 141, 16.1, 1.07."""
-    if value >= 100:
-        return f"{value:,.0f}"
-    if value >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def decimal_size(n: int) -> str:

@@ -6,6 +6,8 @@ keeps a reader from thinking a number is wrong when it is only in other units.
 
 from __future__ import annotations
 
+from core.numbers import three_digits
+
 _COUNT_WORDS = ((10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (10**3, "thousand"))
 _DECIMAL = ((10**15, "PB"), (10**12, "TB"), (10**9, "GB"), (10**6, "MB"), (10**3, "kB"))
 _BINARY = {"PB": (2**50, "PiB"), "TB": (2**40, "TiB"), "GB": (2**30, "GiB"), "MB": (2**20, "MiB"),
@@ -28,9 +30,6 @@ def bytes_both_ways(n: int) -> str:
     for scale, unit in _DECIMAL:
         if abs(n) >= scale:
             binary_scale, binary_unit = _BINARY[unit]
-            return f"{_three_digits(n / scale)} {unit} = {_three_digits(n / binary_scale)} {binary_unit}"
+            return f"{three_digits(n / scale)} {unit} = {three_digits(n / binary_scale)} {binary_unit}"
     return f"{n:,} bytes"
 
-
-def _three_digits(value: float) -> str:
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}"

@@ -13,10 +13,10 @@ def human_count(n: int | float) -> str:
     """Parameter counts the way papers write them: 22.7 M, 8.03 B, 405 B."""
     for i, (scale, unit) in enumerate(_COUNT_UNITS):
         if abs(n) >= scale:
-            text = _three_digits(n / scale)
+            text = three_digits(n / scale)
             if i and abs(float(text)) >= 1000:  # 999,885,952 rounds to "1000 M": say "1 B"
                 larger, name = _COUNT_UNITS[i - 1]
-                return f"{_three_digits(n / larger)} {name}"
+                return f"{three_digits(n / larger)} {name}"
             return f"{text} {unit}"
     return f"{int(n):,}" if float(n).is_integer() else f"{n:.3g}"
 
@@ -47,10 +47,10 @@ def percent(part: float, whole: float) -> str:
     return f"{share:.2f}%" if share < 10 else f"{share:.1f}%"
 
 
-def _three_digits(value: float) -> str:
-    """Three significant digits without trailing zeros noise: 22.7, 8.03, 405."""
+def three_digits(value: float) -> str:
+    """Three significant digits, no exponent: 22.7, 8.03, 405, 1,234."""
     if value >= 100:
-        return f"{value:.0f}"
+        return f"{value:,.0f}"
     if value >= 10:
         return f"{value:.1f}"
     return f"{value:.2f}"

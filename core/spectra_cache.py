@@ -8,13 +8,12 @@ Metrics are recomputed from the eigenvalues on every use, so a cached figure is 
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 import numpy as np
 
 from core.checkpoint import TensorInfo
-from core.stats_cache import StatsCache, _blob, _mac, _text, default_cache_dir
+from core.stats_cache import StatsCache, _blob, _mac, _text, authentic, default_cache_dir
 
 VERSION = 1
 MAX_REASON = 500
@@ -59,12 +58,7 @@ class SpectraCache(StatsCache):
         return out
 
     def _unpack_rows(self, z: dict[str, np.ndarray], key_text: str, secret: bytes | None) -> dict[str, dict[str, Any]]:
-        if secret is None or "mac" not in z or "version" not in z or z["version"].shape != () \
-                or int(z["version"]) != VERSION:
-            return {}
-        if not hmac.compare_digest(z["mac"].tobytes(), _mac(z, secret)):
-            return {}
-        if z["file_key"].tobytes().decode("utf-8", "surrogatepass") != key_text:
+        if not authentic(z, key_text, secret, VERSION):
             return {}
         n = len(z["key_off"]) - 1
         for off in ("key_off", "reason_off", "evals_off"):

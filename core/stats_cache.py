@@ -516,14 +516,19 @@ def _mac(arrays: dict[str, np.ndarray], secret: bytes) -> bytes:
     return h.digest()
 
 
+def authentic(z: dict[str, np.ndarray], key_text: str, secret: bytes | None, version: int = VERSION) -> bool:
+    """Whether an entry's version, HMAC under our key and file key all match (any kind of entry)."""
+    if secret is None or "mac" not in z or "version" not in z or z["version"].shape != () \
+            or int(z["version"]) != version:
+        return False
+    if not hmac.compare_digest(z["mac"].tobytes(), _mac(z, secret)):
+        return False
+    return z["file_key"].tobytes().decode("utf-8", "surrogatepass") == key_text
+
+
 def _unpack(z: dict[str, np.ndarray], key_text: str, secret: bytes | None) -> dict[str, dict[str, Any]]:
     """Rows of an entry whose version, file key and HMAC all match; {} otherwise (a miss, never an error)."""
-    if secret is None or "mac" not in z or "version" not in z or z["version"].shape != () \
-            or int(z["version"]) != VERSION:
-        return {}
-    if not hmac.compare_digest(z["mac"].tobytes(), _mac(z, secret)):
-        return {}
-    if z["file_key"].tobytes().decode("utf-8", "surrogatepass") != key_text:
+    if not authentic(z, key_text, secret):
         return {}
     n = len(z["kind"])
     for off in ("idx_off", "ext_off", "int_off", *(t + "_off" for t in _TEXT)):
