@@ -587,7 +587,7 @@ def scenario_prune(h: Harness, case: Case, target: Path) -> None:
     h.run(case, "stats --json (fills cache)", ["stats", str(target), "--json"])
     entries = [p for p in cache.rglob("*.npz") if p.is_file() and p.parent != cache / "ab"]
     if not entries:
-        h.rows[-1].failures.append("no cache entry written: cannot make the cache prune")
+        h.by_case[case.name][-1].failures.append("no cache entry written: cannot make the cache prune")
         return
     bulky = entries[0].parent / ("f" * 64 + ".npz")
     allocate(bulky, 600 << 20)

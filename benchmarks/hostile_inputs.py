@@ -587,17 +587,22 @@ def make_unreadable_folder(folder: Path) -> Path:
 
 
 # --- the statistics cache -------------------------------------------------------------------------------------------
+CACHE_MODEL_SIDE = 512  # 512 x 512 float32 = 1 MiB: the smallest data file the statistics cache keeps
+
+
 def cache_model_values(nan: bool) -> bytes:
-    """1,024 float32 values: A has NaNs and a wide spread, B (same size) has none and a narrow one."""
+    """512 x 512 float32 values: A has NaNs and a wide spread, B (same size) has none and a narrow one."""
     rng = np.random.default_rng(5)
+    n = CACHE_MODEL_SIDE * CACHE_MODEL_SIDE
     if nan:
-        values = rng.standard_normal(1024) * 100
+        values = rng.standard_normal(n) * 100
         values[::3] = np.nan
     else:
-        values = rng.uniform(0.5, 1.0, 1024)
+        values = rng.uniform(0.5, 1.0, n)
     return f32(values)
 
 
 def make_cache_model(folder: Path, nan: bool = True) -> Path:
-    return write_safetensors(folder / "cached.safetensors", [("layers.0.weight", "F32", [32, 32],
+    side = CACHE_MODEL_SIDE
+    return write_safetensors(folder / "cached.safetensors", [("layers.0.weight", "F32", [side, side],
                                                                cache_model_values(nan))])
