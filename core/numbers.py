@@ -14,7 +14,7 @@ def human_count(n: int | float) -> str:
     for i, (scale, unit) in enumerate(_COUNT_UNITS):
         if abs(n) >= scale:
             text = three_digits(n / scale)
-            if i and abs(float(text)) >= 1000:  # 999,885,952 rounds to "1000 M": say "1 B"
+            if i and abs(float(text.replace(",", ""))) >= 1000:  # 999,885,952 rounds to "1,000 M": say "1.00 B"
                 larger, name = _COUNT_UNITS[i - 1]
                 return f"{three_digits(n / larger)} {name}"
             return f"{text} {unit}"

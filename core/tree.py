@@ -307,9 +307,12 @@ def _accumulate(target: TreeNode, source: TreeNode) -> None:
     target.tensor_count += source.tensor_count
     target.elements += source.elements
     target.nbytes += source.nbytes
-    for attr in ("by_kind", "dtypes", "roles"):
-        dest = getattr(target, attr)
-        for key, value in getattr(source, attr).items():
+    for dest, counts in ((target.by_kind, source.by_kind), (target.dtypes, source.dtypes),
+                         (target.roles, source.roles)):
+        if not dest:
+            dest.update(counts)  # the first child's counts: copied at C speed
+            continue
+        for key, value in counts.items():
             dest[key] = dest.get(key, 0) + value
 
 
