@@ -15,7 +15,7 @@ One line per scenario, ``scenario=<name> ticks=<n> max_stall_ms=<float> p99_stal
 then the worst over all scenarios as ``max_stall_ms=<float> p99_stall_ms=<float>`` (targets: max < 50,
 p99 < 20). Exit status 1 when a scenario misses a target.
 
-    .venv/bin/python benchmarks/ui_latency.py [--scenario NAME ...] [--keep] [--path DIR] [--device cpu]
+    .venv/bin/python benchmarks/ui_latency.py [--scenario NAME ...] [--keep] [--path DIR] [--reuse] [--device cpu]
 """
 
 from __future__ import annotations
@@ -52,16 +52,26 @@ def llama_shapes() -> list[tuple[str, tuple[int, ...]]]:
     return [*out, ("model.norm.weight", (HIDDEN,)), ("lm_head.weight", (VOCAB, HIDDEN))]
 
 
-def write_checkpoint(path: str) -> int:
-    """A bf16 safetensors file written in streaming fashion; returns its size."""
-    shapes = llama_shapes()
+def header_bytes() -> tuple[bytes, int]:
+    """The safetensors header (padded to 8 bytes) and the size of the tensor data after it."""
     header, offset = {}, 0
-    for name, shape in shapes:
+    for name, shape in llama_shapes():
         n = int(np.prod(shape))
         header[name] = {"dtype": "BF16", "shape": list(shape), "data_offsets": [offset, offset + 2 * n]}
         offset += 2 * n
     raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
+    return raw + b" " * (-len(raw) % 8), offset
+
+
+def expected_size() -> int:
+    raw, data = header_bytes()
+    return 8 + len(raw) + data
+
+
+def write_checkpoint(path: str) -> int:
+    """A bf16 safetensors file written in streaming fashion; returns its size."""
+    shapes = llama_shapes()
+    raw, _ = header_bytes()
     rng = np.random.default_rng(0)
     base = (rng.standard_normal(BLOCK, dtype=np.float32) * 0.02).view(np.uint32) >> 16
     base = base.astype(np.uint16)
@@ -199,6 +209,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--path", help="folder for the checkpoint (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="keep the checkpoint afterwards")
+    parser.add_argument("--reuse", action="store_true",
+                        help="reuse a checkpoint this benchmark kept in --path (its size checked), not write it again")
     parser.add_argument("--scenario", nargs="+", choices=SCENARIOS, default=list(SCENARIOS),
                         help="which scenarios to run (default: all; 'open' is measured in every one)")
     parser.add_argument("--select", action="store_true", help="the same as --scenario select (kept for scripts)")
@@ -215,9 +227,12 @@ def main() -> int:
     stalls: dict[str, list[float]] = {}
     busy: dict[str, list[float]] = {}
     try:
-        t0 = time.perf_counter()
-        size = write_checkpoint(path)
-        print(f"wrote {size / 2**30:.2f} GiB bf16 checkpoint in {time.perf_counter() - t0:.1f} s")
+        if args.reuse and os.path.exists(path) and os.path.getsize(path) == expected_size():
+            print(f"reusing {path}")
+        else:
+            t0 = time.perf_counter()
+            size = write_checkpoint(path)
+            print(f"wrote {size / 2**30:.2f} GiB bf16 checkpoint in {time.perf_counter() - t0:.1f} s")
         for scenario in scenarios:
             meter = run_scenario(app, path, scenario, args.device)
             for phase, values in meter.phases.items():

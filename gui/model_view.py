@@ -51,6 +51,7 @@ from gui.panels.no_values import NO_VALUES_TEXT, NoValuesPage, is_config_only
 from gui.panels.spectra import SpectraPanel
 from gui.panels.summary import SummaryPanel
 from gui.plain import tooltip
+from gui.priority import lower_thread_priority
 from gui.progress_text import Throughput, partial_text, progress_text
 from gui.references import reference_title
 from gui.scope_jobs import ScopedStats, scoped_selection_stats
@@ -153,8 +154,9 @@ class LazyTab(QWidget):
 
     @property
     def pending(self) -> bool:
-        """Shown but not built yet (the build waits for the next turn of the event loop)."""
-        return self.panel is None and self.isVisible()
+        """Shown but not built yet (the build waits for the next turn of the event loop), or built in slices
+        and not finished."""
+        return (self.panel is None and self.isVisible()) or bool(getattr(self.panel, "building", False))
 
 
 class ModelView(QWidget):
@@ -268,7 +270,8 @@ class ModelView(QWidget):
 
         self.tabs = QTabWidget(objectName="panel_tabs")
         self.tabs.setDocumentMode(True)
-        self.summary_tab = LazyTab("summary", lambda: SummaryPanel(self.checkpoint), self._summary_made)
+        self.summary_tab = LazyTab("summary", lambda: SummaryPanel(self.checkpoint, sliced=True),
+                                   self._summary_made)
         self.distribution_tab = LazyTab("distribution", DistributionPanel, self._distribution_made)
         self.depth_tab = LazyTab("depth", DepthPanel, self._depth_made)
         self.heatmap_tab = LazyTab("heatmap", HeatmapPanel, self._heatmap_made)
@@ -311,7 +314,9 @@ class ModelView(QWidget):
     # ------------------------------------------------------------------ panels, built when first shown
     @property
     def summary(self) -> SummaryPanel:
-        return self.summary_tab.get()
+        panel = self.summary_tab.get()
+        panel.finish_build()  # whoever asks for the panel reads its widgets now
+        return panel
 
     def _summary_made(self, panel: SummaryPanel) -> None:
         self._show_problem_count()
@@ -677,6 +682,7 @@ class ModelView(QWidget):
         checkpoint, device, chunk = self.checkpoint, self.device, self.chunk_bytes
 
         def job(stop):
+            lower_thread_priority()  # and its reading threads': the UI thread first when cores are scarce
             warm_imports()
             return analysis(checkpoint, None, device, chunk, stop)
 

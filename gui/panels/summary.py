@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pyqtgraph as pg
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QRect, QSize, Qt, QTimer
+from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (
     QFormLayout,
     QGridLayout,
@@ -52,46 +50,71 @@ MEMORY_ROWS = (
 )
 
 
-class BarChart(pg.PlotWidget):
+class BarChart(QWidget):
     """Horizontal bars, each labelled on the left with its name, human count and share.
 
-    The numbers sit in the axis labels, not after the bars, so no width of window can cut them off.
+    Painted with QPainter, not a pyqtgraph plot: two plots cost the Summary 40 ms of UI thread at every model
+    opened. The labels get the width they need first (the bars take what is left), so no width of window cuts
+    a number; a panel too narrow even for the labels elides them, and the tooltip lists them whole.
     """
 
-    def __init__(self, parent=None) -> None:
+    ROW = 26
+    GAP = 10
+
+    def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMenuEnabled(False)
-        self.setMouseEnabled(x=False, y=False)
-        self.hideButtons()
-        self.getPlotItem().hideAxis("bottom")
-        self.getPlotItem().getAxis("left").setStyle(tickLength=0)
-        self.setBackground(None)
         self.labels: list[str] = []
         self.values: list[int] = []
+        self.colors: list[str] = []
         self.texts: list[str] = []  # the full label of each bar: name, count and share
+        self.setFixedHeight(70)
 
     def set_bars(self, items: list[tuple[str, int, str]], tooltip: str = "") -> None:
         """items: (label, value, colour), drawn top to bottom in the given order."""
-        self.clear()
         self.labels = [i[0] for i in items]
         self.values = [i[1] for i in items]
-        n = len(items)
-        if not n:
-            return
-        ys = np.arange(n)[::-1].astype(float)
-        widths = np.array(self.values, dtype=float)
-        brushes = [pg.mkBrush(QColor(c)) for _, _, c in items]
-        self.addItem(pg.BarGraphItem(x0=np.zeros(n), y=ys, height=0.62, width=widths, brushes=brushes,
-                                     pens=[pg.mkPen(None)] * n))
-        total = float(widths.sum()) or 1.0
+        self.colors = [i[2] for i in items]
+        total = float(sum(self.values)) or 1.0
         self.texts = [f"{label}  {human_count(value)} ({percent(value, total)})"
                       for label, value in zip(self.labels, self.values, strict=True)]
-        self.getPlotItem().getAxis("left").setTicks([list(zip(ys.tolist(), self.texts, strict=True))])
-        self.setXRange(0, float(widths.max()) or 1.0, padding=0.02)
-        self.setYRange(-0.6, n - 0.4, padding=0)
-        self.setFixedHeight(max(70, 26 * n + 16))
-        if tooltip:
-            self.setToolTip(tooltip)
+        self.setFixedHeight(max(70, self.ROW * len(items) + 16))
+        tip = "\n".join(part for part in (tooltip, "\n".join(self.texts)) if part)
+        self.setToolTip(tip)
+        self.updateGeometry()
+        self.update()
+
+    def label_width(self) -> int:
+        metrics = self.fontMetrics()
+        return max((metrics.horizontalAdvance(t) for t in self.texts), default=0)
+
+    def sizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(self.label_width() + self.GAP + 120, self.height())
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt's name)
+        return QSize(120, self.height())
+
+    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's name)
+        if not self.values:
+            return
+        painter = QPainter(self)
+        metrics = painter.fontMetrics()
+        width = self.width()
+        label_w = min(self.label_width(), max(0, width - self.GAP - 40))
+        bar_left = label_w + self.GAP
+        span = max(1, width - bar_left - 4)
+        top = max(self.values) or 1
+        text_color = self.palette().color(QPalette.ColorRole.WindowText)
+        y0 = (self.height() - self.ROW * len(self.values)) // 2
+        for i, (text, value, color) in enumerate(zip(self.texts, self.values, self.colors, strict=True)):
+            y = y0 + i * self.ROW
+            painter.setPen(text_color)
+            shown = metrics.elidedText(text, Qt.TextElideMode.ElideRight, label_w)
+            painter.drawText(QRect(0, y, label_w, self.ROW), int(Qt.AlignmentFlag.AlignRight |
+                                                                 Qt.AlignmentFlag.AlignVCenter), shown)
+            bar = round(span * value / top)
+            if bar > 0:
+                painter.fillRect(QRect(bar_left, y + 5, bar, self.ROW - 10), QColor(color))
+        painter.end()
 
 
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...], tips: list[str] | None = None) -> QTableWidget:
@@ -156,9 +179,15 @@ class ReflowGrid(QWidget):
 
 
 class SummaryPanel(QScrollArea):
-    """Headline numbers, charts and tables for one checkpoint; everything from core, nothing computed here."""
+    """Headline numbers, charts and tables for one checkpoint; everything from core, nothing computed here.
 
-    def __init__(self, checkpoint: Checkpoint, parent=None) -> None:
+    ``sliced=True`` (the window) builds each section on its own turn of the event loop, headline first, so
+    opening a model never holds the UI thread for the whole panel; ``building``
+    says whether sections are still to come and ``finish_build`` adds them all now. Built directly (tests,
+    the PDF), the panel is complete when constructed.
+    """
+
+    def __init__(self, checkpoint: Checkpoint, parent=None, sliced: bool = False) -> None:
         super().__init__(parent)
         self.checkpoint = checkpoint
         self.quantization = quantization_summary(checkpoint)
@@ -167,20 +196,55 @@ class SummaryPanel(QScrollArea):
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         body = QWidget()
         self.setWidget(body)
-        column = QVBoxLayout(body)
-        column.setContentsMargins(12, 8, 12, 12)
-        column.setSpacing(8)
-        column.addWidget(self._headline())
-        column.addWidget(self._count_story_box())
-        column.addWidget(self._where_box())
-        self.sections = ReflowGrid([self._memory_box(), self._architecture_box(), self._dtype_box(),
-                                    self._files_box()], max_columns=2, min_column_width=330)
-        column.addWidget(self.sections)
-        column.addStretch(1)
+        self.column = QVBoxLayout(body)
+        self.column.setContentsMargins(12, 8, 12, 12)
+        self.column.setSpacing(8)
+        self.column.addStretch(1)
+        self._boxes: list[QWidget] = []
+        self._steps = [lambda: self._add(self._headline()), lambda: self._add(self._count_story_box()),
+                       lambda: self._add(self._where_box()),
+                       *(lambda make=make: self._boxes.append(make())
+                         for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box)),
+                       self._add_sections]
+        self._slicer = QTimer(self)
+        self._slicer.setSingleShot(True)
+        self._slicer.setInterval(1)  # a timer, not a posted event: due timers (input, progress) run in between
+        self._slicer.timeout.connect(self._build_step)
+        if sliced:
+            self._slicer.start()
+        else:
+            self.finish_build()
+
+    @property
+    def building(self) -> bool:
+        """Sections are still to be added on later turns of the event loop."""
+        return bool(self._steps)
+
+    def finish_build(self) -> None:
+        """Add every section still to come, now (for code that reads the panel's widgets at once)."""
+        self._slicer.stop()
+        while self._steps:
+            self._steps.pop(0)()
+
+    def _build_step(self) -> None:
+        if self._steps:
+            self._steps.pop(0)()
+        if self._steps:
+            self._slicer.start()
+
+    def _add(self, widget: QWidget) -> None:
+        self.column.insertWidget(self.column.count() - 1, widget)  # above the closing stretch
+
+    def _add_sections(self) -> None:
+        self.sections = ReflowGrid(self._boxes, max_columns=2, min_column_width=330)
+        self._add(self.sections)
 
     # -- problems (the Findings panel reports how many) ----------------------------
     def set_problem_count(self, problems: int, tensors: int) -> None:
         """"3 problems found" or "No problems found in 1,137 tensors", under the headline."""
+        if not hasattr(self, "problem_label"):  # the headline is still to be built: it shows the count then
+            self._problem_count = (problems, tensors)
+            return
         if problems:
             text = f"⚠ {problems:,} problem{'s' if problems != 1 else ''} found"
             self.problem_label.setObjectName("Warning")
@@ -243,6 +307,8 @@ class SummaryPanel(QScrollArea):
         self.config_count_label = self._config_count_label()
         if self.config_count_label is not None:
             layout.addWidget(self.config_count_label)
+        if getattr(self, "_problem_count", None) is not None:
+            self.set_problem_count(*self._problem_count)
         return box
 
     def _storage_headline(self) -> str:
