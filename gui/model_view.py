@@ -130,33 +130,51 @@ class LazyTab(QWidget):
         super().__init__(parent)
         self.setObjectName(f"tab_{name}")
         self._make, self._on_made = make, on_made
-        self.panel = None
+        self.panel = None  # set once the panel is whole: code that finds it here may use all of it
+        self._building = None  # the panel while its slices (``panel.slices``, gui/slices.py) are still coming
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
 
     def get(self):
+        """The panel, made (and finished) now if it is not yet."""
         if self.panel is None:
-            self.panel = self._make()
-            self.layout().addWidget(self.panel)
-            if self.isVisible():
-                self.panel.show()  # now, not on Qt's queued show: a panel that works while visible starts at once
-            self._on_made(self.panel)
+            self._start()
+            if self.panel is None:
+                self._building.slices.finish()
         return self.panel
+
+    def _start(self) -> None:
+        if self._building is not None:
+            return
+        panel = self._building = self._make()
+        self.layout().addWidget(panel)
+        if self.isVisible():
+            panel.show()  # now, not on Qt's queued show: a panel that works while visible starts at once
+        slices = getattr(panel, "slices", None)
+        if slices is not None and slices.pending:
+            slices.sig_done.connect(self._made)
+        else:
+            self._made()
+
+    def _made(self) -> None:
+        if self.panel is None and self._building is not None:
+            self.panel = self._building
+            self._on_made(self.panel)
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
-        if self.panel is None:
+        if self._building is None:
             QTimer.singleShot(1, self._build_if_shown)
 
     def _build_if_shown(self) -> None:
-        if self.panel is None and self.isVisible():
-            self.get()
+        if self._building is None and self.isVisible():
+            self._start()
 
     @property
     def pending(self) -> bool:
-        """Shown but not built yet (the build waits for the next turn of the event loop), or built in slices
-        and not finished."""
-        return (self.panel is None and self.isVisible()) or bool(getattr(self.panel, "building", False))
+        """Shown but not built yet (the build waits for the next turn of the event loop), or being built in
+        slices."""
+        return self.panel is None and (self.isVisible() or self._building is not None)
 
 
 class ModelView(QWidget):
@@ -273,8 +291,8 @@ class ModelView(QWidget):
         self.summary_tab = LazyTab("summary", lambda: SummaryPanel(self.checkpoint, sliced=True),
                                    self._summary_made)
         self.distribution_tab = LazyTab("distribution", DistributionPanel, self._distribution_made)
-        self.depth_tab = LazyTab("depth", DepthPanel, self._depth_made)
-        self.heatmap_tab = LazyTab("heatmap", HeatmapPanel, self._heatmap_made)
+        self.depth_tab = LazyTab("depth", lambda: DepthPanel(sliced=True), self._depth_made)
+        self.heatmap_tab = LazyTab("heatmap", lambda: HeatmapPanel(sliced=True), self._heatmap_made)
         self.findings_tab = LazyTab("findings", FindingsPanel, self._findings_made)
         self.tabs.addTab(self.summary_tab, "Summary")
         self.tabs.addTab(self.distribution_tab, "Distribution")
@@ -314,9 +332,7 @@ class ModelView(QWidget):
     # ------------------------------------------------------------------ panels, built when first shown
     @property
     def summary(self) -> SummaryPanel:
-        panel = self.summary_tab.get()
-        panel.finish_build()  # whoever asks for the panel reads its widgets now
-        return panel
+        return self.summary_tab.get()
 
     def _summary_made(self, panel: SummaryPanel) -> None:
         self._show_problem_count()

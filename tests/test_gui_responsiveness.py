@@ -30,7 +30,7 @@ def test_sliced_summary_builds_one_section_per_turn_and_ends_like_a_direct_one(q
         sliced.set_problem_count(3, 10)  # the Findings may finish first: shown once the headline exists
         steps = 0
         while sliced.building:
-            sliced._slicer.timeout.emit()  # one turn of the event loop's timer
+            sliced.slices.step()  # what the 1 ms timer does on one turn of the event loop
             steps += 1
         assert steps == 8  # headline, count story, where, four boxes, then the grid that holds them
         assert sliced.problem_label.text() == "⚠ 3 problems found"
@@ -53,7 +53,7 @@ def test_finish_build_adds_every_section_now(qtbot, tmp_path: Path) -> None:
         panel = SummaryPanel(checkpoint, sliced=True)
         qtbot.addWidget(panel)
         panel.finish_build()
-        assert not panel.building and not panel._slicer.isActive()
+        assert not panel.building and not panel.slices._timer.isActive()
         assert panel.memory_table.rowCount() >= 6 and panel.files_table.item(0, 0).text() == "model.safetensors"
     finally:
         checkpoint.close()

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QStacke
 
 from core.depth import STATISTICS, DepthSeries
 from gui.plain import rich_escape, tooltip
+from gui.slices import Slices
 from gui.style import ROLE_COLORS, SERIES_COLORS, panel_header
 
 STAT_HELP = {
@@ -66,7 +67,9 @@ class DepthPanel(QWidget):
 
     sig_tensor_clicked = Signal(str)
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, sliced: bool = False) -> None:
+        """``sliced``: the plot and its items come on later turns of the event loop (``slices``), so showing
+        the tab never stalls the window for the whole panel."""
         super().__init__(parent)
         self.profiles: dict[str, list[DepthSeries]] | None = None
         self._hidden: dict[str, bool] = {}  # line label -> hidden by the user (or by default, for norms)
@@ -84,6 +87,16 @@ class DepthPanel(QWidget):
         head.addWidget(self.statistic)
         head.addWidget(self.log_y)
         layout.addLayout(header)
+        self.empty = QLabel("The depth profile appears when the whole-model analysis is done.")
+        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty.setWordWrap(True)
+        self.empty.setObjectName("Muted")
+        self.stack = QStackedLayout()
+        self.stack.addWidget(self.empty)
+        layout.addLayout(self.stack, 1)
+        self.slices = Slices(self, [self._make_plot, self._make_items], sliced)
+
+    def _make_plot(self) -> None:
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground("w")
         self.plot = self.canvas.addPlot(row=0, col=0)
@@ -91,6 +104,8 @@ class DepthPanel(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "layer (block index)")
+
+    def _make_items(self) -> None:
         self.legend = pg.LegendItem(labelTextColor="#1f2937", brush=(255, 255, 255, 0))
         self.canvas.addItem(self.legend, row=0, col=1)  # beside the plot, never over a line
         self.legend.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Maximum)  # rows stay compact
@@ -102,14 +117,7 @@ class DepthPanel(QWidget):
         self.zero_marks.setZValue(9)
         self.zero_marks.setToolTip("All values zero: no logarithm, so drawn at the bottom of the log scale")
         self.plot.addItem(self.zero_marks)
-        self.empty = QLabel("The depth profile appears when the whole-model analysis is done.")
-        self.empty.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.empty.setWordWrap(True)
-        self.empty.setObjectName("Muted")
-        self.stack = QStackedLayout()
-        self.stack.addWidget(self.empty)
         self.stack.addWidget(self.canvas)
-        layout.addLayout(self.stack, 1)
         self.statistic.currentIndexChanged.connect(self._redraw)
         self.log_y.toggled.connect(self._redraw)
 

@@ -20,6 +20,7 @@ from core.checkpoint import Checkpoint, TensorInfo
 from core.heatmap import MODES, Heatmap, compute_heatmap
 from core.numbers import format_value
 from gui.plain import plain_label, tooltip
+from gui.slices import Slices
 from gui.style import panel_header, shrinkable
 from gui.workers import JobSlot
 
@@ -76,7 +77,9 @@ def display_values(values: np.ndarray, mode: str, scale: str) -> tuple[np.ndarra
 class HeatmapPanel(QWidget):
     """Shows one tensor; computes only while visible, and restarts when the tensor or the mode changes."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, sliced: bool = False) -> None:
+        """``sliced``: the plot, its colour bar and overlays come on later turns of the event loop (``slices``),
+        each a plot item costing 10-30 ms of UI thread, so showing the tab first never stalls the window."""
         super().__init__(parent)
         self.checkpoint: Checkpoint | None = None
         self.tensor: TensorInfo | None = None
@@ -99,21 +102,6 @@ class HeatmapPanel(QWidget):
             self.scale.setItemData(self.scale.count() - 1, SCALE_HELP[key], Qt.ItemDataRole.ToolTipRole)
         head.addWidget(self.scale)
         layout.addLayout(header)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
-        self.plot.setAspectLocked(False)
-        self.plot.getViewBox().invertY(True)
-        self.plot.setLabel("bottom", "column (input)")
-        self.plot.setLabel("left", "row (output)")
-        self.image = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image)
-        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
-                                        width=14, label="value")
-        self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
-        self.special = pg.ImageItem(axisOrder="row-major")  # NaN / Inf blocks in named colours, over the image
-        self.special.setZValue(5)
-        self.plot.addItem(self.special)
-        layout.addWidget(self.plot, 1)
         legend_row = QHBoxLayout()  # NaN / Inf: each named in its own colour, with counts
         self.special_labels: dict[str, QLabel] = {}
         for key, (_name, colour) in SPECIAL_COLOURS.items():
@@ -129,12 +117,34 @@ class HeatmapPanel(QWidget):
         self.readout.setTextFormat(Qt.TextFormat.PlainText)
         self.readout.setObjectName("Muted")
         layout.addWidget(self.readout)
+        self.marked: tuple[int, ...] | None = None
+        self.slices = Slices(self, [self._make_plot, self._make_colorbar, self._make_overlays], sliced)
+
+    def _make_plot(self) -> None:
+        self.plot = pg.PlotWidget()
+        self.plot.setMenuEnabled(False)
+        self.plot.setAspectLocked(False)
+        self.plot.getViewBox().invertY(True)
+        self.plot.setLabel("bottom", "column (input)")
+        self.plot.setLabel("left", "row (output)")
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.plot.addItem(self.image)
+        self.layout().insertWidget(1, self.plot, 1)  # between the header and the NaN / Inf legend
+
+    def _make_colorbar(self) -> None:
+        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
+                                        width=14, label="value")
+        self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
+
+    def _make_overlays(self) -> None:
+        self.special = pg.ImageItem(axisOrder="row-major")  # NaN / Inf blocks in named colours, over the image
+        self.special.setZValue(5)
+        self.plot.addItem(self.special)
         self.plot.scene().sigMouseMoved.connect(self._hovered)
         self.scale.currentIndexChanged.connect(self._redraw)
         self.marker = pg.ScatterPlotItem(size=18, symbol="o", pen=pg.mkPen("#dc2626", width=2), brush=None)
         self.marker.setZValue(10)
         self.plot.addItem(self.marker)
-        self.marked: tuple[int, ...] | None = None
         self.mode.currentIndexChanged.connect(self._maybe_start)
 
     def _draw_special(self, read: np.ndarray, hm: Heatmap) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from PySide6.QtCore import QRect, QSize, Qt, QTimer
+from PySide6.QtCore import QRect, QSize, Qt
 from PySide6.QtGui import QColor, QPainter, QPalette
 from PySide6.QtWidgets import (
     QFormLayout,
@@ -31,6 +31,7 @@ from core.numbers import human_bytes, human_count, percent
 from core.quantization import DESCRIBED_TYPES, describe_file_type, describe_type, headline, quantization_summary
 from core.taxonomy import KIND_HELP, ROLES
 from gui.plain import plain_label, rich_escape, tooltip
+from gui.slices import Slices
 from gui.style import KIND_COLORS, role_color
 
 KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers",
@@ -201,36 +202,21 @@ class SummaryPanel(QScrollArea):
         self.column.setSpacing(8)
         self.column.addStretch(1)
         self._boxes: list[QWidget] = []
-        self._steps = [lambda: self._add(self._headline()), lambda: self._add(self._count_story_box()),
-                       lambda: self._add(self._where_box()),
-                       *(lambda make=make: self._boxes.append(make())
-                         for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box)),
-                       self._add_sections]
-        self._slicer = QTimer(self)
-        self._slicer.setSingleShot(True)
-        self._slicer.setInterval(1)  # a timer, not a posted event: due timers (input, progress) run in between
-        self._slicer.timeout.connect(self._build_step)
-        if sliced:
-            self._slicer.start()
-        else:
-            self.finish_build()
+        steps = [lambda: self._add(self._headline()), lambda: self._add(self._count_story_box()),
+                 lambda: self._add(self._where_box()),
+                 *(lambda make=make: self._boxes.append(make())
+                   for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box)),
+                 self._add_sections]
+        self.slices = Slices(self, steps, sliced)
 
     @property
     def building(self) -> bool:
         """Sections are still to be added on later turns of the event loop."""
-        return bool(self._steps)
+        return self.slices.pending
 
     def finish_build(self) -> None:
         """Add every section still to come, now (for code that reads the panel's widgets at once)."""
-        self._slicer.stop()
-        while self._steps:
-            self._steps.pop(0)()
-
-    def _build_step(self) -> None:
-        if self._steps:
-            self._steps.pop(0)()
-        if self._steps:
-            self._slicer.start()
+        self.slices.finish()
 
     def _add(self, widget: QWidget) -> None:
         self.column.insertWidget(self.column.count() - 1, widget)  # above the closing stretch
