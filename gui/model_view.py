@@ -305,7 +305,8 @@ class ModelView(QWidget):
         self.tabs.setTabToolTip(TAB_DISTRIBUTION, "Histogram and statistics of the selected tensor or group")
         self.tabs.setTabToolTip(TAB_DEPTH, "A statistic against layer index, one line per role")
         self.tabs.setTabToolTip(TAB_HEATMAP, "The selected matrix as an image, downsampled by blocks")
-        self.memory_tab = LazyTab("memory", lambda: MemoryPanel(self.checkpoint, self.title), self._memory_made)
+        self.memory_tab = LazyTab("memory", lambda: MemoryPanel(self.checkpoint, self.title, sliced=True),
+                                  self._memory_made)
         self.tabs.addTab(self.memory_tab, "Memory")
         self.tabs.setTabToolTip(self.tabs.indexOf(self.memory_tab),
                                 "Will it fit? Memory for your GPU, workload, precision and context")

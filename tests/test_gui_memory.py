@@ -142,6 +142,7 @@ def test_reference_menu_and_welcome_list_open_config_only_tabs(make_window, qtbo
     view.start_analysis()  # F5 on a config-only tab
     view.select_path("model.layers.0.mlp.down_proj.weight")
     assert view.analysis_job.worker is None and view.selection_job.worker is None
+    qtbot.waitUntil(lambda: view.summary_tab.panel is not None)  # the Summary is built one section per turn
     assert window.is_idle()
 
     assert not window.action_export_csv.isEnabled() and not window.action_export_report.isEnabled()

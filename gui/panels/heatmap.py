@@ -118,7 +118,8 @@ class HeatmapPanel(QWidget):
         self.readout.setObjectName("Muted")
         layout.addWidget(self.readout)
         self.marked: tuple[int, ...] | None = None
-        self.slices = Slices(self, [self._make_plot, self._make_colorbar, self._make_overlays], sliced)
+        self.slices = Slices(self, [self._make_plot, self._make_colorbar, self._insert_colorbar,
+                                    self._make_overlays], sliced)
 
     def _make_plot(self) -> None:
         self.plot = pg.PlotWidget()
@@ -134,6 +135,8 @@ class HeatmapPanel(QWidget):
     def _make_colorbar(self) -> None:
         self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
                                         width=14, label="value")
+
+    def _insert_colorbar(self) -> None:
         self.colorbar.setImageItem(self.image, insert_in=self.plot.getPlotItem())
 
     def _make_overlays(self) -> None:

@@ -40,6 +40,7 @@ from core.numbers import human_count
 from core.planner_errors import PlannerInputError
 from core.weight_bytes import normalise_precision
 from gui.plain import plain_label, tooltip
+from gui.slices import Slices
 from gui.style import MUTED, WARNING, panel_header
 
 CUSTOM_GPU = "Custom…"
@@ -133,7 +134,9 @@ class MemoryPanel(QScrollArea):
 
     sig_legend_requested = Signal(str)
 
-    def __init__(self, checkpoint: Checkpoint, name: str | None = None, parent=None) -> None:
+    def __init__(self, checkpoint: Checkpoint, name: str | None = None, parent=None, sliced: bool = False) -> None:
+        """``sliced``: the bar chart, the tables and the first plan come on later turns of the event loop
+        (``slices``), so showing the tab never stalls the window for the whole panel."""
         super().__init__(parent)
         self.checkpoint = checkpoint
         self.name = name
@@ -162,8 +165,15 @@ class MemoryPanel(QScrollArea):
         self.details.setWordWrap(True)
         layout.addWidget(self.verdict)
         layout.addWidget(self.details)
+        self.body_layout = layout
+        self.slices = Slices(self, [self._make_bar, self._make_below, self.recompute], sliced)
+
+    def _make_bar(self) -> None:
         self.bar = StackedMemoryBar()
-        layout.addWidget(self.bar)
+        self.body_layout.addWidget(self.bar)
+
+    def _make_below(self) -> None:
+        layout = self.body_layout
         self.below = QBoxLayout(QBoxLayout.Direction.LeftToRight)
         below = self.below
         below.setSpacing(12)
@@ -182,7 +192,7 @@ class MemoryPanel(QScrollArea):
         below.addLayout(left, 3)
         below.addWidget(self.account, 2)
         layout.addLayout(below, 1)
-        self.recompute()
+        self._lay_out_below()
 
     # -- inputs ---------------------------------------------------------------
     def _inputs_box(self) -> QGroupBox:
@@ -276,6 +286,11 @@ class MemoryPanel(QScrollArea):
     def resizeEvent(self, event) -> None:  # noqa: N802
         """Items and account side by side when there is room, one above the other when not."""
         super().resizeEvent(event)
+        self._lay_out_below()
+
+    def _lay_out_below(self) -> None:
+        if getattr(self, "below", None) is None:
+            return  # a slice still to come (``slices``): it lays itself out when made
         wide = self.viewport().width() >= 820
         self.below.setDirection(QBoxLayout.Direction.LeftToRight if wide else QBoxLayout.Direction.TopToBottom)
 
@@ -298,6 +313,9 @@ class MemoryPanel(QScrollArea):
 
     def recompute(self, *_args) -> None:
         """Ask the planner again and redraw everything from its answer."""
+        slices = getattr(self, "slices", None)
+        if slices is not None and slices.pending:  # an input changed before the panel is whole: its last slice
+            return  # plans with the inputs as they are then
         custom = self.gpu_combo.currentData() is None
         self.custom_gib.setEnabled(custom)
         self.adam8bit.setEnabled(self.mode_combo.currentData() != "inference")
