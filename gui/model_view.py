@@ -172,9 +172,11 @@ class LazyTab(QWidget):
 
     @property
     def pending(self) -> bool:
-        """Shown but not built yet (the build waits for the next turn of the event loop), or being built in
-        slices."""
-        return self.panel is None and (self.isVisible() or self._building is not None)
+        """Shown but not built yet (the build waits for the next turn of the event loop), being built in
+        slices, or drawing in slices."""
+        if self.panel is None:
+            return self.isVisible() or self._building is not None
+        return bool(getattr(self.panel, "drawing", False))  # the Depth profile adds its lines a few per turn
 
 
 class ModelView(QWidget):

@@ -43,6 +43,11 @@ class Slices(QObject):
             else:
                 self.sig_done.emit()
 
+    def cancel(self) -> None:
+        """Run no more steps (and never say done): what they would build is no longer wanted."""
+        self._timer.stop()
+        self._steps.clear()
+
     def finish(self) -> None:
         """Run every step left, now (for code that needs the whole widget at once)."""
         self._timer.stop()

@@ -132,3 +132,32 @@ def test_open_model_tab_is_idle_only_once_the_summary_is_complete(make_window, o
     view = open_model(window, tmp_path / "m.safetensors")
     panel = view.summary_tab.panel
     assert panel is not None and not panel.building and panel.files_table.item(0, 0).text() == "m.safetensors"
+
+
+def test_sliced_depth_panel_draws_a_few_lines_per_turn_and_a_new_redraw_replaces_the_old(qtbot) -> None:
+    from core.depth import DepthSeries
+    from gui.panels.depth import LINES_PER_TURN, DepthPanel
+
+    def line(i: int) -> DepthSeries:
+        return DepthSeries(f"m{i}", "mlp.up", f"layers.*.m{i}", [(k, 0.1 * (i + 1), f"layers.{k}.m{i}")
+                                                                 for k in range(4)])
+
+    lines = [line(i) for i in range(2 * LINES_PER_TURN + 1)]
+    direct, sliced = DepthPanel(), DepthPanel(sliced=True)
+    for panel in (direct, sliced):
+        qtbot.addWidget(panel)
+        panel.show()
+    assert not hasattr(sliced, "plot")  # the plot comes on a later turn
+    sliced.slices.finish()
+    direct.set_profiles({"std": lines})
+    sliced.set_profiles({"std": lines[:2]})
+    sliced.set_profiles({"std": lines})  # replaces the first redraw before it ends
+    assert len(direct.curves) == len(lines) and not direct.drawing
+    assert len(sliced.curves) == 0 and sliced.drawing
+    sliced._line_slices.step()
+    assert len(sliced.curves) == LINES_PER_TURN
+    qtbot.waitUntil(lambda: not sliced.drawing, timeout=2000)
+    assert list(sliced.curves) == list(direct.curves) == [f"m{i}" for i in range(len(lines))]
+    ys = {name: list(curve.getData()[1]) for name, curve in sliced.curves.items()}
+    assert ys == {name: list(curve.getData()[1]) for name, curve in direct.curves.items()}
+    assert sliced.subtitle.text() == direct.subtitle.text()

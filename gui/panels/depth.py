@@ -9,6 +9,7 @@ which has no logarithm, is drawn at the bottom with a mark rather than left out.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -33,6 +34,7 @@ SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: l
 HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
 ZERO_MARK = "#b91c1c"
 MAX_LAYER_TICKS = 12
+LINES_PER_TURN = 3  # depth lines (plot item and legend row, 4-5 ms each) drawn per turn of the event loop
 
 
 def distinct_colors(roles: list[str]) -> list[str]:
@@ -62,6 +64,11 @@ def axis_scale(values: list[float]) -> int:
     return math.ceil(math.log10(top)) - 3 if top > SAFE_MAGNITUDE else 0
 
 
+def _run_each(calls: list) -> None:
+    for call in calls:
+        call()
+
+
 class DepthPanel(QWidget):
     """Lines per role; ``sig_tensor_clicked(name)`` when a point is clicked."""
 
@@ -75,6 +82,8 @@ class DepthPanel(QWidget):
         self._hidden: dict[str, bool] = {}  # line label -> hidden by the user (or by default, for norms)
         self.curves: dict[str, pg.PlotDataItem] = {}
         self._highlight_name: str | None = None
+        self._sliced = sliced
+        self._line_slices: Slices | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
         header, head, self.title, self.subtitle = panel_header("Depth profile", "Waiting for the whole-model analysis…")
@@ -155,8 +164,17 @@ class DepthPanel(QWidget):
     def series(self) -> list[DepthSeries]:
         return list(self.profiles.get(self.current_statistic, [])) if self.profiles else []
 
+    @property
+    def drawing(self) -> bool:
+        """Lines are still being added, a few per turn of the event loop (a panel built with ``sliced``)."""
+        return self._line_slices is not None and self._line_slices.pending
+
     def _redraw(self) -> None:
         self._dirty = False
+        if self._line_slices is not None:  # a redraw still adding lines: this one replaces it
+            self._line_slices.cancel()
+            self._line_slices.deleteLater()
+            self._line_slices = None
         for curve in self.curves.values():
             self.plot.removeItem(curve)
         self.curves = {}
@@ -193,34 +211,45 @@ class DepthPanel(QWidget):
         undefined: list[str] = []
         hidden: list[str] = []
         colors = distinct_colors([line.role for line in lines])
-        for i, line in enumerate(lines):
-            color = colors[i]
-            n = i // len(SERIES_COLORS)
-            x = np.array([p[0] for p in line.points], dtype=float)
-            y = np.array([p[1] for p in line.points], dtype=float)
-            y = np.where(np.isfinite(y), y, np.nan)  # infinities cannot be drawn: gaps, like NaN
-            if log:
-                zeros += [(float(px), p[2]) for px, py, p in zip(x, y, line.points, strict=True) if py == 0]
-                y = np.where(y > 0, y, np.where(y == 0, floor, np.nan))
-            elif self._exponent:
-                y = y / 10.0**self._exponent
-            if not np.isfinite(y).any():
-                undefined.append(line.label)  # e.g. the kurtosis of constant norm scales: nothing to draw
-                continue
-            pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
-            curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
-                                    symbolPen=pg.mkPen(color), name=rich_escape(line.label),
-                                    data=[p[2] for p in line.points], connect="finite")
-            curve.sigPointsClicked.connect(self._clicked)
-            curve.setToolTip(tooltip(line.pattern))
-            self.plot.addItem(curve)
-            self.legend.addItem(curve, rich_escape(line.label))
-            if self._hidden.get(line.label, line.role in HIDDEN_BY_DEFAULT):
-                curve.setVisible(False)
-                hidden.append(line.label)
-            curve.visibleChanged.connect(lambda label=line.label, c=curve: self._hidden.__setitem__(label,
-                                                                                                 not c.isVisible()))
-            self.curves[line.label] = curve
+        draws = [functools.partial(self._draw_line, i, line, colors[i], log, floor, zeros, undefined, hidden)
+                 for i, line in enumerate(lines)]
+        tail = functools.partial(self._finish_lines, floor, zeros, undefined, hidden)
+        if self._sliced:  # a dozen lines with their legend rows cost 50 ms: a few per turn of the event loop
+            groups = [draws[k:k + LINES_PER_TURN] for k in range(0, len(draws), LINES_PER_TURN)]
+            self._line_slices = Slices(self, [functools.partial(_run_each, g) for g in groups] + [tail], True)
+        else:
+            _run_each([*draws, tail])
+
+    def _draw_line(self, i: int, line: DepthSeries, color, log: bool, floor: float, zeros: list, undefined: list,
+                   hidden: list) -> None:
+        n = i // len(SERIES_COLORS)
+        x = np.array([p[0] for p in line.points], dtype=float)
+        y = np.array([p[1] for p in line.points], dtype=float)
+        y = np.where(np.isfinite(y), y, np.nan)  # infinities cannot be drawn: gaps, like NaN
+        if log:
+            zeros += [(float(px), p[2]) for px, py, p in zip(x, y, line.points, strict=True) if py == 0]
+            y = np.where(y > 0, y, np.where(y == 0, floor, np.nan))
+        elif self._exponent:
+            y = y / 10.0**self._exponent
+        if not np.isfinite(y).any():
+            undefined.append(line.label)  # e.g. the kurtosis of constant norm scales: nothing to draw
+            return
+        pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
+        curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
+                                symbolPen=pg.mkPen(color), name=rich_escape(line.label),
+                                data=[p[2] for p in line.points], connect="finite")
+        curve.sigPointsClicked.connect(self._clicked)
+        curve.setToolTip(tooltip(line.pattern))
+        self.plot.addItem(curve)
+        self.legend.addItem(curve, rich_escape(line.label))
+        if self._hidden.get(line.label, line.role in HIDDEN_BY_DEFAULT):
+            curve.setVisible(False)
+            hidden.append(line.label)
+        curve.visibleChanged.connect(lambda label=line.label, c=curve: self._hidden.__setitem__(label,
+                                                                                             not c.isVisible()))
+        self.curves[line.label] = curve
+
+    def _finish_lines(self, floor: float, zeros: list, undefined: list, hidden: list) -> None:
         if zeros:
             self.zero_marks.setData([z[0] for z in zeros], [math.log10(floor)] * len(zeros),
                                     data=[z[1] for z in zeros])
