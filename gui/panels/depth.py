@@ -34,7 +34,7 @@ SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: l
 HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
 ZERO_MARK = "#b91c1c"
 MAX_LAYER_TICKS = 12
-LINES_PER_TURN = 3  # depth lines (plot item and legend row, 4-5 ms each) drawn per turn of the event loop
+LINES_PER_TURN = 2  # depth lines (plot item and legend row, 4-5 ms each) drawn per turn of the event loop
 
 
 def distinct_colors(roles: list[str]) -> list[str]:
@@ -175,6 +175,7 @@ class DepthPanel(QWidget):
             self._line_slices.cancel()
             self._line_slices.deleteLater()
             self._line_slices = None
+            self.canvas.setUpdatesEnabled(True)
         for curve in self.curves.values():
             self.plot.removeItem(curve)
         self.curves = {}
@@ -216,6 +217,7 @@ class DepthPanel(QWidget):
         tail = functools.partial(self._finish_lines, floor, zeros, undefined, hidden)
         if self._sliced:  # a dozen lines with their legend rows cost 50 ms: a few per turn of the event loop
             groups = [draws[k:k + LINES_PER_TURN] for k in range(0, len(draws), LINES_PER_TURN)]
+            self.canvas.setUpdatesEnabled(False)  # painted once, whole: a repaint per slice costs more than a slice
             self._line_slices = Slices(self, [functools.partial(_run_each, g) for g in groups] + [tail], True)
         else:
             _run_each([*draws, tail])
@@ -261,6 +263,7 @@ class DepthPanel(QWidget):
             self._say(f"{self.subtitle.text()} · undefined for {', '.join(undefined)} (all values equal)")
         self.plot.enableAutoRange()
         self._draw_highlight()
+        self.canvas.setUpdatesEnabled(True)
 
     @staticmethod
     def _log_floor(lines: list[DepthSeries]) -> float:
