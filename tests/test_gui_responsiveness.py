@@ -161,3 +161,27 @@ def test_sliced_depth_panel_draws_a_few_lines_per_turn_and_a_new_redraw_replaces
     ys = {name: list(curve.getData()[1]) for name, curve in sliced.curves.items()}
     assert ys == {name: list(curve.getData()[1]) for name, curve in direct.curves.items()}
     assert sliced.subtitle.text() == direct.subtitle.text()
+
+
+def test_memory_bar_paints_the_plan_end_to_end_against_the_capacity_line(qtbot) -> None:
+    from PySide6.QtGui import QColor
+
+    from core.gpus import GIB
+    from gui.panels.memory import ITEM_COLORS, MemoryPanel
+    from gui.style import WARNING
+
+    panel = MemoryPanel(open_checkpoint("llama-3.1-70b"), "Llama 3.1 70B", sliced=True)
+    qtbot.addWidget(panel)
+    panel.resize(1000, 700)
+    panel.show()
+    assert not hasattr(panel, "bar")
+    qtbot.waitUntil(lambda: not panel.slices.pending, timeout=5000)
+    bar, result = panel.bar, panel.plan_result
+    assert sum(width for _, _, width in bar.segments) == pytest.approx(sum(i.bytes for i in result.items) / GIB)
+    assert bar.capacity_gib == pytest.approx(80.0)  # one H100 80GB, the default
+    image = bar.grab().toImage()
+    weights_end = bar.x_of(bar.segments[0][2])
+    middle = bar.BAR_TOP + bar.BAR_HEIGHT // 2
+    assert image.pixelColor(int(weights_end) - 3, middle) == QColor(ITEM_COLORS["weights"])
+    column = round(bar.x_of(80.0))
+    assert any(image.pixelColor(x, 8) == QColor(WARNING) for x in range(column - 1, column + 2))
