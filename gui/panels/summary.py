@@ -202,7 +202,8 @@ class SummaryPanel(QScrollArea):
         self.column.setSpacing(8)
         self.column.addStretch(1)
         self._boxes: list[QWidget] = []
-        steps = [lambda: self._add(self._headline()), lambda: self._add(self._count_story_box()),
+        steps = [lambda: self._add(self._headline()), self._headline_numbers,
+                 lambda: self._add(self._count_story_box()),
                  lambda: self._add(self._where_box()),
                  *(lambda make=make: self._boxes.append(make())
                    for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box)),
@@ -247,7 +248,6 @@ class SummaryPanel(QScrollArea):
 
     # -- sections -------------------------------------------------------------
     def _headline(self) -> QWidget:
-        cp = self.checkpoint
         box = QWidget()
         layout = QVBoxLayout(box)
         layout.setContentsMargins(4, 0, 4, 0)
@@ -260,6 +260,15 @@ class SummaryPanel(QScrollArea):
         self.problem_label.setWordWrap(True)
         self.problem_label.hide()
         layout.addWidget(self.problem_label)
+        if getattr(self, "_problem_count", None) is not None:
+            self.set_problem_count(*self._problem_count)
+        self._headline_layout = layout
+        return box
+
+    def _headline_numbers(self) -> None:
+        """The big numbers under the headline (a slice of their own: 27 labels)."""
+        cp = self.checkpoint
+        layout = self._headline_layout
         params = cp.parameter_count
         kinds = cp.by_kind()
         total = max(cp.element_count, 1)
@@ -293,9 +302,6 @@ class SummaryPanel(QScrollArea):
         self.config_count_label = self._config_count_label()
         if self.config_count_label is not None:
             layout.addWidget(self.config_count_label)
-        if getattr(self, "_problem_count", None) is not None:
-            self.set_problem_count(*self._problem_count)
-        return box
 
     def _storage_headline(self) -> str:
         if self.quantization is not None:
