@@ -16,6 +16,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the statistics cache")
     parser.add_argument("--memory-compare", nargs="+", default=[], metavar="MODEL",
                         help="add a page comparing this model's memory with these (files or reference model names)")
+    parser.add_argument("--spectra", action="store_true",
+                        help="add the Spectra section (alpha of every weight matrix; takes longer on large models)")
     parser.add_argument("--memory-context", default="8192", metavar="N",
                         help="tokens of context for the memory comparison's KV cache (default 8192)")
 
@@ -36,16 +38,31 @@ def run(args: argparse.Namespace) -> int:
             compared = compare_for_report(checkpoint, args.memory_compare, args.memory_context)
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
+        spectra = None
+        if args.spectra:
+            with stage(f"computing the spectra of {args.path!r}"):
+                from core.commands.spectra import _run_with_progress
+                from core.spectra import default_matrices
+
+                spectra = _run_with_progress(checkpoint, default_matrices(checkpoint), args.device,
+                                             not args.no_cache)
         with stage(f"writing the report of {args.path!r} to {args.output!r}"):
             from gui.pdf import ensure_app, write_report
 
             ensure_app()
             report = None
-            if compared is not None:
-                from core.memory_side_by_side import side_by_side_blocks
+            if compared is not None or spectra is not None:
                 from core.report import build_report
 
                 report = build_report(checkpoint, result)
+            if spectra is not None:
+                from core.spectra_report import insert_before, spectra_blocks
+
+                at = insert_before(report.blocks, "What the words mean")
+                report.blocks[at:at] = spectra_blocks(checkpoint, spectra)
+            if compared is not None:
+                from core.memory_side_by_side import side_by_side_blocks
+
                 report.blocks.extend(side_by_side_blocks(compared))
             pages = write_report(checkpoint, result, args.output, report=report)
     sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
