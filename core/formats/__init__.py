@@ -99,13 +99,14 @@ def _open_file(path: str) -> Checkpoint:
     return open_pytorch([path], path)  # the PyTorch reader adds its own file warnings
 
 
-def _with_file_warnings(checkpoint: Checkpoint, paths: list[str], kind: str) -> Checkpoint:
+def _with_file_warnings(checkpoint: Checkpoint, paths: list[str], kind: str,
+                        wholes: dict[str, bytes] | None = None) -> Checkpoint:
     """Polyglots and names that promise another format: other tools pick their loader by name (see detect.py)."""
     from core.formats.detect import file_warnings
 
     for path in paths:
         prefix = f"{os.path.basename(path)[:80]!r}: " if len(paths) > 1 else ""
-        for warning in file_warnings(path, kind):
+        for warning in file_warnings(path, kind, wholes.get(path) if wholes else None):
             if prefix + warning not in checkpoint.warnings:
                 checkpoint.warnings.append(prefix + warning)
     return checkpoint
@@ -190,11 +191,13 @@ def _open_index(path: str, index: object = None) -> Checkpoint:
     shard_paths = [os.path.join(folder, s) for s in shards]
     heads = _check_shards_present(path, shard_paths)
     kinds = {sniff(p, heads[p]) for p in shard_paths}
+    wholes = {p: head for p, (head, size) in heads.items() if len(head) == size}  # small shards, read entire
     del heads
     if kinds == {"safetensors"}:
         from core.formats.safetensors_format import open_safetensors
 
-        checkpoint = _with_file_warnings(open_safetensors(shard_paths, path), shard_paths, "safetensors")
+        checkpoint = _with_file_warnings(open_safetensors(shard_paths, path, wholes), shard_paths, "safetensors",
+                                         wholes)
     elif kinds <= {"pytorch-zip", "pytorch-legacy", "pickle"}:
         from core.formats.pytorch_format import open_pytorch
 

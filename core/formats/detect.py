@@ -15,7 +15,7 @@ from core.formats.pickle_vm import OPCODES, ByteSource, run_pickle
 from core.io import FileReader, read_head
 
 SNIFF_BYTES = 64
-HEAD_BYTES = 4096  # read with the sniffed bytes in the same call: a small safetensors header is checked from it
+HEAD_BYTES = 1024  # read with the sniffed bytes in the same call: a small file is read whole by it
 
 _GGML_LEGACY = {b"lmgg": "GGML", b"fmgg": "GGMF", b"tjgg": "GGJT", b"algg": "GGLA", b"nsgg": "GGSN"}
 _OTHER_MAGIC = [
@@ -161,7 +161,7 @@ _TAR_BLOCK = 512
 MAX_TAR_MEMBERS = 64
 
 
-def file_warnings(path: str, kind: str) -> list[str]:
+def file_warnings(path: str, kind: str, whole: bytes | None = None) -> list[str]:
     """Lines for Checkpoint.warnings: a name that promises another format, and a file that also parses as another
     container (tar, zip, pickle), naming what that container's loader would do (run code, for a pickle).
 
@@ -179,8 +179,11 @@ def file_warnings(path: str, kind: str) -> list[str]:
         out.append(f"the name {name[:80]!r} says {said} but the content is {_KIND_WORDS.get(kind, kind)}: tools that "
                    f"choose their loader by name would hand it to {loader}")
     try:
-        with FileReader(path) as reader:
-            out.extend(_container_warnings(reader, kind))
+        if whole is not None:  # the caller read the whole (small) file already
+            out.extend(_container_warnings(_BytesReader(whole, path), kind))
+        else:
+            with FileReader(path) as reader:
+                out.extend(_container_warnings(reader, kind))
     except (CheckpointError, OSError):
         pass  # the reader that opened the file already vetted what we show; this is a second opinion
     return out
@@ -279,9 +282,10 @@ def _tar_pickle_verdict(reader: FileReader) -> str:
 class _BytesReader:
     """The read(offset, n) of a FileReader over bytes in memory."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, path: str = "") -> None:
         self.data = data
         self.size = len(data)
+        self.path = path
 
     def read(self, offset: int, n: int) -> bytes:
         return self.data[offset : offset + n]

@@ -24,14 +24,15 @@ _SUB_BYTE = {"F4": 4, "F6_E2M3": 6, "F6_E3M2": 6}  # bits per element; must fill
 _PLAIN_SIZES = dtypes.plain_sizes()  # the dtypes a safetensors file may name, with their bytes per element
 
 
-def open_safetensors(paths: list[str], root_path: str) -> Checkpoint:
-    """One or more safetensors files (shards) as one Checkpoint; tensor names must be unique."""
+def open_safetensors(paths: list[str], root_path: str, wholes: dict[str, bytes] | None = None) -> Checkpoint:
+    """One or more safetensors files (shards) as one Checkpoint; tensor names must be unique. ``wholes``: the
+    complete bytes of small files the caller has already read (60,000 tiny shards are not opened again)."""
     tensors: list[TensorInfo] = []
     files: list[FileEntry] = []
     metadata: dict[str, Any] = {}
     seen: dict[str, str] = {}
     for path in paths:
-        file_tensors, file_meta, size = read_header(path)
+        file_tensors, file_meta, size = read_header(path, wholes.get(path) if wholes else None)
         files.append(FileEntry(path, size))
         for t in file_tensors:
             if t.name in seen:
@@ -48,9 +49,10 @@ def open_safetensors(paths: list[str], root_path: str) -> Checkpoint:
     return Checkpoint(format="safetensors", path=root_path, files=files, tensors=tensors, metadata=metadata)
 
 
-def read_header(path: str) -> tuple[list[TensorInfo], dict[str, str], int]:
-    """Validate one file's header; return its tensors (in file order), metadata and size."""
-    with FileReader(path) as reader:
+def read_header(path: str, whole: bytes | None = None) -> tuple[list[TensorInfo], dict[str, str], int]:
+    """Validate one file's header; return its tensors (in file order), metadata and size. ``whole``: the file's
+    complete bytes, when the caller holds them."""
+    with (FileReader(path) if whole is None else _WholeFile(whole)) as reader:
         size = reader.size
         if size < 8:
             raise MalformedFileError(f"truncated safetensors file ({size} bytes; the header length needs 8)",
@@ -82,6 +84,25 @@ def read_header(path: str) -> tuple[list[TensorInfo], dict[str, str], int]:
     tensors = [_tensor_entry(name, entry, path, data_start) for name, entry in header.items()]
     _check_layout(tensors, data_start, size, path)
     return tensors, metadata, size
+
+
+class _WholeFile:
+    """The few FileReader calls read_header makes, over a small file's bytes already in memory."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data, self.size = data, len(data)
+
+    def __enter__(self) -> _WholeFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def read(self, offset: int, n: int) -> bytes:
+        return self.data[offset : offset + n]
+
+    def read_into(self, offset: int, buffer: memoryview) -> None:
+        buffer[:] = self.data[offset : offset + len(buffer)]
 
 
 def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any] | tuple[Any, Any, Any]:
