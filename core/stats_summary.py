@@ -566,6 +566,12 @@ def _derive_weighted(name: str, dtypes: tuple[str, ...], v: np.ndarray, c: np.nd
 def hist_edges(lo: float, hi: float, bins: int) -> np.ndarray:
     """numpy's histogram edges for ``bins`` bins over [lo, hi]; where numpy gives up (a range wider than float64,
     or too narrow for distinct edges) equal steps computed without overflow, duplicates dropped."""
+    first, last = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
+    if first < last and math.isfinite(first) and math.isfinite(last):  # numpy's own linspace, without its checks'
+        with np.errstate(over="ignore", invalid="ignore"):  # Python overhead (tiny tensors: 60,000 of them)
+            edges = np.linspace(first, last, bins + 1, endpoint=True, dtype=np.float64)
+            if np.isfinite(edges).all() and (edges[1:] > edges[:-1]).all():
+                return edges
     try:
         with np.errstate(over="ignore", invalid="ignore"):
             edges = np.histogram_bin_edges(np.empty(0), bins=bins, range=(lo, hi))

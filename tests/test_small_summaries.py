@@ -88,3 +88,22 @@ def test_weighted_histograms_bin_as_numpy_does(seed: int) -> None:
         edges, counts = _weighted_hist(values, weights, bins, span)
         want, want_edges = np.histogram(values, bins=bins, range=span, weights=weights.astype(np.float64))
         assert np.array_equal(edges, want_edges) and np.array_equal(counts, np.rint(want).astype(np.int64))
+
+
+def test_histogram_edges_are_numpys() -> None:
+    """hist_edges equals np.histogram_bin_edges wherever numpy gives finite, increasing edges."""
+    from core.stats_summary import hist_edges
+
+    rng = np.random.default_rng(4)
+    spans = [(0.0, 0.0), (1.0, 1.0), (-3.5, 2.25), (1e-300, 2e-300), (-1e300, 1e300), (5, 7), (0.1, 0.1 + 1e-15)]
+    spans += [tuple(sorted(rng.standard_normal(2) * 10.0 ** rng.integers(-20, 20))) for _ in range(200)]
+    for lo, hi in spans:
+        for bins in (1, 7, 256):
+            mine = hist_edges(lo, hi, bins)
+            try:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    want = np.histogram_bin_edges(np.empty(0), bins=bins, range=(lo, hi))
+            except ValueError:
+                continue
+            if np.isfinite(want).all():
+                assert np.array_equal(mine, want), (lo, hi, bins)
