@@ -136,11 +136,14 @@ class LazyTab(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
 
     def get(self):
-        """The panel, made (and finished) now if it is not yet."""
+        """The panel, made, finished and drawn now if it is not yet (whoever asks reads it at once)."""
         if self.panel is None:
             self._start()
             if self.panel is None:
                 self._building.slices.finish()
+        finish_drawing = getattr(self.panel, "finish_drawing", None)
+        if finish_drawing is not None:
+            finish_drawing()
         return self.panel
 
     def _start(self) -> None:

@@ -161,6 +161,11 @@ def test_sliced_depth_panel_draws_a_few_lines_per_turn_and_a_new_redraw_replaces
     ys = {name: list(curve.getData()[1]) for name, curve in sliced.curves.items()}
     assert ys == {name: list(curve.getData()[1]) for name, curve in direct.curves.items()}
     assert sliced.subtitle.text() == direct.subtitle.text()
+    sliced.set_profiles({"std": lines[:4]})
+    sliced.finish_drawing()  # what LazyTab.get does for code that reads the curves at once
+    assert list(sliced.curves) == ["m0", "m1", "m2", "m3"] and not sliced.drawing
+    sliced.log_y.setChecked(True)  # the user's own choice is drawn whole at once
+    assert len(sliced.curves) == 4 and not sliced.drawing
 
 
 def test_memory_bar_paints_the_plan_end_to_end_against_the_capacity_line(qtbot) -> None:

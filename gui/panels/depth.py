@@ -127,8 +127,8 @@ class DepthPanel(QWidget):
         self.zero_marks.setToolTip("All values zero: no logarithm, so drawn at the bottom of the log scale")
         self.plot.addItem(self.zero_marks)
         self.stack.addWidget(self.canvas)
-        self.statistic.currentIndexChanged.connect(self._redraw)
-        self.log_y.toggled.connect(self._redraw)
+        self.statistic.currentIndexChanged.connect(self._redraw_now)
+        self.log_y.toggled.connect(self._redraw_now)
 
     @property
     def current_statistic(self) -> str:
@@ -169,7 +169,18 @@ class DepthPanel(QWidget):
         """Lines are still being added, a few per turn of the event loop (a panel built with ``sliced``)."""
         return self._line_slices is not None and self._line_slices.pending
 
-    def _redraw(self) -> None:
+    def finish_drawing(self) -> None:
+        """Add every line still to come, now (for code that reads the curves at once)."""
+        if self._line_slices is not None:
+            self._line_slices.finish()
+
+    def _redraw_now(self, *_args) -> None:
+        """A statistic or scale the user chose: drawn whole at once, the answer to the click."""
+        self._redraw(sliced=False)
+
+    def _redraw(self, sliced: bool | None = None) -> None:
+        """Draw the current statistic; ``sliced`` (by default, for a panel built sliced) a few lines per turn."""
+        sliced = self._sliced if sliced is None else sliced
         self._dirty = False
         if self._line_slices is not None:  # a redraw still adding lines: this one replaces it
             self._line_slices.cancel()
@@ -215,7 +226,7 @@ class DepthPanel(QWidget):
         draws = [functools.partial(self._draw_line, i, line, colors[i], log, floor, zeros, undefined, hidden)
                  for i, line in enumerate(lines)]
         tail = functools.partial(self._finish_lines, floor, zeros, undefined, hidden)
-        if self._sliced:  # a dozen lines with their legend rows cost 50 ms: a few per turn of the event loop
+        if sliced:  # a dozen lines with their legend rows cost 50 ms: a few per turn of the event loop
             groups = [draws[k:k + LINES_PER_TURN] for k in range(0, len(draws), LINES_PER_TURN)]
             self.canvas.setUpdatesEnabled(False)  # painted once, whole: a repaint per slice costs more than a slice
             self._line_slices = Slices(self, [functools.partial(_run_each, g) for g in groups] + [tail], True)
