@@ -263,10 +263,12 @@ def _with_at(f: Finding, *at: tuple[int, ...] | None) -> Finding:
     return replace(f, at=coords or None)
 
 
-def findings_json(checkpoint: Any, result: Any, should_stop: Callable[[], bool] | None = None) -> list[dict]:
+def findings_json(checkpoint: Any, result: Any, should_stop: Callable[[], bool] | None = None,
+                  stats: dict[str, TensorStats] | None = None) -> list[dict]:
     """The findings as ``stats --json`` lists them: {kind, severity, tensor, message, at}, most severe first.
-    ``at`` is a list of coordinates (each a list of indices) or None. Reads only the flagged tensors."""
-    found = find(result, checkpoint, read_values=True, should_stop=should_stop)
+    ``at`` is a list of coordinates (each a list of indices) or None. Reads only the flagged tensors.
+    ``stats``: the tensors' statistics when the caller derived them already (see tensor_stats)."""
+    found = find(result, checkpoint, stats, read_values=True, should_stop=should_stop)
     return [{"kind": f.kind, "severity": f.severity, "tensor": f.tensor, "message": f.message,
              "at": [list(c) for c in f.at] if f.at is not None else None} for f in found.all()]
 

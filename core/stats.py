@@ -72,10 +72,15 @@ class AnalysisResult:
     def stats_json_text(self, name: str, spec: HistSpec = HistSpec()) -> str:
         """``json.dumps(stats_to_json(self.stats(name, spec)))``, made from a template for the shared empty
         summaries: a header of a million empty tensors is written in seconds, not minutes."""
+        return self.stats_and_json_text(name, spec)[1]
+
+    def stats_and_json_text(self, name: str, spec: HistSpec = HistSpec()) -> tuple[TensorStats | None, str]:
+        """stats_json_text, with the statistics it was made from (None for an empty tensor's template)."""
         summary = self.summaries[name]
         if _is_shared_empty(summary):
-            return '{"name": ' + json.dumps(name) + _empty_json_tail(summary.dtypes[0], spec)
-        return json.dumps(stats_to_json(self.stats(name, spec)), allow_nan=False)
+            return None, '{"name": ' + json.dumps(name) + _empty_json_tail(summary.dtypes[0], spec)
+        ts = self.stats(name, spec)
+        return ts, json.dumps(stats_to_json(ts), allow_nan=False)
 
     def group(self, names: Iterable[str], label: str, spec: HistSpec = HistSpec()) -> TensorStats | None:
         """Exact statistics of the named tensors together (those not analysed are skipped); None if none were."""

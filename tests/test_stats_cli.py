@@ -224,6 +224,11 @@ def test_findings_name_the_broken_tensors_with_coordinates(tmp_path: Path,
     assert nan["severity"] == "error" and nan["at"] == [[5, 7]] and "1 NaN" in nan["message"]
     assert ("all_zero", "b.weight") in by_kind
     assert not any(f["tensor"] == "c.weight" and f["severity"] == "error" for f in out["findings"])
+    from core.findings import findings_json
+    from core.stats import run as analyse
+
+    with open_checkpoint(str(path)) as checkpoint:  # the JSON's findings, made from the statistics it wrote,
+        assert out["findings"] == findings_json(checkpoint, analyse(checkpoint, use_cache=False))  # are the same
     assert main.main(["stats", str(path), "--no-cache"]) == 0
     text = capsys.readouterr().out
     assert "Findings: 2 problems" in text and "a.weight: 1 NaN" in text and "at (5, 7)" in text

@@ -7,8 +7,10 @@ import fnmatch
 import functools
 import json
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TextIO
+
+import numpy as np
 
 from core.checkpoint import Checkpoint, TensorInfo
 from core.commands.common import analyze_with_progress, fail, refuse_on_error, stage
@@ -49,16 +51,19 @@ def run(args: argparse.Namespace) -> int:
         selected = choose_tensors(checkpoint, args.tensor, args.match)
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
-        with stage(f"looking for problems in {args.path!r}"):
-            from core.findings import findings_json
+        from core.findings import findings_json
 
-            findings = findings_json(checkpoint, result)
+        def find(stats: dict[str, TensorStats] | None = None) -> list[dict[str, Any]]:
+            with stage(f"looking for problems in {args.path!r}"):
+                return findings_json(checkpoint, result, stats=stats)
+
         with stage(f"summarising the statistics of {args.path!r}"):
             spec = HistSpec(bins=args.bins)
             model = result.model(spec)
             if args.json:
-                write_stats_json(sys.stdout, result, selected, args.group, spec, model, findings)
+                write_stats_json(sys.stdout, result, selected, args.group, spec, model, find)
             else:
+                findings = find()
                 entries = group_stats(result, selected, args.group, spec)
                 sys.stdout.write(stats_text(checkpoint, result, entries, model, args.group))
                 sys.stdout.write(findings_text(findings))
@@ -84,23 +89,45 @@ def findings_text(findings: list[dict[str, Any]]) -> str:
 
 
 def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group: str, spec: HistSpec,
-                     model: TensorStats | None, findings: list[dict[str, Any]] | None = None) -> None:
+                     model: TensorStats | None,
+                     find: Callable[[dict[str, TensorStats] | None], list[dict[str, Any]]] | None = None) -> None:
     """The `stats --json` object, written entry by entry: a million tensors' entries are never all held at once
-    (the output of a million empty tensors is 500 MB; holding it as one string took gigabytes)."""
+    (the output of a million empty tensors is 500 MB; holding it as one string took gigabytes). ``find`` gives
+    the "findings"; per tensor it is handed the statistics just written (without their histograms), so no
+    tensor is derived twice."""
     from core.stats import stats_to_json
 
     head = json.dumps({"device": result.device, "seconds": result.seconds, "bytes_read": result.bytes_read})
     out.write(head[:-1] + ', "tensors": [')
+    derived: dict[str, TensorStats] | None = None
     if group == "tensor":
-        texts = (result.stats_json_text(t.name, spec) for t in tensors if t.name in result.summaries)
+        derived = {}
+        texts = _tensor_texts(result, tensors, spec, derived)
     else:
         texts = (json.dumps(stats_to_json(ts), allow_nan=False) for ts in group_stats(result, tensors, group, spec))
     for i, text in enumerate(texts):
         out.write(text if i == 0 else ", " + text)
+    findings = None if find is None else find(derived)
     tail = {"model": None if model is None else stats_to_json(model),
             **({"skipped": result.skipped} if result.skipped else {}),
             **({"findings": findings} if findings is not None else {})}
     out.write("], " + json.dumps(tail, allow_nan=False)[1:] + "\n")
+
+
+def _tensor_texts(result: Any, tensors: list[TensorInfo], spec: HistSpec,
+                  derived: dict[str, TensorStats]) -> Iterator[str]:
+    """Each analysed tensor's JSON; its statistics, histograms dropped, kept in ``derived`` for the findings
+    (which skip empty tensors, as findings.tensor_stats does)."""
+    empty = np.empty(0)
+    for t in tensors:
+        if t.name not in result.summaries:
+            continue
+        ts, text = result.stats_and_json_text(t.name, spec)
+        if ts is not None and result.summaries[t.name].total > 0:
+            ts.hist_edges = ts.log_edges = empty
+            ts.hist_counts = ts.log_counts = empty
+            derived[t.name] = ts
+        yield text
 
 
 def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None) -> list[TensorInfo]:
