@@ -16,6 +16,7 @@ COMMANDS = {
     "spectra": "core.commands.spectra",
     "report": "gui.report_command",
     "memory": "core.commands.memory",
+    "diff": "core.commands.diff",
 }
 
 

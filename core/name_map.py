@@ -1,0 +1,159 @@
+"""Align the tensors of two models by name, so a comparison pairs what corresponds.
+
+Identical names pair first. What is left pairs through llama.cpp's Hugging Face -> GGUF names
+(model.layers.N.self_attn.q_proj.weight <-> blk.N.attn_q.weight and so on), so a GGUF file can be
+compared with the safetensors it was converted from. llama.cpp's converter also permutes the rows of
+q_proj and k_proj of llama-family models (its rotary embedding pairs neighbouring rows, Hugging Face's
+pairs the two halves of each head): such a pair carries the row order that undoes it, so an unchanged
+conversion compares as unchanged. Shapes are row-major on both sides (the GGUF reader already reversed
+the ne order).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from core.checkpoint import Checkpoint, TensorInfo
+
+# Architectures whose llama.cpp converter permutes q/k rows (LlamaModel and its subclasses).
+PERMUTED_ARCHITECTURES = frozenset({"llama", "deci", "granite", "granitemoe"})
+
+_GLOBAL_NAMES = {
+    "model.embed_tokens": "token_embd",
+    "model.norm": "output_norm",
+    "lm_head": "output",
+}
+_BLOCK_NAMES = {
+    "self_attn.q_proj": "attn_q",
+    "self_attn.k_proj": "attn_k",
+    "self_attn.v_proj": "attn_v",
+    "self_attn.o_proj": "attn_output",
+    "mlp.gate_proj": "ffn_gate",
+    "mlp.up_proj": "ffn_up",
+    "mlp.down_proj": "ffn_down",
+    "input_layernorm": "attn_norm",
+    "post_attention_layernorm": "ffn_norm",
+}
+_HF_BLOCK = re.compile(r"model\.layers\.([0-9]{1,9})\.(.+)\.(weight|bias)")
+_HF_GLOBAL = re.compile(r"(.+)\.(weight|bias)")
+_PERMUTED_GGUF = re.compile(r"blk\.[0-9]{1,9}\.attn_(q|k)\.weight")
+
+
+@dataclass(frozen=True)
+class AlignedPair:
+    """Tensor ``a`` of model A and ``b`` of model B that hold the same parameter.
+
+    ``b_rows``: when not None, B's rows are in another order: within every block of ``len(b_rows)`` rows,
+    row ``i`` in A's order is B's row ``b_rows[i]`` of that block (the block is one attention head).
+    """
+
+    a: TensorInfo
+    b: TensorInfo
+    b_rows: tuple[int, ...] | None = None
+
+
+@dataclass
+class Alignment:
+    """Every pair, and the names without a partner, in each model's own order."""
+
+    pairs: list[AlignedPair]
+    only_in_a: list[str]
+    only_in_b: list[str]
+
+
+def gguf_name(hf_name: str) -> str | None:
+    """llama.cpp's GGUF name of a Hugging Face llama-layout tensor name, or None if it has none."""
+    block = _HF_BLOCK.fullmatch(hf_name)
+    if block:
+        short = _BLOCK_NAMES.get(block.group(2))
+        return None if short is None else f"blk.{int(block.group(1))}.{short}.{block.group(3)}"
+    plain = _HF_GLOBAL.fullmatch(hf_name)
+    if plain:
+        short = _GLOBAL_NAMES.get(plain.group(1))
+        return None if short is None else f"{short}.{plain.group(2)}"
+    return None
+
+
+def align(a: Checkpoint, b: Checkpoint) -> Alignment:
+    """Pair A's tensors with B's: identical names first, then llama.cpp's GGUF names."""
+    b_by_name = {t.name: t for t in b.tensors}
+    a_names = {t.name for t in a.tensors}
+    pairs: list[AlignedPair] = []
+    paired_b: set[str] = set()
+    rest_a: list[TensorInfo] = []
+    for t in a.tensors:
+        partner = b_by_name.get(t.name)
+        if partner is not None and t.name not in paired_b:
+            pairs.append(AlignedPair(t, partner))
+            paired_b.add(t.name)
+        else:
+            rest_a.append(t)
+    rest_b = {_canonical(t.name): t for t in b.tensors if t.name not in paired_b and t.name not in a_names}
+    only_in_a: list[str] = []
+    for t in rest_a:
+        partner = rest_b.pop(_canonical(t.name), None) if t.name not in paired_b else None
+        if partner is None:
+            only_in_a.append(t.name)
+            continue
+        paired_b.add(partner.name)
+        pairs.append(AlignedPair(t, partner, _row_order(a, t, b, partner)))
+    only_in_b = [t.name for t in b.tensors if t.name not in paired_b]
+    return Alignment(pairs, only_in_a, only_in_b)
+
+
+def _canonical(name: str) -> str:
+    return gguf_name(name) or name
+
+
+def _row_order(a: Checkpoint, ta: TensorInfo, b: Checkpoint, tb: TensorInfo) -> tuple[int, ...] | None:
+    """The row order within a head that maps B's rows onto A's, for a q/k pair across llama.cpp's conversion."""
+    if _PERMUTED_GGUF.fullmatch(tb.name) and b.format == "gguf" and ta.name != tb.name:
+        heads = _heads(b, tb.name)
+        if heads is None or not _permutable(ta, heads):
+            return None
+        return tuple(int(i) for i in gguf_rows_of_hf(ta.shape[0] // heads))  # A is HF: take B's GGUF rows back
+    if _PERMUTED_GGUF.fullmatch(ta.name) and a.format == "gguf" and ta.name != tb.name:
+        heads = _heads(a, ta.name)
+        if heads is None or not _permutable(tb, heads):
+            return None
+        return tuple(int(i) for i in hf_rows_of_gguf(tb.shape[0] // heads))
+    return None
+
+
+def _permutable(t: TensorInfo, heads: int) -> bool:
+    return len(t.shape) >= 1 and heads > 0 and t.shape[0] % (2 * heads) == 0
+
+
+def _heads(gguf: Checkpoint, name: str) -> int | None:
+    """Heads the converter used for this q or k tensor, from the GGUF metadata; None if not a permuting arch."""
+    arch = gguf.metadata.get("general.architecture")
+    if not isinstance(arch, str) or arch not in PERMUTED_ARCHITECTURES:
+        return None
+    key = f"{arch}.attention.head_count" + ("_kv" if ".attn_k." in name else "")
+    heads = gguf.metadata.get(key)
+    if isinstance(heads, list):  # per-layer head counts (some GGUFs): take this block's
+        index = int(name.split(".")[1])
+        heads = heads[index] if index < len(heads) else None
+    if heads is None and key.endswith("_kv"):
+        heads = gguf.metadata.get(f"{arch}.attention.head_count")
+    return heads if isinstance(heads, int) and not isinstance(heads, bool) and heads > 0 else None
+
+
+@cache
+def _gguf_from_hf(head_dim: int) -> np.ndarray:
+    """perm with gguf_head = hf_head[perm]: llama.cpp's reshape(2, head_dim/2).swapaxes -> neighbouring rows."""
+    return np.arange(head_dim).reshape(2, head_dim // 2).T.reshape(-1)
+
+
+def gguf_rows_of_hf(head_dim: int) -> np.ndarray:
+    """For each row of a head in Hugging Face order, the row of the GGUF head that holds it."""
+    return np.argsort(_gguf_from_hf(head_dim))
+
+
+def hf_rows_of_gguf(head_dim: int) -> np.ndarray:
+    """For each row of a head in GGUF order, the row of the Hugging Face head that holds it."""
+    return _gguf_from_hf(head_dim).copy()
