@@ -135,8 +135,7 @@ def metrics(s: DiffSums) -> dict[str, Any]:
         rel = cosine = nan
     else:
         rel = math.sqrt(s.ss_d) / norm_a if norm_a else (0.0 if s.ss_d == 0 else math.inf)
-        cosine = s.s_ab / (norm_a * norm_b) if norm_a and norm_b else (1.0 if s.ss_d == 0 else nan)
-        cosine = min(1.0, max(-1.0, cosine))
+        cosine = _cosine(s, norm_a, norm_b)
     snr = nan
     if s.quantised:
         snr = 10 * math.log10(s.ss_signal / s.ss_noise) if s.ss_noise else (math.inf if s.ss_signal else nan)
@@ -157,6 +156,12 @@ def metrics(s: DiffSums) -> dict[str, Any]:
         "count": s.count,
         "nonfinite": s.nonfinite,
     }
+
+
+def _cosine(s: DiffSums, norm_a: float, norm_b: float) -> float:
+    if s.ss_d == 0:  # equal vectors: exactly 1, not a rounding of s_ab / (|a| |b|) just below it
+        return 1.0
+    return min(1.0, max(-1.0, s.s_ab / (norm_a * norm_b))) if norm_a and norm_b else math.nan
 
 
 @dataclass

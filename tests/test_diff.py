@@ -115,9 +115,25 @@ def test_unpaired_and_mismatched_are_listed(pair) -> None:
 
 def test_a_model_against_itself_is_unchanged(pair) -> None:
     pa, _, _, _ = pair
-    model = metrics(run(pa, pa).model())
-    assert model["rel_change"] == 0 and model["cosine"] == 1 and model["identical_fraction"] == 1
-    assert model["max_abs_diff"] == 0 and model["std_diff"] == 0
+    result = run(pa, pa)
+    every = [td.sums for td in result.tensors.values()] + [s for _, s in result.group("layer")]
+    every += [s for _, s in result.group("role")] + [result.model()]
+    for sums in every:
+        got = metrics(sums)
+        assert got["rel_change"] == 0 and got["cosine"] == 1 and got["identical_fraction"] == 1
+        assert got["max_abs_diff"] == 0 and got["std_diff"] == 0 and got["mean_diff"] == 0
+    assert metrics(result.model())["count"] == sum(v.size for v in pair[2].values())  # every tensor compared
+
+
+def test_cli_says_when_no_value_differs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    weights = llama_weights(np.random.default_rng(4))
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    assert main.main(["diff", str(tmp_path / "model.safetensors"), str(tmp_path / "model.safetensors"),
+                      "--group", "layer"]) == 0
+    out = capsys.readouterr().out
+    rows = [line.split() for line in out.splitlines() if line.startswith(("layer ", "outside layers", "model "))]
+    assert len(rows) == 4 and all(r[-4:] == ["0", "1", "0", "100.00%"] for r in rows)
+    assert "no value differs" in out
 
 
 def test_bf16_against_its_float32_upcast_is_unchanged(tmp_path: Path) -> None:

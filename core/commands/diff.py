@@ -104,13 +104,15 @@ def diff_text(result: DiffResult, group: str) -> str:
                               td.sums))
     elif group != "model":
         for label, sums in result.group(group):
-            lines.append(_row(label, "", sums))
+            lines.append(_row(label, "", sums, with_place=False))
     model = result.model()
     if model is not None:
         if group != "model":
             lines.append("")
-        lines.append(_row("model", "", model))
-        if model.max_abs >= 0:
+        lines.append(_row("model", "", model, with_place=False))
+        if model.max_abs == 0:
+            lines.append("no value differs")
+        elif model.max_abs > 0:
             lines.append(terminal_safe(f"largest |B-A| in {model.max_tensor} at {list(model.max_at)}", 2000))
     lines += _listing("only in A", result.only_in_a) + _listing("only in B", result.only_in_b)
     return "\n".join(lines + _mismatched_lines(result.mismatched)) + "\n"
@@ -147,11 +149,14 @@ def _listing(title: str, names: list[str]) -> list[str]:
     return out
 
 
-def _row(label: str, dtype_text: str, sums: DiffSums) -> str:
+def _row(label: str, dtype_text: str, sums: DiffSums, with_place: bool = True) -> str:
+    """One table row; ``with_place``: show where the largest difference is (a group's place needs its tensor,
+    printed below the table for the model and given in --json)."""
     m = metrics(sums)
     name = terminal_safe(label[-200:], 2000)
     name = name if len(name) <= 48 else "…" + name[-47:]
-    at = "" if m["max_abs_diff_at"] is None else ",".join(map(str, m["max_abs_diff_at"]))
+    shown = with_place and m["max_abs_diff_at"] is not None and m["max_abs_diff"] > 0
+    at = ",".join(map(str, m["max_abs_diff_at"])) if shown else ""
     identical = m["identical_fraction"]
     cells = [name, terminal_safe(dtype_text, 13)[:13], format_value(m["rel_change"]), _cosine(m["cosine"]),
              format_value(m["max_abs_diff"]), at[-14:],
