@@ -20,9 +20,10 @@ import functools
 import json
 import os
 import time
-from collections.abc import Callable, Generator, Iterable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import numpy as np
@@ -72,15 +73,33 @@ class AnalysisResult:
     def stats_json_text(self, name: str, spec: HistSpec = HistSpec()) -> str:
         """``json.dumps(stats_to_json(self.stats(name, spec)))``, made from a template for the shared empty
         summaries: a header of a million empty tensors is written in seconds, not minutes."""
-        return self.stats_and_json_text(name, spec)[1]
+        return next(self.json_texts([name], spec))
 
-    def stats_and_json_text(self, name: str, spec: HistSpec = HistSpec()) -> tuple[TensorStats | None, str]:
-        """stats_json_text, with the statistics it was made from (None for an empty tensor's template)."""
-        summary = self.summaries[name]
-        if _is_shared_empty(summary):
-            return None, '{"name": ' + json.dumps(name) + _empty_json_tail(summary.dtypes[0], spec)
-        ts = self.stats(name, spec)
-        return ts, json.dumps(stats_to_json(ts), allow_nan=False)
+    def json_texts(self, names: Iterable[str], spec: HistSpec, keep: dict[str, TensorStats] | None = None
+                   ) -> Iterator[str]:
+        """stats_json_text of each analysed name in turn; with ``keep``, the statistics of those holding values
+        are kept there, histograms dropped (the findings need the figures, not the plots). A million empty
+        tensors: one template per dtype, the name spliced in."""
+        summaries = self.summaries
+        tails: dict[str, str] = {}
+        nothing = np.empty(0)
+        for name in names:
+            summary = summaries.get(name)
+            if summary is None:
+                continue
+            if id(summary) in _SHARED_EMPTY_IDS:
+                dtype = summary.dtypes[0]
+                tail = tails.get(dtype)
+                if tail is None:
+                    tail = tails[dtype] = _empty_json_tail(dtype, spec)
+                yield '{"name": ' + encode_basestring_ascii(name) + tail
+                continue
+            ts = self.stats(name, spec)
+            yield json.dumps(stats_to_json(ts), allow_nan=False)
+            if keep is not None and summary.total > 0:
+                ts.hist_edges = ts.log_edges = nothing
+                ts.hist_counts = ts.log_counts = nothing
+                keep[name] = ts
 
     def group(self, names: Iterable[str], label: str, spec: HistSpec = HistSpec()) -> TensorStats | None:
         """Exact statistics of the named tensors together (those not analysed are skipped); None if none were."""
@@ -393,11 +412,15 @@ def _empty_summary_of(dtype: str) -> Summary:
     out: Summary = PatternSummary.empty(dtype, (dtype,)) if summary_kind(dtype) == "pattern" \
         else FloatSummary.empty((dtype,))
     out.compact()  # no counts: a few bytes, not a 512 KiB array
+    _SHARED_EMPTY_IDS.add(id(out))  # cached for the process's life: the id is never reused
     return out
 
 
+_SHARED_EMPTY_IDS: set[int] = set()
+
+
 def _is_shared_empty(summary: Summary) -> bool:
-    return len(summary.dtypes) == 1 and summary is _empty_summary_of(summary.dtypes[0])
+    return id(summary) in _SHARED_EMPTY_IDS
 
 
 @cache

@@ -7,10 +7,8 @@ import fnmatch
 import functools
 import json
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
-
-import numpy as np
 
 from core.checkpoint import Checkpoint, TensorInfo
 from core.commands.common import analyze_with_progress, fail, refuse_on_error, stage
@@ -102,7 +100,7 @@ def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group:
     derived: dict[str, TensorStats] | None = None
     if group == "tensor":
         derived = {}
-        texts = _tensor_texts(result, tensors, spec, derived)
+        texts = result.json_texts((t.name for t in tensors), spec, derived)
     else:
         texts = (json.dumps(stats_to_json(ts), allow_nan=False) for ts in group_stats(result, tensors, group, spec))
     for i, text in enumerate(texts):
@@ -112,22 +110,6 @@ def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group:
             **({"skipped": result.skipped} if result.skipped else {}),
             **({"findings": findings} if findings is not None else {})}
     out.write("], " + json.dumps(tail, allow_nan=False)[1:] + "\n")
-
-
-def _tensor_texts(result: Any, tensors: list[TensorInfo], spec: HistSpec,
-                  derived: dict[str, TensorStats]) -> Iterator[str]:
-    """Each analysed tensor's JSON; its statistics, histograms dropped, kept in ``derived`` for the findings
-    (which skip empty tensors, as findings.tensor_stats does)."""
-    empty = np.empty(0)
-    for t in tensors:
-        if t.name not in result.summaries:
-            continue
-        ts, text = result.stats_and_json_text(t.name, spec)
-        if ts is not None and result.summaries[t.name].total > 0:
-            ts.hist_edges = ts.log_edges = empty
-            ts.hist_counts = ts.log_counts = empty
-            derived[t.name] = ts
-        yield text
 
 
 def choose_tensors(checkpoint: Checkpoint, names: list[str], pattern: str | None) -> list[TensorInfo]:
