@@ -68,8 +68,10 @@ def pair(tmp_path: Path) -> tuple[Path, Path, dict[str, np.ndarray], dict[str, n
     return pa, pb, a, b
 
 
-def test_figures_match_dense_numpy_in_any_chunking(pair) -> None:
+@pytest.mark.parametrize("cache_block", [3, 1 << 16])
+def test_figures_match_dense_numpy_in_any_chunking(pair, monkeypatch: pytest.MonkeyPatch, cache_block: int) -> None:
     pa, pb, a, b = pair
+    monkeypatch.setattr("core.diff.CACHE_ELEMENTS", cache_block)  # the blocks within a read chunk merge too
     for chunk in (1, 7, 100, 1 << 21):  # chunks merge exactly: any chunking gives the dense figures
         result = run(pa, pb, chunk_elements=chunk)
         for name in ("model.layers.0.mlp.up_proj.weight", "model.layers.1.mlp.up_proj.weight",
