@@ -102,6 +102,19 @@ and gaps the allocator cannot use.</li>
 <li><b>GiB and GB</b>: GPU memory is sold in GiB (2<sup>30</sup> bytes, an "80GB" card has 80 GiB); model cards
 often say GB (10<sup>9</sup> bytes), 7% less per unit.</li>
 </ul>
+<h3><a name="spectra"></a>Spectra: how well trained is a layer?</h3>
+<ul>
+<li><b>Eigenvalues</b> (λ = σ²): the squared singular values of a weight matrix, the strengths of the directions it
+stretches its input along.</li>
+<li><a name="alpha"></a><b>Alpha</b>: the exponent of the power law fitted to the large eigenvalues; it measures
+how heavy-tailed the layer's spectrum is. From 2 to 6 is typical of well-trained layers; under 2, over-trained
+(a risk of rank collapse); over 6, under-trained; over 8 the fit itself is unreliable. No data is needed.</li>
+<li><b>xmin</b> and <b>D</b>: where the fitted tail starts, and the Kolmogorov–Smirnov distance between the fit and
+the eigenvalues (smaller is a better fit).</li>
+<li><b>Stable rank</b>: the sum of the eigenvalues over the largest, how many directions really carry weight.
+<b>Log norm</b> and <b>log spectral norm</b>: log<sub>10</sub> of the squared Frobenius norm and of λ<sub>max</sub>.
+<b>Alpha-weighted</b>: alpha × log<sub>10</sub> λ<sub>max</sub>, WeightWatcher's quality measure across layers.</li>
+</ul>
 """
 
 
