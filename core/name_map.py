@@ -125,7 +125,7 @@ def _row_order(a: Checkpoint, ta: TensorInfo, b: Checkpoint, tb: TensorInfo) -> 
 
 
 def _permutable(t: TensorInfo, heads: int) -> bool:
-    return len(t.shape) >= 1 and heads > 0 and t.shape[0] % (2 * heads) == 0
+    return len(t.shape) >= 1 and heads > 0 and t.shape[0] > 0 and t.shape[0] % (2 * heads) == 0
 
 
 def _heads(gguf: Checkpoint, name: str) -> int | None:

@@ -288,6 +288,48 @@ def result_name(result, gguf_tensor: str) -> str:
     return next(td.a.name for td in result.tensors.values() if td.b.name == gguf_tensor)
 
 
+# --------------------------------------------------------------------------- the shared corpus
+def _corpus_files_with_tensors() -> list[str]:
+    from tests.corpus import truth
+
+    return [entry["file"] for entry in truth() if entry["tensors"]]
+
+
+@pytest.mark.parametrize("name", _corpus_files_with_tensors())
+def test_every_corpus_model_against_itself_is_unchanged(name: str) -> None:
+    from tests.corpus import CORPUS
+
+    result = run(CORPUS / name, CORPUS / name)
+    assert result.only_in_a == [] and result.only_in_b == [] and result.mismatched == []
+    model = result.model()
+    assert model is not None
+    got = metrics(model)
+    if got["count"]:
+        assert got["identical_fraction"] == 1  # NaN against the same NaN is bit-identical too
+    if got["count"] > got["nonfinite"]:
+        assert got["rel_change"] == 0 and got["max_abs_diff"] == 0 and got["cosine"] == 1
+
+
+def test_corpus_bf16_rounding_against_its_float32_source() -> None:
+    """fracast's BF16 copy was rounded to nearest even: a real, small change, checked against torch's own reader."""
+    from safetensors.torch import load_file as load_torch
+
+    from tests.corpus import CORPUS
+
+    source, rounded = CORPUS / "good/safetensors/fracast-model.safetensors", \
+        CORPUS / "good/safetensors/fracast-model.bf16.safetensors"
+    result = run(source, rounded)
+    a, b = load_torch(str(source)), load_torch(str(rounded))
+    assert len(result.tensors) == len(a) == len(b)
+    for name, td in result.tensors.items():
+        want = truth(a[name].double().numpy(), b[name].double().numpy())
+        got = metrics(td.sums)
+        if not np.any(a[name].numpy()):
+            continue  # an all-zero tensor has no relative change
+        assert_figures(got, want)
+        assert got["rel_change"] < 2 ** -8  # bf16 keeps 8 significant bits
+
+
 # --------------------------------------------------------------------------- progress and cancel
 def test_progress_reaches_the_total_and_cancel_stops_within_a_chunk(pair) -> None:
     pa, pb, _, _ = pair

@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         result = _compare_with_progress(args)
     with stage(f"writing the comparison of {args.a!r} with {args.b!r}"):
         if not result.tensors and not (result.only_in_a or result.only_in_b or result.mismatched):
-            return fail("no tensors to compare: both models are empty")
+            return fail("no tensors to compare: neither model holds any tensor")
         if args.json:
             write_json(sys.stdout, result, args.group)
         else:
