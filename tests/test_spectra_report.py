@@ -50,13 +50,3 @@ def test_report_command_writes_the_section(tmp_path: Path, capsys: pytest.Captur
     assert plain == 0 and "alpha by layer" not in "\n".join(
         p.extract_text() for p in PdfReader(str(tmp_path / "plain.pdf")).pages).replace("\t", " ")
 
-
-def test_the_legend_explains_alpha(make_window, qtbot) -> None:
-    """Help > Legend has the spectral terms, and can open at alpha."""
-    from PySide6.QtWidgets import QTextBrowser
-
-    window = make_window()
-    window.show_legend("alpha")
-    text = window.legend_dialog.findChild(QTextBrowser).toPlainText()
-    assert "Alpha: the exponent of the power law" in text and "From 2 to 6 is typical of well-trained layers" in text
-    assert "Stable rank" in text
