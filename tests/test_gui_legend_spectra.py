@@ -12,3 +12,4 @@ def test_the_legend_explains_alpha(make_window, qtbot) -> None:
     text = window.legend_dialog.findChild(QTextBrowser).toPlainText()
     assert "Alpha: the exponent of the power law" in text and "From 2 to 6 is typical of well-trained layers" in text
     assert "Stable rank" in text
+    window.legend_dialog.close()
