@@ -159,8 +159,10 @@ class WelcomePage(QWidget):
         column.addWidget(plain_label("Reference models: architecture only, no download", "PanelTitle"))
         self.references = QListWidget(objectName="welcome_references")
         self.references.setMaximumHeight(150)
-        self.references.setFlow(QListWidget.Flow.LeftToRight)
+        self.references.setFlow(QListWidget.Flow.TopToBottom)  # columns of names, not one run-on line
         self.references.setWrapping(True)
+        self.references.setSpacing(3)
+        self.references.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.references.setToolTip("Open a well-known model from its config.json: exact parameter counts and the "
                                    "memory planner, without its weights")
         column.addWidget(self.references)
