@@ -295,7 +295,8 @@ class ModelView(QWidget):
         self.tabs.setDocumentMode(True)
         self.summary_tab = LazyTab("summary", lambda: SummaryPanel(self.checkpoint, sliced=True),
                                    self._summary_made)
-        self.distribution_tab = LazyTab("distribution", DistributionPanel, self._distribution_made)
+        self.distribution_tab = LazyTab("distribution", lambda: DistributionPanel(sliced=True),
+                                        self._distribution_made)
         self.depth_tab = LazyTab("depth", lambda: DepthPanel(sliced=True), self._depth_made)
         self.heatmap_tab = LazyTab("heatmap", lambda: HeatmapPanel(sliced=True), self._heatmap_made)
         self.findings_tab = LazyTab("findings", FindingsPanel, self._findings_made)

@@ -21,7 +21,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from pyqtgraph.exporters import ImageExporter
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontMetrics, QGuiApplication
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -42,12 +42,14 @@ from core.histogram_scope import MATRICES_RULE, SCOPES, RoleHistogram
 from core.numbers import format_value
 from core.stats_summary import PERCENTILES, TensorStats, percentile_key
 from gui.plain import tooltip
+from gui.slices import Slices
 from gui.style import ACCENT, MUTED, panel_header
 
 FILL = QColor(37, 99, 235, 70)
 MEAN_PEN = pg.mkPen("#dc2626", width=1.6)
 SIGMA_PEN = pg.mkPen("#dc2626", width=1.1, style=Qt.PenStyle.DashLine)
 PCT_PEN = pg.mkPen("#6b7280", width=1.0, style=Qt.PenStyle.DotLine)
+MARKERS = (("mean", MEAN_PEN), ("−σ", SIGMA_PEN), ("+σ", SIGMA_PEN), ("p1", PCT_PEN), ("p99", PCT_PEN))
 LOG_FLOOR = -0.5  # where empty bins sit on a log count axis (a bin holding one value sits at 0 = 10^0)
 LABEL_LANES = (0.97,)  # label height, as a fraction of the view: above the curve
 HEADROOM = 1.0 / 0.62  # the curve's top reaches 62% of the view height, leaving the band above for labels
@@ -139,12 +141,23 @@ class DistributionPanel(QWidget):
     sig_export_done = Signal(str)
     sig_scope_changed = Signal(str)  # a core.histogram_scope scope, chosen by the user
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent=None, sliced: bool = False) -> None:
+        """``sliced``: the plot, its markers and the statistics table come on later turns of the event loop
+        (``slices``, gui/slices.py), so showing the tab never stalls the window for the whole panel (40-60 ms)."""
         super().__init__(parent)
         self.stats: TensorStats | None = None
         self.roles: list[RoleHistogram] = []  # By role: what the grid shows
         self.role_plots: list[pg.PlotItem] = []
+        self.role_grid: pg.GraphicsLayoutWidget | None = None  # made the first time "By role" is shown
         self.fraction = 1.0
+        self.markers: list[pg.InfiniteLine] = []  # the markers shown now, in drawing order
+        self.marker_names: list[str] = []  # what each marker is ("mean", "p99"), whatever its label shows
+        self._redraw_waiting = False  # new figures arrived while hidden: drawn when shown
+        self._table_stats: TensorStats | None = None  # figures for the table's next turn
+        self._table_timer = QTimer(self)
+        self._table_timer.setSingleShot(True)
+        self._table_timer.setInterval(1)
+        self._table_timer.timeout.connect(self._fill_waiting_table)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
 
@@ -179,19 +192,42 @@ class DistributionPanel(QWidget):
         for w in (self.export_png, self.export_svg, self.copy_button):
             controls.addWidget(w)
         layout.addLayout(controls)
+        self.pages = QStackedWidget()
+        layout.addWidget(self.pages, 1)
+        self._set_enabled(False)
+        self.slices = Slices(self, [self._make_plot, self._make_curve, self._make_markers, self._make_table], sliced)
 
-        split = QSplitter(Qt.Orientation.Horizontal)
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
+    def _make_plot(self) -> None:
+        """The plot widget alone (15-20 ms): no context menu, so its ViewBox never builds one."""
+        self.split = QSplitter(Qt.Orientation.Horizontal)
+        self.plot = pg.PlotWidget(enableMenu=False)
+        self.split.addWidget(self.plot)
+        self.pages.addWidget(self.split)
+
+    def _make_curve(self) -> None:
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        self._axis_labels = ("count", "value")
+        self._log_y = False
         self.plot.setLabel("left", "count")
         self.plot.setLabel("bottom", "value")
         self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(FILL),
                                      pen=pg.mkPen(ACCENT, width=1.3))
         self.plot.addItem(self.curve)
-        self.markers: list[pg.InfiniteLine] = []
-        self.marker_names: list[str] = []  # what each marker is ("mean", "p99"), whatever its label shows
+
+    def _make_markers(self) -> None:
+        """Every marker line made once, hidden; a redraw moves and shows them (re-adding five items cost 8 ms)."""
+        self._marker_items: dict[str, pg.InfiniteLine] = {}
+        for label, pen in MARKERS:
+            item = pg.InfiniteLine(pos=0.0, angle=90, pen=pen, movable=False, label=label,
+                                   labelOpts={"position": LABEL_LANES[0], "color": MUTED,
+                                              "fill": (255, 255, 255, 200),
+                                              "anchors": [(0.5, 0), (0.5, 0)]})  # centred, hanging down
+            item.setVisible(False)
+            self.plot.addItem(item, ignoreBounds=True)
+            self._marker_items[label] = item
+
+    def _make_table(self) -> None:
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Statistic", "Value"])
         self.table.verticalHeader().hide()
@@ -202,17 +238,10 @@ class DistributionPanel(QWidget):
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.table.setMinimumWidth(170)
-        split.addWidget(self.plot)
-        split.addWidget(self.table)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 1)
-        split.setSizes([700, 260])
-        self.role_grid = pg.GraphicsLayoutWidget()
-        self.role_grid.setObjectName("distribution_role_grid")
-        self.pages = QStackedWidget()
-        self.pages.addWidget(split)
-        self.pages.addWidget(self.role_grid)
-        layout.addWidget(self.pages, 1)
+        self.split.addWidget(self.table)
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 1)
+        self.split.setSizes([700, 260])
 
         self.x_mode.currentIndexChanged.connect(self._redraw)
         self.y_mode.currentIndexChanged.connect(self._redraw)
@@ -223,7 +252,31 @@ class DistributionPanel(QWidget):
         self.export_png.clicked.connect(lambda: self.export_dialog("png"))
         self.export_svg.clicked.connect(lambda: self.export_dialog("svg"))
         self.copy_button.clicked.connect(self.copy_statistics)
-        self._set_enabled(False)
+
+    def _ensure_role_grid(self) -> pg.GraphicsLayoutWidget:
+        """The By-role grid, made when first needed: most sessions never show it."""
+        if self.role_grid is None:
+            self.role_grid = pg.GraphicsLayoutWidget()
+            self.role_grid.setObjectName("distribution_role_grid")
+            self.pages.addWidget(self.role_grid)
+        return self.role_grid
+
+    @property
+    def drawing(self) -> bool:
+        """The statistics table waits for its turn of the event loop (``finish_drawing`` fills it now)."""
+        return self._table_timer.isActive()
+
+    def finish_drawing(self) -> None:
+        """Everything drawn now, hidden or not (for code that reads the panel at once: tests, export)."""
+        self.slices.finish()
+        self._fill_waiting_table()
+        if self._redraw_waiting:
+            self._redraw(force=True)
+
+    def showEvent(self, event) -> None:  # noqa: N802
+        super().showEvent(event)
+        if self._redraw_waiting and not self.slices.pending:
+            self._redraw()
 
     # -- state ----------------------------------------------------------------
     def clear(self, message: str = "Select a tensor or a group in the tree", subtitle: str = "") -> None:
@@ -234,9 +287,12 @@ class DistributionPanel(QWidget):
         self.subtitle.setToolTip(tooltip(subtitle))
         self.curve.setData([], [])
         self._clear_markers()
+        self._table_timer.stop()
+        self._table_stats = None
         self.table.setRowCount(0)
         self._set_roles([])
         self.pages.setCurrentIndex(0)
+        self._redraw_waiting = False
         self._set_enabled(False)
 
     def show_pending(self, title: str, subtitle: str) -> None:
@@ -249,7 +305,7 @@ class DistributionPanel(QWidget):
         self.pages.setCurrentIndex(0)
         self._show_header(ts, title, subtitle, fraction)
         self.table.setHorizontalHeaderLabels(["Statistic", "Value" if fraction >= 1 else "Value (partial)"])
-        self._fill_table(ts)
+        self._fill_table_soon(ts)
         self._redraw()
         self._set_enabled(fraction >= 1)
 
@@ -257,11 +313,11 @@ class DistributionPanel(QWidget):
                   fraction: float = 1.0) -> None:
         """By role: a small histogram per role; ``ts`` (all of the roles' values) is what Copy stats copies."""
         self._show_header(ts, title, subtitle, fraction)
-        self._fill_table(ts)
+        self._fill_table_soon(ts)
         self._clear_markers()
         self.curve.setData([], [])
         self._set_roles(roles)
-        self.pages.setCurrentIndex(1)
+        self.pages.setCurrentWidget(self._ensure_role_grid())
         self._redraw()
         self._set_enabled(fraction >= 1)
 
@@ -290,7 +346,10 @@ class DistributionPanel(QWidget):
             self.roles = roles
             return
         self.roles = roles
-        self.role_grid.clear()
+        if self.role_grid is None and not roles:
+            self.role_plots = []
+            return
+        self._ensure_role_grid().clear()
         self.role_plots = []
         columns = 3 if len(roles) <= 9 else 4
         for i, role in enumerate(roles):
@@ -313,6 +372,18 @@ class DistributionPanel(QWidget):
         for w in (self.export_png, self.export_svg, self.copy_button):
             w.setEnabled(on)
 
+    def _fill_table_soon(self, ts: TensorStats) -> None:
+        """The table on the next turn of the event loop (33 rows, 5-10 ms), so the plot's update is a turn of its
+        own; figures arriving faster than that replace the waiting ones."""
+        self._table_stats = ts
+        self._table_timer.start()
+
+    def _fill_waiting_table(self) -> None:
+        self._table_timer.stop()
+        ts, self._table_stats = self._table_stats, None
+        if ts is not None:
+            self._fill_table(ts)
+
     def _fill_table(self, ts: TensorStats) -> None:
         rows = STAT_ROWS + PCT_ROWS
         self.table.setRowCount(len(rows))
@@ -330,6 +401,7 @@ class DistributionPanel(QWidget):
 
     def table_text(self, label: str) -> str:
         """The value shown in the statistics table for a row label (for tests and copy)."""
+        self._fill_waiting_table()
         for r in range(self.table.rowCount()):
             if self.table.item(r, 0).text() == label:
                 return self.table.item(r, 1).text()
@@ -338,33 +410,46 @@ class DistributionPanel(QWidget):
     # -- drawing --------------------------------------------------------------
     def _clear_markers(self) -> None:
         for line in self.markers:
-            self.plot.removeItem(line)
+            line.setVisible(False)
         self.markers = []
-        self.marker_names: list[str] = []
+        self.marker_names = []
 
-    def _redraw(self) -> None:
+    def _set_axes(self, log_x: bool, log_y: bool) -> None:
+        """Axis titles and the count axis's log mode, touched only when they change (each costs a relayout)."""
+        labels = ("count (log)" if log_y else "count", "log10 |value|" if log_x else "value")
+        if labels != self._axis_labels:
+            self._axis_labels = labels
+            self.plot.setLabel("left", labels[0])
+            self.plot.setLabel("bottom", labels[1])
+        if log_y != self._log_y:
+            self._log_y = log_y
+            self.plot.getPlotItem().getAxis("left").setLogMode(False, log_y)
+
+    def _redraw(self, *_args, force: bool = False) -> None:
+        """Draw the current figures; while the panel is hidden (another tab shown) only note that they wait."""
+        if not force and not self.isVisible():
+            self._redraw_waiting = self.stats is not None
+            return
+        self._redraw_waiting = False
         ts = self.stats
         self._clear_markers()
         if ts is None:
             return
-        if self.pages.currentIndex() == 1:
+        if self.role_grid is not None and self.pages.currentWidget() is self.role_grid:
             self._redraw_roles()
             return
         log_x = self.x_mode.currentIndex() == 1
         edges, counts = (ts.log_edges, ts.log_counts) if log_x else (ts.hist_edges, ts.hist_counts)
         log_y = self.y_mode.currentIndex() == 1
-        self.plot.setLabel("bottom", "log10 |value|" if log_x else "value")
-        self.plot.setLabel("left", "count (log)" if log_y else "count")
         if len(edges) < 2:
             self.curve.setData([], [])
-            self.plot.getPlotItem().getAxis("left").setLogMode(False, False)
+            self._set_axes(log_x, False)
             return
         edges = np.asarray(edges, dtype=np.float64)
         counts = np.asarray(counts, dtype=np.float64)
         if edges[-1] == edges[0]:  # one distinct value: give the single bin a visible width
             half = abs(edges[0]) * 0.01 or 0.5
             edges = np.linspace(edges[0] - half, edges[0] + half, len(edges))
-        axis = self.plot.getPlotItem().getAxis("left")
         x_lo, x_hi = self._x_range(ts, edges, log_x)
         inside = (edges[1:] >= x_lo) & (edges[:-1] <= x_hi)  # bins at least partly in view
         if log_y:
@@ -374,9 +459,9 @@ class DistributionPanel(QWidget):
             top = float(y[inside].max()) if inside.any() else float(y.max())
             top = LOG_FLOOR + (top + 0.3 - LOG_FLOOR) * HEADROOM
             self.plot.setYRange(LOG_FLOOR, top, padding=0)  # before the axis reads it as 10^y
-            axis.setLogMode(False, True)
+            self._set_axes(log_x, True)
         else:
-            axis.setLogMode(False, False)
+            self._set_axes(log_x, False)
             self.curve.setData(edges, counts, stepMode="center", fillLevel=0)
             top = float(counts[inside].max()) if inside.any() else float(counts.max())
             self.plot.setYRange(0, (top or 1.0) * HEADROOM, padding=0)
@@ -421,21 +506,18 @@ class DistributionPanel(QWidget):
         return lo, hi
 
     def _add_value_markers(self, ts: TensorStats, lo: float, hi: float) -> None:
-        def line(x: float, pen, label: str, pos: float) -> None:
+        """Move the made marker lines to this histogram's mean, ±σ, p1 and p99; those outside it stay hidden."""
+        where = {"mean": ts.mean, "−σ": ts.mean - ts.std, "+σ": ts.mean + ts.std,
+                 "p1": ts.percentiles.get("1", math.nan), "p99": ts.percentiles.get("99", math.nan)}
+        for label, _pen in MARKERS:
+            x = float(where[label])
             if not math.isfinite(x) or not lo <= x <= hi:
-                return
-            item = pg.InfiniteLine(pos=x, angle=90, pen=pen, movable=False, label=label,
-                                   labelOpts={"position": pos, "color": MUTED, "fill": (255, 255, 255, 200),
-                                              "anchors": [(0.5, 0), (0.5, 0)]})  # centred, hanging down
-            self.plot.addItem(item)
+                continue
+            item = self._marker_items[label]
+            item.setValue(x)
+            item.setVisible(True)
             self.markers.append(item)
             self.marker_names.append(label)
-
-        line(ts.mean, MEAN_PEN, "mean", LABEL_LANES[0])
-        line(ts.mean - ts.std, SIGMA_PEN, "−σ", LABEL_LANES[0])
-        line(ts.mean + ts.std, SIGMA_PEN, "+σ", LABEL_LANES[0])
-        for key in ("1", "99"):
-            line(ts.percentiles.get(key, math.nan), PCT_PEN, f"p{key}", LABEL_LANES[0])
 
     def _place_labels(self, *_args) -> None:
         """One row of labels above the curve: markers whose labels would touch share one ("−σ · mean"); a label
@@ -497,7 +579,9 @@ class DistributionPanel(QWidget):
 
     def export(self, path: str) -> None:
         """Write the plot to ``path``: SVG if it ends in .svg, else a PNG."""
-        item = self.role_grid.ci if self.pages.currentIndex() == 1 else self.plot.getPlotItem()
+        self.finish_drawing()
+        by_role = self.role_grid is not None and self.pages.currentWidget() is self.role_grid
+        item = self.role_grid.ci if by_role else self.plot.getPlotItem()
         if path.lower().endswith(".svg"):
             self._export_svg(path)
         else:
@@ -512,7 +596,8 @@ class DistributionPanel(QWidget):
         from PySide6.QtGui import QPainter
         from PySide6.QtSvg import QSvgGenerator
 
-        shown = self.role_grid if self.pages.currentIndex() == 1 else self.plot
+        shown = self.role_grid if self.role_grid is not None and self.pages.currentWidget() is self.role_grid \
+            else self.plot
         size = QSize(max(shown.width(), 640), max(shown.height(), 400))
         generator = QSvgGenerator()
         generator.setFileName(path)
