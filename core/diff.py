@@ -29,11 +29,11 @@ from core import dtypes
 from core.checkpoint import Checkpoint, TensorInfo
 from core.errors import CancelledError, CheckpointError
 from core.name_map import AlignedPair, Alignment, align
+from core.taxonomy import group_key, group_order
 
 CHUNK_ELEMENTS = 1 << 21  # read per side and step: 8 MiB as float32
 CACHE_ELEMENTS = 1 << 16  # compared in blocks of this many: their float64 temporaries stay in the CPU cache
 NO_VALUES = "an architecture without weights (opened from its config.json): there are no values to compare"
-NO_LAYER = "outside layers"
 
 
 @dataclass
@@ -197,9 +197,9 @@ class DiffResult:
             return [] if model is None else [("model", model)]
         buckets: dict[str, DiffSums] = {}
         for td in list(self.tensors.values()):
-            key = _bucket(td.a, by)
+            key = group_key(td.a, by)
             buckets[key] = buckets[key].merge(td.sums) if key in buckets else td.sums
-        keys = sorted(buckets, key=_layer_order) if by == "layer" else sorted(buckets)
+        keys = sorted(buckets, key=group_order) if by == "layer" else sorted(buckets)
         return [(k, buckets[k]) for k in keys]
 
     def model(self) -> DiffSums | None:
@@ -207,19 +207,6 @@ class DiffResult:
         for td in list(self.tensors.values()):
             out = td.sums if out is None else out.merge(td.sums)
         return out
-
-
-def _bucket(t: TensorInfo, by: str) -> str:
-    if by == "role":
-        return t.role
-    from core.taxonomy import layer_index
-
-    index = layer_index(t.name)
-    return NO_LAYER if index is None else f"layer {index}"
-
-
-def _layer_order(key: str) -> tuple[bool, int]:
-    return key == NO_LAYER, int(key.split()[-1]) if key != NO_LAYER else 0
 
 
 @dataclass

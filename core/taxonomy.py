@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING
 
 from core import dtypes
 from core.training_state import TRAINER_SCALARS, is_training_state
+
+if TYPE_CHECKING:
+    from core.checkpoint import TensorInfo
 
 KINDS = ("weight", "bias", "embedding", "buffer", "state")
 PARAMETER_KINDS = frozenset({"weight", "bias", "embedding"})  # what counts as the model's parameters
@@ -256,3 +260,19 @@ def layer_index(name: str) -> int | None:
         return None
     match = _LAYER_INDEX.search(name)
     return int(match.group(1)) if match else None
+
+
+NO_LAYER = "outside layers"
+
+
+def group_key(t: TensorInfo, by: str) -> str:
+    """The group a tensor belongs to when figures are merged "by role" or "by layer" ("layer 7", "outside layers")."""
+    if by == "role":
+        return t.role
+    index = layer_index(t.name)
+    return NO_LAYER if index is None else f"layer {index}"
+
+
+def group_order(key: str) -> tuple[bool, int]:
+    """Layer groups in layer order, the tensors outside layers last."""
+    return key == NO_LAYER, int(key.split()[-1]) if key != NO_LAYER else 0

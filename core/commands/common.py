@@ -89,8 +89,13 @@ def analyze_with_progress(checkpoint: Any, tensors: Any = None, *, device: str =
     """Run the whole analysis for a command, with one line of progress on stderr when it is a terminal."""
     from core.stats import analyze
 
+    return drain_with_progress(analyze(checkpoint, tensors, device=device, use_cache=use_cache))
+
+
+def drain_with_progress(gen: Any) -> Any:
+    """Run a progress generator (items with bytes_done, bytes_total, tensor) to its return value, showing one
+    line of progress on stderr when it is a terminal."""
     progress = TerminalProgress() if sys.stderr.isatty() else None
-    gen = analyze(checkpoint, tensors, device=device, use_cache=use_cache)
     try:
         while True:
             item = next(gen)

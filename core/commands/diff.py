@@ -15,7 +15,7 @@ import math
 import sys
 from typing import Any, TextIO
 
-from core.commands.common import TerminalProgress, fail, refuse_on_error, stage
+from core.commands.common import drain_with_progress, fail, refuse_on_error, stage
 from core.diff import DiffResult, DiffSums, compare, metrics
 from core.numbers import format_value, human_bytes, strict_json
 from core.text import terminal_safe
@@ -52,18 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare_with_progress(args: argparse.Namespace) -> DiffResult:
-    progress = TerminalProgress() if sys.stderr.isatty() else None
-    gen = compare(args.a, args.b, args.tensor, args.match)
-    try:
-        while True:
-            item = next(gen)
-            if progress is not None:
-                progress.show(item.bytes_done, item.bytes_total, item.tensor)
-    except StopIteration as stop:
-        return stop.value
-    finally:
-        if progress is not None:
-            progress.clear()
+    return drain_with_progress(compare(args.a, args.b, args.tensor, args.match))
 
 
 def _json_figures(s: DiffSums) -> dict[str, Any]:

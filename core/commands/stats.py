@@ -15,10 +15,10 @@ from core.commands.common import analyze_with_progress, fail, refuse_on_error, s
 from core.errors import CheckpointError
 from core.numbers import format_value, human_bytes, human_count
 from core.stats_summary import HistSpec, TensorStats
+from core.taxonomy import group_key, group_order
 from core.text import terminal_safe
 
 GROUPS = ("tensor", "role", "layer", "model")
-NO_LAYER = "outside layers"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -143,10 +143,10 @@ def group_stats(result: Any, tensors: list[TensorInfo], group: str, spec: HistSp
         return [] if model is None else [model]
     buckets: dict[str, list[str]] = {}
     for t in tensors:
-        buckets.setdefault(_bucket(t, group), []).append(t.name)
+        buckets.setdefault(group_key(t, group), []).append(t.name)
     keys = list(buckets)
     if group == "layer":
-        keys.sort(key=lambda k: (k == NO_LAYER, int(k.split()[-1]) if k != NO_LAYER else 0))
+        keys.sort(key=group_order)
     else:
         keys.sort()
     out = []
@@ -155,15 +155,6 @@ def group_stats(result: Any, tensors: list[TensorInfo], group: str, spec: HistSp
         if ts is not None:
             out.append(ts)
     return out
-
-
-def _bucket(t: TensorInfo, group: str) -> str:
-    if group == "role":
-        return t.role
-    from core.taxonomy import layer_index
-
-    index = layer_index(t.name)
-    return NO_LAYER if index is None else f"layer {index}"
 
 
 _COLUMNS = [("name", 44), ("dtype", 9), ("count", 9), ("mean", 11), ("std", 10), ("min", 11), ("max", 11),
