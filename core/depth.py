@@ -17,6 +17,7 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from core.checkpoint import TensorInfo
 from core.stats_summary import HistSpec, Summary, TensorStats, derive
@@ -127,11 +128,7 @@ def depth_profiles(tensors: Iterable[TensorInfo], summaries: dict[str, Summary],
 
             raise CancelledError("depth profile cancelled")
         ts = derive(summary, t.name, _CHEAP)
-        short = ROLE_SHORT.get(t.role, t.role)
-        if len(per_role_patterns[t.role]) > 1:
-            module = split_name(pattern)[0].rpartition(".")[2]
-            leaf = split_name(pattern)[1]
-            short = f"{short} · {module}" if leaf in ("weight", "") else f"{short} · {module}.{leaf}"
+        short = _line_label(t, pattern, per_role_patterns)
         for key, (_, fn) in STATISTICS.items():
             line = series[key].get((t.role, pattern))
             if line is None:
@@ -146,6 +143,44 @@ def depth_profiles(tensors: Iterable[TensorInfo], summaries: dict[str, Summary],
             line.points.sort(key=lambda p: p[0])
         out[key] = lines
     return out
+
+
+ALPHA_LABEL = "Alpha (spectra)"
+
+
+def alpha_profile(tensors: Iterable[TensorInfo], spectra: Any) -> list[DepthSeries]:
+    """The power-law exponent alpha of each block's matrices (a core.spectra.SpectraResult), one line per role as
+    depth_profiles draws its statistics: an under-trained layer (alpha over 6) stands out. Matrices without a
+    fit are left out."""
+    items = profiled_tensors(tensors)
+    per_role_patterns: dict[str, set[str]] = {}
+    for t, _, pattern in items:
+        per_role_patterns.setdefault(t.role, set()).add(pattern)
+    lines: dict[tuple[str, str], DepthSeries] = {}
+    for t, layer, pattern in items:
+        found = spectra.matrices.get(t.name)
+        alpha = None if found is None or found.metrics is None else found.metrics.alpha
+        if alpha is None or not math.isfinite(alpha):
+            continue
+        line = lines.get((t.role, pattern))
+        if line is None:
+            line = lines[(t.role, pattern)] = DepthSeries(_line_label(t, pattern, per_role_patterns), t.role, pattern)
+        line.points.append((layer, float(alpha), t.name))
+    out = sorted(lines.values(), key=lambda s: (_role_order(s.role), s.label))
+    _unique_labels(out)
+    for line in out:
+        line.points.sort(key=lambda p: p[0])
+    return out
+
+
+def _line_label(t: TensorInfo, pattern: str, per_role_patterns: dict[str, set[str]]) -> str:
+    """A line's name: its role ("down"), with its module when a role has several lines ("norm · input_layernorm")."""
+    short = ROLE_SHORT.get(t.role, t.role)
+    if len(per_role_patterns[t.role]) > 1:
+        module = split_name(pattern)[0].rpartition(".")[2]
+        leaf = split_name(pattern)[1]
+        short = f"{short} · {module}" if leaf in ("weight", "") else f"{short} · {module}.{leaf}"
+    return short
 
 
 def _unique_labels(lines: list[DepthSeries]) -> None:

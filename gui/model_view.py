@@ -220,6 +220,7 @@ class ModelView(QWidget):
         self._closed = False
         self.found = None  # core.findings.Findings once computed
         self._findings_note = ""
+        self._alpha: list | None = None  # alpha by layer (core.depth.alpha_profile) once the Spectra tab has run
         self._depth_shown: tuple | None = None  # (profiles, note) or ("waiting", text): what the depth panel shows
         self._heatmap_mark: tuple[str, tuple[int, ...]] | None = None  # (tensor, coordinates) of a clicked finding
 
@@ -316,7 +317,8 @@ class ModelView(QWidget):
         self.tabs.addTab(self.memory_tab, "Memory")
         self.tabs.setTabToolTip(self.tabs.indexOf(self.memory_tab),
                                 "Will it fit? Memory for your GPU, workload, precision and context")
-        self.spectra_tab = LazyTab("spectra", lambda: SpectraPanel(self.checkpoint), lambda panel: None)
+        self.spectra_tab = LazyTab("spectra", lambda: SpectraPanel(self.checkpoint),
+                                   lambda panel: panel.sig_finished.connect(self._spectra_finished))
         self.tabs.addTab(self.spectra_tab, "Spectra")
         self.tabs.setTabToolTip(self.tabs.indexOf(self.spectra_tab), "How well each layer is trained, from its "
                                 "eigenvalues (WeightWatcher's alpha and norms); computed while this tab is shown")
@@ -386,8 +388,18 @@ class ModelView(QWidget):
         if self.selection is not None and self.selection.single is None:
             self._start_selection_job(may_read=self.analysis_state != "cancelled")
 
+    def _spectra_finished(self, result) -> None:
+        """Alpha by layer for the Depth tab, from the spectra just computed."""
+        from core.depth import alpha_profile
+
+        self._alpha = alpha_profile(self.checkpoint.tensors, result)
+        if self.depth_tab.panel is not None:
+            self.depth_tab.panel.set_alpha(self._alpha)
+
     def _depth_made(self, panel: DepthPanel) -> None:
         panel.sig_tensor_clicked.connect(self.select_tensor)
+        if self._alpha is not None:
+            panel.set_alpha(self._alpha)
         self._show_depth(self._depth_shown)
         if self.selection is not None and self.selection.single is not None:
             panel.highlight(self.selection.single.name)

@@ -17,7 +17,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QStackedLayout, QVBoxLayout, QWidget
 
-from core.depth import STATISTICS, DepthSeries
+from core.depth import ALPHA_LABEL, STATISTICS, DepthSeries
 from gui.plain import rich_escape, tooltip
 from gui.slices import Slices
 from gui.style import ROLE_COLORS, SERIES_COLORS, panel_header
@@ -28,7 +28,12 @@ STAT_HELP = {
     "kurtosis": "Tail weight of each tensor (3 for a Gaussian); spikes mark layers with rare, huge values.",
     "l2": "Overall size of each tensor (square root of the sum of squares).",
     "outliers": "How many values of each tensor lie more than 6 standard deviations from its mean.",
+    "alpha": "The power-law exponent of each matrix's eigenvalues (the Spectra tab computes them): 2 to 6 is "
+             "typical of well-trained layers, over 6 under-trained, under 2 over-trained.",
 }
+STAT_LABELS = {**{key: label for key, (label, _) in STATISTICS.items()}, "alpha": ALPHA_LABEL}
+NO_ALPHA_YET = ("Alpha comes from the spectra of the weight matrices: open the Spectra tab to compute them (in the "
+                "background); the lines appear here when they are done.")
 _DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
 SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: larger lines are drawn scaled
 HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
@@ -89,7 +94,8 @@ class DepthPanel(QWidget):
         header, head, self.title, self.subtitle = panel_header("Depth profile", "Waiting for the whole-model analysis…")
         head.addWidget(QLabel("Statistic:"))
         self.statistic = QComboBox(objectName="depth_statistic")
-        for key, (label, _) in STATISTICS.items():
+        self.alpha: list[DepthSeries] | None = None  # from the Spectra tab, once it has run (set_alpha)
+        for key, label in STAT_LABELS.items():
             self.statistic.addItem(label, key)
             self.statistic.setItemData(self.statistic.count() - 1, STAT_HELP[key], Qt.ItemDataRole.ToolTipRole)
         self.log_y = QCheckBox("Log scale", objectName="depth_log")
@@ -134,6 +140,13 @@ class DepthPanel(QWidget):
     def current_statistic(self) -> str:
         return self.statistic.currentData()
 
+    def set_alpha(self, series: list[DepthSeries]) -> None:
+        """Alpha by layer from a finished spectral analysis; drawn when alpha is the chosen statistic."""
+        self.alpha = series
+        self._dirty = True
+        if self.isVisible() and self.current_statistic == "alpha":
+            self._redraw()
+
     def set_waiting(self, text: str) -> None:
         if self.profiles is None:
             self._say(text)
@@ -162,6 +175,8 @@ class DepthPanel(QWidget):
             self._redraw()
 
     def series(self) -> list[DepthSeries]:
+        if self.current_statistic == "alpha":
+            return list(self.alpha or [])
         return list(self.profiles.get(self.current_statistic, [])) if self.profiles else []
 
     @property
@@ -193,12 +208,17 @@ class DepthPanel(QWidget):
         self.legend.clear()
         lines = self.series()
         key = self.current_statistic
-        label = STATISTICS[key][0]
+        label = STAT_LABELS[key]
         self.statistic.setToolTip(STAT_HELP[key])
         self.plot.setLogMode(False, self.log_y.isChecked())
         self._exponent = 0 if self.log_y.isChecked() else axis_scale([p[1] for line in lines for p in line.points])
         self.plot.setLabel("left", label + (f" (×1e{self._exponent})" if self._exponent else ""))
         self.zero_marks.setData([], [])
+        if not lines and key == "alpha":
+            self._say(NO_ALPHA_YET if self.alpha is None else "No matrix in a repeated block got a power-law fit")
+            self._show_empty(NO_ALPHA_YET if self.alpha is None else "No matrix inside the repeated blocks got a "
+                             "power-law fit, so there is no alpha to draw across depth.")
+            return
         if not lines:
             note = getattr(self, "_note", "")
             if self.profiles is not None:  # an incomplete analysis says so, never "no repeated blocks"

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHeaderView,
@@ -87,6 +87,8 @@ class _NumberItem(QTableWidgetItem):
 class SpectraPanel(QWidget):
     """Computes while visible (cached eigenvalues make a second look instant); rows appear as matrices finish."""
 
+    sig_finished = Signal(object)  # the SpectraResult, when every matrix is done (the Depth tab draws alpha)
+
     def __init__(self, checkpoint: Checkpoint, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.checkpoint = checkpoint
@@ -146,6 +148,7 @@ class SpectraPanel(QWidget):
 
     def _finished(self, result: SpectraResult) -> None:
         self.result, self.done = result, True
+        self.sig_finished.emit(result)
         self._add_new_rows(result)
         summary = result.summary()
         alpha = summary["alpha"]
