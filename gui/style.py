@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QFont, QPalette
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QTableWidget
 
 ACCENT = "#2563eb"
 TEXT = "#1f2937"
@@ -97,3 +98,16 @@ def panel_header(title: str, subtitle: str = ""):
     controls.addWidget(subtitle_label, 1)
     header.addLayout(controls)
     return header, controls, title_label, subtitle_label
+
+
+def quiet_table(rows: int, headers: list[str], object_name: str = "") -> QTableWidget:
+    """A read-only table for figures: no editing, selection, focus frame or grid; alternating rows."""
+    table = QTableWidget(rows, len(headers), objectName=object_name)
+    table.setHorizontalHeaderLabels(headers)
+    table.verticalHeader().hide()
+    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
+    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    table.setShowGrid(False)
+    table.setAlternatingRowColors(True)
+    return table

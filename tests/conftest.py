@@ -38,6 +38,22 @@ def cache_tiny_files(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core.stats_cache, "MIN_CACHED_BYTES", 0)
 
 
+@pytest.fixture
+def reads(monkeypatch) -> list[str]:
+    """Every Checkpoint.read_raw call, by tensor name (all reads of values go through it)."""
+    calls: list[str] = []
+    from core.checkpoint import Checkpoint
+
+    original = Checkpoint.read_raw
+
+    def counting(self, tensor, *args, **kwargs):
+        calls.append(tensor if isinstance(tensor, str) else tensor.name)
+        return original(self, tensor, *args, **kwargs)
+
+    monkeypatch.setattr(Checkpoint, "read_raw", counting)
+    return calls
+
+
 @pytest.fixture(scope="session")
 def qapp_cls():
     """pytest-qt's qapp is our application class (FileOpen queueing, org/app names, style)."""

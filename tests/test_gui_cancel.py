@@ -7,25 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from core.checkpoint import Checkpoint
 from gui import workers
 from gui.progress_text import Throughput, fraction_text, partial_text, progress_text
 from tests.conftest import write_llama
 from tests.llama_shapes import LLAMA_31_405B, write_sparse_sharded_model
-
-
-@pytest.fixture
-def reads(monkeypatch) -> list[str]:
-    """Every Checkpoint.read_raw call, by tensor name (all reads of values go through it)."""
-    calls: list[str] = []
-    original = Checkpoint.read_raw
-
-    def counting(self, tensor, *args, **kwargs):
-        calls.append(tensor if isinstance(tensor, str) else tensor.name)
-        return original(self, tensor, *args, **kwargs)
-
-    monkeypatch.setattr(Checkpoint, "read_raw", counting)
-    return calls
 
 
 @pytest.fixture(scope="module")

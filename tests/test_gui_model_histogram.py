@@ -13,7 +13,7 @@ import pytest
 from PySide6.QtGui import QImage
 from safetensors.numpy import save_file
 
-from core.checkpoint import Checkpoint, TensorInfo
+from core.checkpoint import TensorInfo
 
 LAYERS, HIDDEN, INTER, VOCAB = 2, 48, 96, 200
 MATRIX_ROLES = {"self_attn.q_proj": "attention.q", "self_attn.k_proj": "attention.k",
@@ -61,18 +61,6 @@ def model(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return path, arrays
 
 
-@pytest.fixture
-def reads(monkeypatch) -> list[str]:
-    """Every Checkpoint.read_raw call by tensor name (every read of values goes through it)."""
-    calls: list[str] = []
-    original = Checkpoint.read_raw
-
-    def counting(self, tensor, *args, **kwargs):
-        calls.append(tensor if isinstance(tensor, str) else tensor.name)
-        return original(self, tensor, *args, **kwargs)
-
-    monkeypatch.setattr(Checkpoint, "read_raw", counting)
-    return calls
 
 
 def wait_shown(qtbot, view) -> None:

@@ -40,7 +40,7 @@ from core.planner_errors import PlannerInputError
 from core.weight_bytes import normalise_precision
 from gui.plain import plain_label, tooltip
 from gui.slices import Slices
-from gui.style import MUTED, WARNING, panel_header
+from gui.style import MUTED, WARNING, panel_header, quiet_table
 
 CUSTOM_GPU = "Custom…"
 DEFAULT_GPU = "H100 80GB"
@@ -298,14 +298,7 @@ class MemoryPanel(QScrollArea):
         return box
 
     def _items_table(self) -> QTableWidget:
-        table = QTableWidget(0, 4, objectName="memory_items")
-        table.setHorizontalHeaderLabels(["Item", "Memory", "Bytes", "Kind"])
-        table.verticalHeader().hide()
-        table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
-        table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        table.setShowGrid(False)
-        table.setAlternatingRowColors(True)
+        table = quiet_table(0, ["Item", "Memory", "Bytes", "Kind"], "memory_items")
         table.verticalHeader().setDefaultSectionSize(24)
         table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         header = table.horizontalHeader()

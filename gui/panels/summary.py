@@ -32,7 +32,7 @@ from core.quantization import DESCRIBED_TYPES, describe_file_type, describe_type
 from core.taxonomy import KIND_HELP, ROLES
 from gui.plain import plain_label, rich_escape, tooltip
 from gui.slices import Slices
-from gui.style import KIND_COLORS, role_color
+from gui.style import KIND_COLORS, quiet_table, role_color
 
 KIND_LABELS = {"weight": "Weights", "bias": "Biases", "embedding": "Embeddings", "buffer": "Buffers",
                "state": "Training state"}
@@ -119,14 +119,7 @@ class BarChart(QWidget):
 
 
 def _table(rows: list[tuple[str, ...]], headers: tuple[str, ...], tips: list[str] | None = None) -> QTableWidget:
-    table = QTableWidget(len(rows), len(headers))
-    table.setHorizontalHeaderLabels(list(headers))
-    table.verticalHeader().hide()
-    table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-    table.setSelectionMode(QTableWidget.SelectionMode.NoSelection)
-    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-    table.setShowGrid(False)
-    table.setAlternatingRowColors(True)
+    table = quiet_table(len(rows), list(headers))
     for r, row in enumerate(rows):
         for c, text in enumerate(row):
             item = QTableWidgetItem(text)
