@@ -79,7 +79,8 @@ def gguf_name(hf_name: str) -> str | None:
 
 
 def align(a: Checkpoint, b: Checkpoint) -> Alignment:
-    """Pair A's tensors with B's: identical names first, then llama.cpp's GGUF names."""
+    """Pair A's tensors with B's: identical names first, then names without training code's wrapper keys
+    ("state_dict.", "module." ...) and llama.cpp's GGUF names."""
     b_by_name = {t.name: t for t in b.tensors}
     a_names = {t.name for t in a.tensors}
     pairs: list[AlignedPair] = []
@@ -92,7 +93,12 @@ def align(a: Checkpoint, b: Checkpoint) -> Alignment:
             paired_b.add(t.name)
         else:
             rest_a.append(t)
-    rest_b = {_canonical(t.name): t for t in b.tensors if t.name not in paired_b and t.name not in a_names}
+    rest_b: dict[str, TensorInfo] = {}
+    for t in b.tensors:
+        if t.name not in paired_b and t.name not in a_names:
+            key = _canonical(t.name)
+            if key not in rest_b or t.name == key:  # a bare name wins over a wrapped one, in any file order
+                rest_b[key] = t
     only_in_a: list[str] = []
     for t in rest_a:
         partner = rest_b.pop(_canonical(t.name), None) if t.name not in paired_b else None
@@ -105,7 +111,21 @@ def align(a: Checkpoint, b: Checkpoint) -> Alignment:
     return Alignment(pairs, only_in_a, only_in_b)
 
 
+# Keys that training code wraps a state dict in: Lightning's "state_dict", torch's DistributedDataParallel
+# "module", torch.compile's "_orig_mod", hand-written loops' "model_state_dict". A Lightning checkpoint and the
+# weights exported from it name the same tensor with and without them.
+_WRAPPERS = ("state_dict.", "model_state_dict.", "model_state.", "module.", "_orig_mod.")
+
+
+def unwrapped(name: str) -> str:
+    """``name`` without the container keys training code puts in front of a model's own names."""
+    while name.startswith(_WRAPPERS):
+        name = name.split(".", 1)[1]
+    return name
+
+
 def _canonical(name: str) -> str:
+    name = unwrapped(name)
     return gguf_name(name) or name
 
 

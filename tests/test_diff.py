@@ -409,3 +409,27 @@ def test_cli_refusals_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Cap
     assert captured.out == "" and captured.err.count("\n") == 1
     assert captured.err.startswith("error: ") and message in captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.safetensors"]  # nothing written beside the files
+
+
+def test_a_lightning_checkpoint_pairs_with_its_exported_weights(tmp_path: Path) -> None:
+    """Lightning keeps the model under "state_dict." beside optimizer state; the exported weights have the bare
+    names. The model's tensors pair up (figures against numpy); the optimizer state is only in A."""
+    lstm, head = torch.nn.LSTM(8, 16, num_layers=2), torch.nn.Linear(16, 3)
+    params = [*lstm.parameters(), *head.parameters()]
+    opt = torch.optim.Adam(params)
+    (head(lstm(torch.randn(4, 2, 8))[0]) ** 2).mean().backward()
+    opt.step()
+    sd = {**{f"model.lstm.{k}": v for k, v in lstm.state_dict().items()},
+          **{f"model.head.{k}": v for k, v in head.state_dict().items()}}
+    torch.save({"epoch": 1, "state_dict": sd, "optimizer_states": [opt.state_dict()]}, tmp_path / "run.ckpt")
+    tuned = {k: v + 0.5 * torch.ones_like(v) for k, v in sd.items()}
+    save_torch({**{k: v.contiguous() for k, v in tuned.items()},
+                "module.model.head.bias": tuned["model.head.bias"].clone()}, str(tmp_path / "tuned.safetensors"))
+    result = run(tmp_path / "run.ckpt", tmp_path / "tuned.safetensors")
+    assert sorted(result.tensors) == sorted(f"state_dict.{k}" for k in sd)
+    assert all(name.startswith(("optimizer_states.", "epoch")) for name in result.only_in_a)
+    assert result.only_in_b == ["module.model.head.bias"]  # its bare name was taken by the exact match
+    a = np.concatenate([v.numpy().ravel() for v in sd.values()]).astype(np.float64)
+    b = np.concatenate([v.numpy().ravel() for v in tuned.values()]).astype(np.float64)
+    figures = metrics(result.model())
+    assert figures["rel_change"] == pytest.approx(np.linalg.norm(b - a) / np.linalg.norm(a), rel=1e-9)
