@@ -126,6 +126,8 @@ class Checkpoint:
     warnings: list[str] = field(default_factory=list)
     # One-line statement of how the file was read, e.g. "data only: read without running code".
     safety: str = "data only: read without running code"
+    # A LoRA adapter's description (core.lora.LoraDescription) when the file is one, else None.
+    lora: Any = None
     _readers: ReaderPool = field(default_factory=ReaderPool, repr=False)  # bounded: thousands of shards
     _counted: tuple[tuple[int, int], _Tally] | None = field(default=None, repr=False, compare=False)
 

@@ -61,10 +61,24 @@ def _open_json(path: str) -> Checkpoint:
     """A sharded model's index, or a config.json standing for a model without weights."""
     from core.formats.config_only import looks_like_config, open_config
 
+    if os.path.basename(path) == "adapter_config.json":  # a PEFT adapter: open the weights beside it
+        return _open_adapter(path)
     data = read_small_json(path, MAX_INDEX_BYTES)
     if looks_like_config(data):
         return open_config(path, path, data)
     return _open_index(path, data)
+
+
+def _open_adapter(config_path: str) -> Checkpoint:
+    """adapter_model.safetensors (or .bin) beside a PEFT adapter_config.json; the config is read by core.lora."""
+    folder = os.path.dirname(os.path.abspath(config_path))
+    for name in ("adapter_model.safetensors", "adapter_model.bin"):
+        if os.path.lexists(os.path.join(folder, name)):
+            checkpoint = _open_file(os.path.join(folder, name))
+            checkpoint.path = config_path
+            return checkpoint
+    raise MissingFilesError("no adapter_model.safetensors or adapter_model.bin beside adapter_config.json",
+                            path=config_path)
 
 
 @contextlib.contextmanager
@@ -313,6 +327,9 @@ def _finish(checkpoint: Checkpoint) -> Checkpoint:
         from core.architectures.claims import add_config_counts
 
         add_config_counts(checkpoint, config)
+    from core.lora import attach_lora
+
+    attach_lora(checkpoint)
     return checkpoint
 
 
