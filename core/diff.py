@@ -33,6 +33,7 @@ from core.taxonomy import group_key, group_order
 
 CHUNK_ELEMENTS = 1 << 21  # read per side and step: 8 MiB as float32
 CACHE_ELEMENTS = 1 << 16  # compared in blocks of this many: their float64 temporaries stay in the CPU cache
+WIDE_BAND_ELEMENTS = 1 << 22  # a wide matrix's column band (every row) when its Gram is built: 32 MiB float64
 NO_VALUES = "an architecture without weights (opened from its config.json): there are no values to compare"
 
 
@@ -79,7 +80,8 @@ class DiffSums:
         out.mean_b, out.m2_b = _chan(self.n, self.mean_b, self.m2_b, other.n, other.mean_b, other.m2_b)
         out.mean_d, out.m2_d = _chan(self.n, self.mean_d, self.m2_d, other.n, other.mean_d, other.m2_d)
         out.n = n
-        if other.max_abs > self.max_abs:
+        if other.max_abs > self.max_abs or (other.max_abs == self.max_abs >= 0 and other.max_tensor == self.max_tensor
+                                            and other.max_at < self.max_at):  # ties: the first place, in any order
             out.max_abs, out.max_tensor, out.max_at = other.max_abs, other.max_tensor, other.max_at
         return out
 
@@ -171,6 +173,9 @@ class TensorDiff:
     a: TensorInfo
     b: TensorInfo
     sums: DiffSums
+    top_singular_values: list[float] | None = None  # of B - A, largest first (compare(rank=True), 2-D pairs)
+    rank90: int | None = None  # fewest singular directions holding 90% of ||B - A||_F^2 (0: no change)
+    rank_note: str | None = None  # why the two above are None although rank was asked for
 
     @property
     def name(self) -> str:
@@ -189,6 +194,10 @@ class DiffResult:
     tensors: dict[str, TensorDiff] = field(default_factory=dict)
     seconds: float = 0.0
     bytes_read: int = 0
+    device: str = "cpu"  # where the rank's Gram arithmetic ran ("cpu": numpy; "cuda", "mps"; "torch-cpu": tests)
+    rank: bool = False  # whether singular values were asked for
+    cached: bool = False  # served from the on-disk cache (core.diff_cache): no tensor data read
+    notes: list[str] = field(default_factory=list)  # plain-text lines about the alignment (merged experts ...)
 
     def group(self, by: str) -> list[tuple[str, DiffSums]]:
         """Exact merges of the compared tensors per ``role`` or ``layer`` (in A's naming), or the ``model``."""
@@ -243,7 +252,8 @@ def select_pairs(alignment: Alignment, names: Iterable[str] = (), pattern: str |
         return pattern is None or any(fnmatch.fnmatchcase(c, pattern) for c in candidates)
 
     out = Alignment([p for p in alignment.pairs if keep(p.a.name, p.b.name)],
-                    [n for n in alignment.only_in_a if keep(n)], [n for n in alignment.only_in_b if keep(n)])
+                    [n for n in alignment.only_in_a if keep(n)], [n for n in alignment.only_in_b if keep(n)],
+                    list(alignment.notes))
     if pattern is not None and not (out.pairs or out.only_in_a or out.only_in_b):
         raise CheckpointError(f"no tensor name matches {pattern[:200]!r}")
     return out
@@ -278,18 +288,41 @@ def compare(
     *,
     should_stop: Callable[[], bool] | None = None,
     chunk_elements: int = CHUNK_ELEMENTS,
+    rank: bool = False,
+    device: str = "auto",
+    cache: Any = None,
+    gram_impl: str | None = None,
 ) -> Generator[DiffProgress, None, DiffResult]:
     """Stream the comparison of A and B; the generator's return value is the DiffResult
     (``result = yield from compare(...)``, or see ``run``). Raises CancelledError within one chunk after
-    ``should_stop()`` turns true, CheckpointError for a model without values."""
+    ``should_stop()`` turns true, CheckpointError for a model without values.
+
+    ``rank``: also the top singular values and rank90 of every 2-D pair's difference (core.diff_rank), with
+    the Gram arithmetic on ``device`` (auto: CUDA or MPS when present, else numpy on the CPU; DeviceError if
+    absent). ``cache``: a core.diff_cache.DiffCache to look the result up in and store it to (None: neither).
+    ``gram_impl="torch"`` runs torch's Gram code on the CPU (agreement tests)."""
     opened: list[Checkpoint] = []
+    engine: Any = None
     try:
         ca, cb = (_open(x, opened) for x in (a, b))
         for c in (ca, cb):
             if c.format == "config":
                 raise CheckpointError(f"{c.path!r} is {NO_VALUES}")
+        names = list(names)
         chosen = select_pairs(align(ca, cb), names, pattern)
-        result = DiffResult(ca.path, cb.path, chosen.only_in_a, chosen.only_in_b, [])
+        if rank:
+            from core.diff_rank import make_engine
+
+            engine = make_engine(device, gram_impl)
+        label = _device_label(engine)
+        key = cache.key(ca, cb, names, pattern, rank, label) if cache is not None else None
+        if key is not None:
+            hit = cache.get(key, ca, cb)
+            if hit is not None:
+                yield DiffProgress(hit.bytes_read, hit.bytes_read, "", True, hit)
+                return hit
+        result = DiffResult(ca.path, cb.path, chosen.only_in_a, chosen.only_in_b, [], device=label, rank=rank,
+                            notes=list(chosen.notes))
         todo: list[AlignedPair] = []
         for pair in chosen.pairs:
             reason = why_not_compared(pair)
@@ -298,10 +331,24 @@ def compare(
                 result.mismatched.append(entry)
             if reason is None:
                 todo.append(pair)
-        return (yield from _run(ca, cb, todo, result, should_stop, max(1, int(chunk_elements))))
+        result = yield from _run(ca, cb, todo, result, should_stop, max(1, int(chunk_elements)), engine)
+        if key is not None:
+            cache.put(key, result, ca, cb)
+        return result
     finally:
+        if engine is not None:
+            engine.close()
         for c in opened:
             c.close()
+
+
+def _device_label(engine: Any) -> str:
+    """Where the rank's arithmetic runs: "cpu" (numpy, also without rank), "cuda", "mps", "torch-cpu"."""
+    from core.gram import NumpyGram
+
+    if engine is None or isinstance(engine, NumpyGram):
+        return "cpu"
+    return "torch-cpu" if engine.label == "cpu" else str(engine.label)
 
 
 def _open(x: Checkpoint | str | os.PathLike[str], opened: list[Checkpoint]) -> Checkpoint:
@@ -326,64 +373,136 @@ def run(a: Checkpoint | str | os.PathLike[str], b: Checkpoint | str | os.PathLik
 
 
 def _run(ca: Checkpoint, cb: Checkpoint, pairs: list[AlignedPair], result: DiffResult,
-         should_stop: Callable[[], bool] | None, chunk_elements: int) -> Generator[DiffProgress, None, DiffResult]:
+         should_stop: Callable[[], bool] | None, chunk_elements: int,
+         engine: Any = None) -> Generator[DiffProgress, None, DiffResult]:
     start_time = time.perf_counter()
     total = sum(p.a.nbytes + p.b.nbytes for p in pairs)
     done = 0
     for pair in pairs:
         sums = DiffSums(quantised=int(_quantised(pair.a) or _quantised(pair.b)), max_tensor=pair.a.name)
+        gram, note = _gram_for(pair, engine)
         elements = pair.a.elements
-        step, row_block = _step(pair, chunk_elements)
         first = 0
-        while True:
+        for piece in _pieces(pair, chunk_elements, gram):
             if should_stop is not None and should_stop():
                 result.seconds = time.perf_counter() - start_time
                 raise CancelledError("comparison cancelled")
-            count = min(step, elements - first)
-            if count > 0:
-                sums = sums.merge(_pair_chunk(ca, cb, pair, first, count, row_block))
+            part, d = _read_piece(ca, cb, pair, piece, gram is not None)
+            sums = sums.merge(part)
+            if gram is not None and d is not None:
+                if np.isfinite(d).all():
+                    gram.add(d)
+                else:
+                    gram, note = None, "NaN or infinite values: the difference has no finite singular values"
+            count = part.count
             first += count
             last = first >= elements
             nbytes = _range_bytes(pair.a, first - count, first) + _range_bytes(pair.b, first - count, first)
             done += nbytes
             result.bytes_read += nbytes
             if last:
-                result.tensors[pair.a.name] = TensorDiff(pair.a, pair.b, sums)
+                top, r90 = gram.finish() if gram is not None else (None, None)
+                result.tensors[pair.a.name] = TensorDiff(pair.a, pair.b, sums, top, r90,
+                                                         note if engine is not None and gram is None else None)
             result.seconds = time.perf_counter() - start_time
             yield DiffProgress(done, total, pair.a.name, last, result)
-            if last:
-                break
     return result
+
+
+def _gram_for(pair: AlignedPair, engine: Any) -> tuple[Any, str | None]:
+    """The Gram accumulator of a pair's difference, or None and why not (None, None without --rank)."""
+    if engine is None:
+        return None, None
+    from core.diff_rank import DiffGram, why_no_rank
+
+    note = why_no_rank(pair.a)
+    return (None, note) if note is not None else (DiffGram(engine, pair.a), None)
+
+
+def _pieces(pair: AlignedPair, chunk_elements: int, gram: Any) -> list[tuple[str, int, int]]:
+    """The pair's reads in order: ("flat", first, count) element ranges, or ("band", c0, c1) column bands of
+    every row (a wide matrix with a Gram); a tensor without elements is one empty piece."""
+    elements = pair.a.elements
+    if elements == 0:
+        return [("flat", 0, 0)]
+    if gram is not None and gram.wide:
+        width = max(1, WIDE_BAND_ELEMENTS // gram.rows)
+        return [("band", c0, min(gram.cols, c0 + width)) for c0 in range(0, gram.cols, width)]
+    step, _ = _step(pair, chunk_elements, whole_rows=gram is not None)
+    return [("flat", first, min(step, elements - first)) for first in range(0, elements, step)]
 
 
 def _quantised(t: TensorInfo) -> bool:
     return dtypes.get(t.dtype).is_quantized
 
 
-def _step(pair: AlignedPair, chunk_elements: int) -> tuple[int, int]:
+def _step(pair: AlignedPair, chunk_elements: int, whole_rows: bool = False) -> tuple[int, int]:
     """Elements per chunk, and the elements of one permuted row block (0: no permutation); a chunk holds
-    whole row blocks, so B's rows of the chunk are A's rows of the chunk, reordered."""
+    whole row blocks, so B's rows of the chunk are A's rows of the chunk, reordered (and whole rows when
+    ``whole_rows``: a tall matrix's Gram adds whole rows)."""
     if pair.b_rows is None:
-        return chunk_elements, 0
+        if not whole_rows:
+            return chunk_elements, 0
+        width = math.prod(pair.a.shape[1:])
+        return max(1, chunk_elements // max(1, width)) * width, 0
     block = len(pair.b_rows) * math.prod(pair.a.shape[1:])
     return max(1, chunk_elements // max(1, block)) * block, block
 
 
-def _pair_chunk(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair, first: int, count: int,
-                row_block: int) -> DiffSums:
-    a = ca.read(pair.a, first, count)
-    b = cb.read(pair.b, first, count)
-    if pair.b_rows is not None and row_block:
-        rows = np.asarray(pair.b_rows)
-        b = b.reshape(-1, len(rows), row_block // len(rows))[:, rows, :].reshape(-1)
+def _read_piece(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair, piece: tuple[str, int, int],
+                with_difference: bool) -> tuple[DiffSums, np.ndarray | None]:
+    """The sums of one piece, and (``with_difference``) its difference B - A in float64, shaped as the Gram
+    takes it: whole rows (rows x cols) or a column band (rows x band)."""
+    kind, lo, hi = piece
+    if kind == "flat" and hi == 0:
+        return DiffSums(), None
+    if kind == "flat":
+        a, b = ca.read(pair.a, lo, hi), cb.read(pair.b, lo, hi)
+        _, row_block = _step(pair, hi)
+        if pair.b_rows is not None and row_block:
+            rows = np.asarray(pair.b_rows)
+            b = b.reshape(-1, len(rows), row_block // len(rows))[:, rows, :].reshape(-1)
+        shape = pair.a.shape
+        sums = _sums(a, b, pair, lambda at: np.unravel_index(lo + at, shape) if shape else ())
+        if not with_difference:
+            return sums, None
+        cols = pair.a.shape[1]
+        return sums, (b.astype(np.float64) - a.astype(np.float64)).reshape(-1, cols)
+    rows, cols = pair.a.shape
+    a, b = _read_band(ca, pair.a, rows, cols, lo, hi), _read_band(cb, pair.b, rows, cols, lo, hi)
+    if pair.b_rows is not None:
+        b = b[_full_row_order(pair.b_rows, rows)]
+    width = hi - lo
+    sums = _sums(a.reshape(-1), b.reshape(-1), pair, lambda at: (at // width, lo + at % width))
+    return sums, (b.astype(np.float64) - a.astype(np.float64)) if with_difference else None
+
+
+def _read_band(c: Checkpoint, t: TensorInfo, rows: int, cols: int, c0: int, c1: int) -> np.ndarray:
+    """Columns [c0, c1) of every row of a 2-D tensor, decoded (one read per row)."""
+    first = c.read(t, c0, c1 - c0)
+    out = np.empty((rows, c1 - c0), dtype=first.dtype)
+    out[0] = first
+    for r in range(1, rows):
+        out[r] = c.read(t, r * cols + c0, c1 - c0)
+    return out
+
+
+def _full_row_order(b_rows: tuple[int, ...], rows: int) -> np.ndarray:
+    """B's row for each of A's rows, over the whole matrix (b_rows repeated per head)."""
+    head = len(b_rows)
+    return (np.arange(0, rows, head)[:, None] + np.asarray(b_rows)[None, :]).reshape(-1)
+
+
+def _sums(a: np.ndarray, b: np.ndarray, pair: AlignedPair, coords: Callable[[int], Any]) -> DiffSums:
+    """DiffSums of decoded value pairs, in cache-sized float64 blocks; ``coords`` turns a flat index of the
+    piece into the tensor coordinates of the largest difference."""
     sums = DiffSums()
-    for start in range(0, count, CACHE_ELEMENTS):  # float64 work in cache-sized blocks: 3x quicker than whole
+    for start in range(0, a.size, CACHE_ELEMENTS):  # float64 work in cache-sized blocks: 3x quicker than whole
         part, at = chunk_sums(a[start:start + CACHE_ELEMENTS].astype(np.float64),
                               b[start:start + CACHE_ELEMENTS].astype(np.float64))
         if at >= 0:
             part.max_tensor = pair.a.name
-            part.max_at = tuple(int(i) for i in np.unravel_index(first + start + at, pair.a.shape)) \
-                if pair.a.shape else ()
+            part.max_at = tuple(int(i) for i in coords(start + at))
         sums = sums.merge(part)
     if sums.n and (_quantised(pair.a) or _quantised(pair.b)):
         sums.ss_signal = sums.ss_b if _quantised(pair.a) and not _quantised(pair.b) else sums.ss_a

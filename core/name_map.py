@@ -12,7 +12,7 @@ the ne order).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -63,6 +63,7 @@ class Alignment:
     pairs: list[AlignedPair]
     only_in_a: list[str]
     only_in_b: list[str]
+    notes: list[str] = field(default_factory=list)  # plain-text lines: what could not be paired, and why
 
 
 def gguf_name(hf_name: str) -> str | None:
