@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
-from core.commands.common import analyze_with_progress, refuse_on_error, stage
+from core.commands.common import analyze_with_progress, drain_with_progress, fail, refuse_on_error, stage
 from core.text import terminal_safe
 
 
@@ -18,6 +19,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add a page comparing this model's memory with these (files or reference model names)")
     parser.add_argument("--spectra", action="store_true",
                         help="add the Spectra section (alpha of every weight matrix; takes longer on large models)")
+    parser.add_argument("--compare", metavar="B",
+                        help="add the comparison pages: what changed from this model (A) to model B")
+    parser.add_argument("--rank", action="store_true",
+                        help="with --compare: also the low-rank structure of each change (rank holding 90%%)")
     parser.add_argument("--memory-context", default="8192", metavar="N",
                         help="tokens of context for the memory comparison's KV cache (default 8192)")
 
@@ -36,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
             from core.memory_side_by_side import compare_for_report
 
             compared = compare_for_report(checkpoint, args.memory_compare, args.memory_context)
+        diff = None
+        if args.compare is not None:  # before the long statistics: a bad B is refused at once
+            with stage(f"comparing {args.path!r} with {args.compare!r}"):
+                diff = _compare_with_progress(checkpoint, args.compare, args.rank)
+        elif args.rank:
+            return fail("--rank needs --compare B: it measures the low-rank structure of B-A")
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
         spectra = None
@@ -51,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
 
             ensure_app()
             report = None
-            if compared is not None or spectra is not None:
+            if compared is not None or spectra is not None or diff is not None:
                 from core.report import build_report
 
                 report = build_report(checkpoint, result)
@@ -60,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
 
                 at = insert_before(report.blocks, "What the words mean")
                 report.blocks[at:at] = spectra_blocks(checkpoint, spectra)
+            if diff is not None:
+                from core.diff_report import diff_blocks
+                from core.spectra_report import insert_before
+
+                at = insert_before(report.blocks, "What the words mean")
+                report.blocks[at:at] = diff_blocks(diff)
             if compared is not None:
                 from core.memory_side_by_side import side_by_side_blocks
 
@@ -67,3 +84,12 @@ def run(args: argparse.Namespace) -> int:
             pages = write_report(checkpoint, result, args.output, report=report)
     sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
     return 0
+
+
+def _compare_with_progress(checkpoint: Any, other: str, rank: bool) -> Any:
+    """The comparison of the open model (A) with ``other`` (B), with progress on a terminal."""
+    from core.diff import compare
+
+    if not rank:
+        return drain_with_progress(compare(checkpoint, other))
+    return drain_with_progress(compare(checkpoint, other, rank=True))
