@@ -315,12 +315,6 @@ def compare(
 
             engine = make_engine(device, gram_impl)
         label = _device_label(engine)
-        key = cache.key(ca, cb, names, pattern, rank, label) if cache is not None else None
-        if key is not None:
-            hit = cache.get(key, ca, cb)
-            if hit is not None:
-                yield DiffProgress(hit.bytes_read, hit.bytes_read, "", True, hit)
-                return hit
         result = DiffResult(ca.path, cb.path, chosen.only_in_a, chosen.only_in_b, [], device=label, rank=rank,
                             notes=list(chosen.notes))
         todo: list[AlignedPair] = []
@@ -331,6 +325,12 @@ def compare(
                 result.mismatched.append(entry)
             if reason is None:
                 todo.append(pair)
+        key = cache.key(ca, cb, names, pattern, rank, label) if cache is not None else None
+        hit = cache.get(key, todo) if key is not None else None
+        if hit is not None:
+            result.tensors, result.cached = hit, True
+            yield DiffProgress(0, 0, "", True, result)
+            return result
         result = yield from _run(ca, cb, todo, result, should_stop, max(1, int(chunk_elements)), engine)
         if key is not None:
             cache.put(key, result, ca, cb)

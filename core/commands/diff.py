@@ -5,6 +5,11 @@ file compares with the model it was converted from. Figures are over finite valu
 undefined figures are null in --json (snr_db is given only for pairs with a quantised side). --json
 lists every compared tensor under "tensors", the --group role|layer entries under "groups" (empty for
 tensor and model) and the whole comparison under "model".
+
+--rank adds, per 2-D pair, the top 16 singular values of B - A (largest first) and rank90 (the fewest that
+hold 90% of its squared Frobenius norm), from a float64 Gram matrix over the smaller side built in the same
+pass (core.diff_rank); non-matrices and Gram matrices above the budget get null and a "rank_note". Results
+are cached like statistics, keyed by both files (core.diff_cache); --no-cache neither reads nor writes it.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from core.text import terminal_safe
 
 GROUPS = ("tensor", "role", "layer", "model")
 TENSOR_KEYS = ("rel_change", "cosine", "max_abs_diff", "max_abs_diff_at", "identical_fraction", "snr_db", "mean_a",
-               "mean_b", "std_a", "std_b", "mean_diff", "std_diff", "count", "nonfinite")
+               "mean_b", "std_a", "std_b", "mean_diff", "std_diff", "count", "nonfinite", "top_singular_values",
+               "rank90", "rank_note")
 LISTED = 40  # names shown per list in the text form (--json lists them all)
 
 
@@ -34,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--match", metavar="GLOB", help="compare only tensors whose name (in A or B) matches")
     parser.add_argument("--group", choices=GROUPS, default="tensor",
                         help="one row per tensor (default), per role, per layer index, or one for the model")
+    parser.add_argument("--rank", action="store_true",
+                        help="also the top singular values of B - A and rank90 (2-D tensors; Gram matrix per pair)")
+    parser.add_argument("--device", default="auto",
+                        help="where --rank's Gram arithmetic runs: auto (default: a GPU if present), cpu, cuda, "
+                             "cuda:N or mps")
+    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the comparison cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
 
@@ -52,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _compare_with_progress(args: argparse.Namespace) -> DiffResult:
-    return drain_with_progress(compare(args.a, args.b, args.tensor, args.match))
+    from core.compute import validate_device
+    from core.diff_cache import DiffCache
+
+    validate_device(args.device)
+    cache = None if args.no_cache else DiffCache.default()
+    return drain_with_progress(compare(args.a, args.b, args.tensor, args.match, rank=args.rank, device=args.device,
+                                       cache=cache))
 
 
 def _json_figures(s: DiffSums) -> dict[str, Any]:
@@ -66,14 +84,17 @@ def write_json(out: TextIO, result: DiffResult, group: str) -> None:
         figures = _json_figures(td.sums)
         figures.pop("max_abs_diff_tensor")
         tensors.append({"name": td.a.name, "b_name": td.b.name, "shape": list(td.a.shape), "role": td.a.role,
-                        "a_dtype": td.a.dtype, "b_dtype": td.b.dtype, **figures})
+                        "a_dtype": td.a.dtype, "b_dtype": td.b.dtype, **figures,
+                        "top_singular_values": td.top_singular_values, "rank90": td.rank90,
+                        "rank_note": td.rank_note})
     groups = [] if group in ("tensor", "model") else [
         {"group": label, **_json_figures(sums)} for label, sums in result.group(group)]
     model = result.model()
     document = {"a": result.a, "b": result.b, "only_in_a": result.only_in_a, "only_in_b": result.only_in_b,
                 "mismatched": result.mismatched, "tensors": tensors, "groups": groups,
                 "model": None if model is None else _json_figures(model),
-                "seconds": result.seconds, "bytes_read": result.bytes_read}
+                "seconds": result.seconds, "bytes_read": result.bytes_read, "device": result.device,
+                "rank": result.rank, "cached": result.cached, "notes": result.notes}
     out.write(json.dumps(document, allow_nan=False) + "\n")
 
 
@@ -85,12 +106,15 @@ def diff_text(result: DiffResult, group: str) -> str:
     """The comparison as a table, with the unpaired and mismatched tensors listed after it."""
     lines = [f"A: {terminal_safe(result.a)}", f"B: {terminal_safe(result.b)}",
              f"{len(result.tensors):,} tensor pairs compared in {result.seconds:.2f} s, "
-             f"read {human_bytes(result.bytes_read)}", ""]
-    lines.append("  ".join(f"{t:<{w}}" if i < 2 else f"{t:>{w}}" for i, (t, w) in enumerate(_COLUMNS)).rstrip())
+             + ("from the cache" if result.cached else f"read {human_bytes(result.bytes_read)}")
+             + f", device {result.device}", ""]
+    columns = _COLUMNS + (_RANK_COLUMNS if result.rank and group == "tensor" else [])
+    lines.append("  ".join(f"{t:<{w}}" if i < 2 else f"{t:>{w}}" for i, (t, w) in enumerate(columns)).rstrip())
     if group == "tensor":
         for td in list(result.tensors.values()):
-            lines.append(_row(td.a.name, f"{td.a.dtype}>{td.b.dtype}" if td.a.dtype != td.b.dtype else td.a.dtype,
-                              td.sums))
+            row = _row(td.a.name, f"{td.a.dtype}>{td.b.dtype}" if td.a.dtype != td.b.dtype else td.a.dtype,
+                       td.sums)
+            lines.append((row.ljust(_TABLE_WIDTH) + _rank_cells(td)).rstrip() if result.rank else row)
     elif group != "model":
         for label, sums in result.group(group):
             lines.append(_row(label, "", sums, with_place=False))
@@ -104,6 +128,7 @@ def diff_text(result: DiffResult, group: str) -> str:
         elif model.max_abs > 0:
             lines.append(terminal_safe(f"largest |B-A| in {model.max_tensor} at {list(model.max_at)}", 2000))
     lines += _listing("only in A", result.only_in_a) + _listing("only in B", result.only_in_b)
+    lines += [""] + [terminal_safe(n, 2000) for n in result.notes] if result.notes else []
     return "\n".join(lines + _mismatched_lines(result.mismatched)) + "\n"
 
 
@@ -153,6 +178,18 @@ def _row(label: str, dtype_text: str, sums: DiffSums, with_place: bool = True) -
              "" if math.isnan(m["snr_db"]) else f"{m['snr_db']:.1f}"]
     return "  ".join(f"{c:<{w}}" if i < 2 else f"{c:>{w}}"
                      for i, (c, (_, w)) in enumerate(zip(cells, _COLUMNS, strict=True))).rstrip()
+
+
+_RANK_COLUMNS = [("rank90", 6), ("top singular values", 30)]
+_TABLE_WIDTH = sum(w for _, w in _COLUMNS) + 2 * (len(_COLUMNS) - 1)
+
+
+def _rank_cells(td: Any) -> str:
+    """rank90 and the top 3 singular values of a tensor row (blank where not a 2-D matrix, see --json)."""
+    if td.rank90 is None:
+        return ""
+    values = " ".join(format_value(v) for v in td.top_singular_values[:3])
+    return "  " + f"{td.rank90:>6}" + "  " + f"{values:>30}"
 
 
 def _cosine(x: float) -> str:
