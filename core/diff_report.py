@@ -89,7 +89,14 @@ def verdict(result: DiffResult) -> str:
     if model.n and model.ss_d == 0 and model.nonfinite == 0:
         return f"Verdict: B equals A: no value differs ({aligned})."
     cosine = m["cosine"]
-    if math.isfinite(cosine) and abs(cosine) < UNRELATED_COSINE:
+    if model.n == 0:
+        return f"Verdict: no compared value pair is finite in both models (NaN or infinite), so how far B moved " \
+               f"is not defined ({aligned})."
+    if math.isnan(cosine):
+        side = "A" if model.ss_a == 0 else "B"
+        return f"Verdict: B differs from A, but how far is not defined: {side}'s compared values are all zeros " \
+               f"({aligned})."
+    if abs(cosine) < UNRELATED_COSINE:
         return f"Verdict: B is not related to A: cosine near 0 ({_cosine(cosine)}), relative change " \
                f"{_share(m['rel_change'])}."
     if model.quantised:
@@ -187,9 +194,14 @@ def compared_blocks(result: DiffResult) -> list[Block]:
             ("Not comparable", f"{len(refused):,}")]
     if across:
         rows.append(("Compared across dtypes", f"{len(across):,} (as decoded values): {_across_words(across)}"))
-    if result.bytes_read:
+    if result.cached:
+        rows.append(("Time", "from the comparison cache (no tensor data read)"))
+    elif result.bytes_read:
         rows.append(("Time", f"{result.seconds:.1f} s"))
+    if result.rank:
+        rows.append(("Low-rank figures computed on", clip(result.device, 40)))
     blocks: list[Block] = [Heading("What was compared", level=2), KeyValues(rows)]
+    blocks += [Paragraph(clip(note, 400), style="note") for note in result.notes[:MISMATCH_ROWS]]
     blocks.append(Paragraph("Tensors pair by name, GGUF names mapped to Hugging Face ones (with llama.cpp's q/k row "
                             "order undone). Values are compared as decoded, in A's coordinates.", style="note"))
     if refused:
@@ -276,7 +288,7 @@ def most_changed_blocks(result: DiffResult) -> list[Block]:
     blocks: list[Block] = [Heading("Most changed tensors", level=2)]
     if not top:
         return [*blocks, Paragraph("No tensor changed.", style="note")]
-    with_rank = any(_rank90(td) is not None for td in result.tensors.values())
+    with_rank = result.rank
     with_snr = any(td.sums.quantised for td in top)
     columns = ["Tensor", "Dtypes", "Rel. change", "Cosine", "Identical", "Max |B−A|"]
     widths = [4.6, 1.5, 1.3, 1.4, 1.2, 1.3]
@@ -295,15 +307,15 @@ def most_changed_blocks(result: DiffResult) -> list[Block]:
         if with_snr:
             row.append(_snr(m["snr_db"]) if td.sums.quantised else "not quantised")
         if with_rank:
-            rank = _rank90(td)
-            row.append("not computed" if rank is None else f"{rank:,}")
+            row.append(_rank_text(td))
         rows.append(row)
     blocks.append(Paragraph(f"The {plural(len(top), 'changed tensor')} with the largest relative change, largest "
                             "first (unchanged tensors are left out).", style="note"))
     blocks.append(Table(columns, rows, "ll" + "r" * (len(columns) - 2), widths))
     if with_rank:
-        blocks.append(Paragraph("Rank 90%: how many singular directions of B−A hold 90% of the change's energy; a "
-                                "small number against the matrix's size means a low-rank update (as LoRA makes).",
+        blocks.append(Paragraph("Rank 90%: how many singular directions of B−A hold 90% of the change's energy, "
+                                "of the most the matrix can have; a small number means a low-rank update (as LoRA "
+                                "makes).",
                                 style="note"))
     return blocks
 
@@ -313,10 +325,11 @@ def _rel(td: TensorDiff) -> float:
     return metrics(td.sums)["rel_change"]
 
 
-def _rank90(td: TensorDiff) -> int | None:
-    """The low-rank figure when the comparison computed it (``--rank``), else None."""
-    rank: Any = getattr(td, "rank90", None)
-    return int(rank) if isinstance(rank, int | float) and math.isfinite(rank) else None
+def _rank_text(td: TensorDiff) -> str:
+    """rank90 when the comparison computed it (``--rank``), else why not."""
+    if td.rank90 is not None:
+        return f"{td.rank90:,} of {min(td.a.shape):,}" if len(td.a.shape) == 2 else f"{td.rank90:,}"
+    return clip(td.rank_note, 40) if td.rank_note else "not computed"
 
 
 def _refused(result: DiffResult) -> list[dict[str, Any]]:
@@ -355,7 +368,8 @@ def _share(x: float) -> str:
         return "not defined (A is all zeros)"
     if x == 0:
         return "0%"
-    return f"{100 * x:,.0f}%" if x >= 10 else f"{100 * x:#.3g}%"
+    pct = 100 * x
+    return f"{pct:,.0f}%" if pct >= 99.5 else f"{pct:#.3g}%"  # "#": 2.00% beside 2.13%, never "100.%"
 
 
 def _rel_text(x: float, sums: DiffSums) -> str:

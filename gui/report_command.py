@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         diff = None
         if args.compare is not None:  # before the long statistics: a bad B is refused at once
             with stage(f"comparing {args.path!r} with {args.compare!r}"):
-                diff = _compare_with_progress(checkpoint, args.compare, args.rank)
+                diff = _compare_with_progress(checkpoint, args.compare, args.rank, args.device)
         elif args.rank:
             return fail("--rank needs --compare B: it measures the low-rank structure of B-A")
         with stage(f"computing the statistics of {args.path!r}"):
@@ -86,10 +86,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_with_progress(checkpoint: Any, other: str, rank: bool) -> Any:
+def _compare_with_progress(checkpoint: Any, other: str, rank: bool, device: str) -> Any:
     """The comparison of the open model (A) with ``other`` (B), with progress on a terminal."""
     from core.diff import compare
 
-    if not rank:
-        return drain_with_progress(compare(checkpoint, other))
-    return drain_with_progress(compare(checkpoint, other, rank=True))
+    return drain_with_progress(compare(checkpoint, other, rank=rank, device=device))
