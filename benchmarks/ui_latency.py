@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -104,6 +105,28 @@ class StallMeter:
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(5)
         self.timer.timeout.connect(self._tick)
+        self.profile_ms = float(os.environ.get("UI_LATENCY_PROFILE", "0") or 0)  # name what ran in slow turns
+        self.profiler = None
+
+    def _restart_profiler(self) -> None:
+        """A fresh cProfile of the UI thread for the next interval between two ticks (debugging only)."""
+        import cProfile
+
+        self.profiler = cProfile.Profile()
+        self.profiler.enable()
+
+    def _report_profile(self, stall: float) -> None:
+        """The functions that took most of a slow interval, cumulative, with the calls they made."""
+        import io
+        import pstats
+
+        out = io.StringIO()
+        stats = pstats.Stats(self.profiler, stream=out)
+        stats.sort_stats("cumulative").print_stats(r"^(?!.*ui_latency).*", 14)
+        lines = [ln for ln in out.getvalue().splitlines() if re.match(r"\s*\d", ln)]
+        print(f"  -- {stall:.0f} ms stall ({self.phase}):")
+        for line in lines:
+            print("    " + line.strip()[:160])
 
     def start(self, phase: str) -> None:
         self.phase = phase
@@ -125,6 +148,13 @@ class StallMeter:
         self.busy.setdefault(self.phase, []).append(busy)
         if stall > 20 and os.environ.get("UI_LATENCY_DEBUG"):
             print(f"  stall {stall:.0f} ms, UI thread busy {busy:.0f} ms of it ({self.phase})")
+        if self.profile_ms:
+            if self.profiler is not None:
+                self.profiler.disable()
+                if stall > self.profile_ms:
+                    self._report_profile(stall)
+            self._restart_profiler()
+            now, cpu = time.perf_counter(), time.thread_time()  # the profile's report is not the window's stall
         self.last, self.last_cpu = now, cpu
 
 

@@ -45,7 +45,8 @@ def test_sliced_panel_builds_one_piece_per_turn_and_ends_like_a_direct_one(qtbot
         steps += 1
         if sliced.slices.pending:
             assert sliced.pages.count() == 0  # the half-made plot stays out of the window until the last step
-    assert steps == 8  # plot, curve, axis titles, five markers two at a time (3), table, attach
+    assert steps == 11  # view box, axes, plot item (gui/plot_parts.py), plot, curve, axis titles, five markers two
+    # at a time (3), table, attach
     assert sliced.pages.currentWidget() is sliced.split and sliced.plot.isVisible()
     for panel in (direct, sliced):
         panel.set_stats(ts, "a", "test")

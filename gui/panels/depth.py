@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QCheckBox, QComboBox, QLabel, QSizePolicy, QStacke
 
 from core.depth import ALPHA_LABEL, STATISTICS, DepthSeries
 from gui.plain import rich_escape, tooltip
+from gui.plot_parts import PlotParts
 from gui.slices import Slices
 from gui.style import ROLE_COLORS, SERIES_COLORS, panel_header
 
@@ -109,13 +110,14 @@ class DepthPanel(QWidget):
         self.stack = QStackedLayout()
         self.stack.addWidget(self.empty)
         layout.addLayout(self.stack, 1)
-        self.slices = Slices(self, [self._make_plot, self._make_items], sliced)
+        self._plot_parts = PlotParts()  # its ViewBox, axes and PlotItem: a slice each (gui/plot_parts.py)
+        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, self._make_items], sliced)
 
     def _make_plot(self) -> None:
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.setBackground("w")
-        self.plot = self.canvas.addPlot(row=0, col=0)
-        self.plot.setMenuEnabled(False)
+        self.plot = self._plot_parts.item  # made without a context menu
+        self.canvas.addItem(self.plot, row=0, col=0)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
         self.plot.setLabel("bottom", "layer (block index)")

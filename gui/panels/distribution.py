@@ -43,6 +43,7 @@ from core.histogram_scope import MATRICES_RULE, SCOPES, RoleHistogram
 from core.numbers import format_value
 from core.stats_summary import PERCENTILES, TensorStats, percentile_key
 from gui.plain import tooltip
+from gui.plot_parts import PlotParts
 from gui.slices import Slices
 from gui.style import ACCENT, MUTED, panel_header
 
@@ -199,14 +200,16 @@ class DistributionPanel(QWidget):
         self._set_enabled(False)
         self._marker_items: dict[str, pg.InfiniteLine] = {}
         marker_steps = [functools.partial(self._make_marker, *MARKERS[i:i + 2]) for i in range(0, len(MARKERS), 2)]
-        self.slices = Slices(self, [self._make_plot, self._make_curve, self._make_axis_labels, *marker_steps,
+        self._plot_parts = PlotParts()  # its ViewBox, axes and PlotItem: a slice each (gui/plot_parts.py)
+        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, self._make_curve,
+                                    self._make_axis_labels, *marker_steps,
                                     self._make_table, self._attach], sliced)
 
     def _make_plot(self) -> None:
-        """The plot widget alone (15-20 ms): no context menu, so its ViewBox never builds one. Until ``_attach``
-        the plot and table are out of the window: a slice never shares its turn with a paint of a half-made plot."""
+        """The plot widget around its ready PlotItem (no context menu). Until ``_attach`` the plot and table
+        are out of the window: a slice never shares its turn with a paint of a half-made plot."""
         self.split = QSplitter(Qt.Orientation.Horizontal)
-        self.plot = pg.PlotWidget(enableMenu=False)
+        self.plot = self._plot_parts.widget()
         self.split.addWidget(self.plot)
 
     def _make_curve(self) -> None:

@@ -20,6 +20,7 @@ from core.checkpoint import Checkpoint, TensorInfo
 from core.heatmap import MODES, Heatmap, compute_heatmap
 from core.numbers import format_value
 from gui.plain import plain_label, tooltip
+from gui.plot_parts import MenulessColorBar, PlotParts
 from gui.slices import Slices
 from gui.style import panel_header, shrinkable
 from gui.workers import JobSlot
@@ -118,12 +119,12 @@ class HeatmapPanel(QWidget):
         self.readout.setObjectName("Muted")
         layout.addWidget(self.readout)
         self.marked: tuple[int, ...] | None = None
-        self.slices = Slices(self, [self._make_plot, self._make_colorbar, self._insert_colorbar,
-                                    self._make_overlays], sliced)
+        self._plot_parts = PlotParts()  # its ViewBox, axes and PlotItem: a slice each (gui/plot_parts.py)
+        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, self._make_colorbar,
+                                    self._insert_colorbar, self._make_overlays], sliced)
 
     def _make_plot(self) -> None:
-        self.plot = pg.PlotWidget()
-        self.plot.setMenuEnabled(False)
+        self.plot = self._plot_parts.widget()  # made without a context menu
         self.plot.setAspectLocked(False)
         self.plot.getViewBox().invertY(True)
         self.plot.setLabel("bottom", "column (input)")
@@ -133,7 +134,7 @@ class HeatmapPanel(QWidget):
         self.layout().insertWidget(1, self.plot, 1)  # between the header and the NaN / Inf legend
 
     def _make_colorbar(self) -> None:
-        self.colorbar = pg.ColorBarItem(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
+        self.colorbar = MenulessColorBar(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
                                         width=14, label="value")
 
     def _insert_colorbar(self) -> None:
