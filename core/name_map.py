@@ -7,6 +7,12 @@ q_proj and k_proj of llama-family models (its rotary embedding pairs neighbourin
 pairs the two halves of each head): such a pair carries the row order that undoes it, so an unchanged
 conversion compares as unchanged. Shapes are row-major on both sides (the GGUF reader already reversed
 the ne order).
+
+Mixture-of-experts: llama.cpp stores all experts of a layer in one 3-D tensor (blk.N.ffn_gate_exps.weight,
+experts x rows x cols, expert e = slice e), Hugging Face one tensor per expert
+(model.layers.N.mlp.experts.E.gate_proj.weight, or Mixtral's block_sparse_moe.experts.E.w1). When every
+expert of a merged tensor has its per-expert partner of the slice's shape, each slice pairs with its expert
+(the slice is named ``blk.N.ffn_gate_exps.weight[E]``); otherwise none pairs and a note says why.
 """
 
 from __future__ import annotations
@@ -37,10 +43,20 @@ _BLOCK_NAMES = {
     "mlp.down_proj": "ffn_down",
     "input_layernorm": "attn_norm",
     "post_attention_layernorm": "ffn_norm",
+    "mlp.gate": "ffn_gate_inp",  # a mixture-of-experts router (Qwen-MoE, OLMoE, DeepSeek)
+    "block_sparse_moe.gate": "ffn_gate_inp",  # ... Mixtral's
+    "mlp.shared_expert.gate_proj": "ffn_gate_shexp",
+    "mlp.shared_expert.up_proj": "ffn_up_shexp",
+    "mlp.shared_expert.down_proj": "ffn_down_shexp",
 }
 _HF_BLOCK = re.compile(r"model\.layers\.([0-9]{1,9})\.(.+)\.(weight|bias)")
 _HF_GLOBAL = re.compile(r"(.+)\.(weight|bias)")
 _PERMUTED_GGUF = re.compile(r"blk\.[0-9]{1,9}\.attn_(q|k)\.weight")
+_MERGED_EXPERTS = re.compile(r"blk\.([0-9]{1,9})\.ffn_(gate|up|down)_exps\.weight")
+_HF_EXPERT = re.compile(r"model\.layers\.([0-9]{1,9})\.(?:mlp|block_sparse_moe)\.experts\.([0-9]{1,9})\."
+                        r"(gate_proj|up_proj|down_proj|w1|w3|w2)\.weight")
+_EXPERT_ROLE = {"gate_proj": "gate", "w1": "gate", "up_proj": "up", "w3": "up", "down_proj": "down", "w2": "down"}
+MAX_EXPERTS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -109,7 +125,75 @@ def align(a: Checkpoint, b: Checkpoint) -> Alignment:
         paired_b.add(partner.name)
         pairs.append(AlignedPair(t, partner, _row_order(a, t, b, partner)))
     only_in_b = [t.name for t in b.tensors if t.name not in paired_b]
-    return Alignment(pairs, only_in_a, only_in_b)
+    notes: list[str] = []
+    for merged_is_a in (True, False):
+        merged_side, per_side = (only_in_a, only_in_b) if merged_is_a else (only_in_b, only_in_a)
+        merged_model, per_model = (a, b) if merged_is_a else (b, a)
+        expert_pairs, used = _pair_experts(merged_model, merged_side, per_model, per_side, merged_is_a, notes)
+        if expert_pairs:
+            pairs += expert_pairs
+            only_in_a = [n for n in only_in_a if n not in used]
+            only_in_b = [n for n in only_in_b if n not in used]
+    return Alignment(pairs, only_in_a, only_in_b, notes)
+
+
+def _pair_experts(merged_model: Checkpoint, merged_names: list[str], per_model: Checkpoint, per_names: list[str],
+                  merged_is_a: bool, notes: list[str]) -> tuple[list[AlignedPair], set[str]]:
+    """Pairs of each slice of an unpaired merged-experts GGUF tensor with its unpaired per-expert tensor; the
+    names used up; a note for each merged tensor whose experts are there but do not line up."""
+    if merged_model.format != "gguf" or not merged_names or not per_names:
+        return [], set()
+    per_left = set(per_names)
+    experts: dict[tuple[int, str, int], TensorInfo] = {}
+    for t in per_model.tensors:
+        match = _HF_EXPERT.fullmatch(unwrapped(t.name)) if t.name in per_left else None
+        if match:
+            experts[(int(match.group(1)), _EXPERT_ROLE[match.group(3)], int(match.group(2)))] = t
+    if not experts:
+        return [], set()
+    merged_left = set(merged_names)
+    pairs: list[AlignedPair] = []
+    used: set[str] = set()
+    for m in merged_model.tensors:
+        match = _MERGED_EXPERTS.fullmatch(m.name) if m.name in merged_left else None
+        if not match:
+            continue
+        layer, role = int(match.group(1)), match.group(2)
+        found = [t for (n, r, _), t in experts.items() if n == layer and r == role]
+        if not found:
+            continue
+        why = _why_experts_differ(m, layer, role, experts, len(found))
+        if why is not None:
+            notes.append(f"{m.name} not compared with the per-expert tensors of layer {layer}: {why}")
+            continue
+        count = m.shape[0]
+        for e in range(count):
+            view, expert = _expert_slice(m, e), experts[(layer, role, e)]
+            pairs.append(AlignedPair(view, expert) if merged_is_a else AlignedPair(expert, view))
+            used.add(expert.name)
+        used.add(m.name)
+    return pairs, used
+
+
+def _why_experts_differ(m: TensorInfo, layer: int, role: str, experts: dict[tuple[int, str, int], TensorInfo],
+                        found: int) -> str | None:
+    if len(m.shape) != 3 or not 0 < m.shape[0] <= MAX_EXPERTS or m.strides is not None \
+            or m.nbytes % m.shape[0] != 0:
+        return f"not a stack of experts (shape {list(m.shape)})"
+    count, shape = m.shape[0], tuple(m.shape[1:])
+    if found != count or any((layer, role, e) not in experts for e in range(count)):
+        return f"it holds {count} experts, {found} per-expert {role} tensors were found"
+    odd = next((t for e in range(count) if (t := experts[(layer, role, e)]).shape != shape), None)
+    if odd is not None:
+        return f"an expert slice is {list(shape)}, {odd.name} is {list(odd.shape)}"
+    return None
+
+
+def _expert_slice(m: TensorInfo, e: int) -> TensorInfo:
+    """Expert ``e`` of a merged-experts tensor, as a tensor record of its own (slice e of the first axis)."""
+    per = m.nbytes // m.shape[0]
+    return TensorInfo(f"{m.name}[{e}]", tuple(m.shape[1:]), m.dtype, m.elements // m.shape[0], per, m.file,
+                      m.offset + e * per, m.kind, m.role)
 
 
 # Keys that training code wraps a state dict in: Lightning's "state_dict", torch's DistributedDataParallel
