@@ -380,7 +380,10 @@ def _rel_text(x: float, sums: DiffSums) -> str:
 
 def _cosine(x: float) -> str:
     """Cosines near 1 are what matter: enough digits to tell 0.999999 from 1."""
-    return "1" if x == 1.0 else f"{x:.7f}" if abs(x) >= 0.99 else f"{x:.3f}"
+    if x == 1.0:
+        return "1"
+    text = f"{x:.7f}" if abs(x) >= 0.99 else f"{x:.3f}"
+    return ">0.9999999" if text == "1.0000000" else text  # not 1: some direction changed, by rounding at least
 
 
 def _cosine_text(x: float, sums: DiffSums) -> str:
