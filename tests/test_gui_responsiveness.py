@@ -53,7 +53,7 @@ def test_finish_build_adds_every_section_now(qtbot, tmp_path: Path) -> None:
         panel = SummaryPanel(checkpoint, sliced=True)
         qtbot.addWidget(panel)
         panel.finish_build()
-        assert not panel.building and not panel.slices._timer.isActive()
+        assert not panel.building and not panel.slices.scheduled
         assert panel.memory_table.rowCount() >= 6 and panel.files_table.item(0, 0).text() == "model.safetensors"
     finally:
         checkpoint.close()
@@ -190,3 +190,25 @@ def test_memory_bar_paints_the_plan_end_to_end_against_the_capacity_line(qtbot) 
     assert image.pixelColor(int(weights_end) - 3, middle) == QColor(ITEM_COLORS["weights"])
     column = round(bar.x_of(80.0))
     assert any(image.pixelColor(x, 8) == QColor(WARNING) for x in range(column - 1, column + 2))
+
+
+def test_panels_building_at_once_take_turns_one_step_per_turn_the_visible_one_first(qtbot) -> None:
+    from PySide6.QtWidgets import QWidget
+
+    from gui.slices import Slices, _shared_turns
+
+    hidden, shown = QWidget(), QWidget()
+    for widget in (hidden, shown):
+        qtbot.addWidget(widget)
+    shown.show()
+    ran: list[str] = []
+    first = Slices(hidden, [lambda k=k: ran.append(f"hidden{k}") for k in range(2)], sliced=True)
+    second = Slices(shown, [lambda k=k: ran.append(f"shown{k}") for k in range(2)], sliced=True)
+    assert first.scheduled and second.scheduled and ran == []
+    turns = _shared_turns()
+    turns._run()  # what one firing of the shared 1 ms timer does
+    assert ran == ["shown0"]
+    turns._run()
+    assert ran == ["shown0", "shown1"] and not second.scheduled
+    qtbot.waitUntil(lambda: not first.pending, timeout=2000)
+    assert ran == ["shown0", "shown1", "hidden0", "hidden1"] and not first.scheduled
