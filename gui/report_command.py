@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="a checkpoint file, a sharded index (*.index.json) or a model folder")
     parser.add_argument("-o", "--output", required=True, metavar="OUT.pdf", help="where to write the PDF")
     parser.add_argument("--device", default="auto", help="where statistics run: auto (default), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--no-cache", action="store_true", help="neither read nor write the statistics cache")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="neither read nor write the statistics (and comparison) cache")
     parser.add_argument("--memory-compare", nargs="+", default=[], metavar="MODEL",
                         help="add a page comparing this model's memory with these (files or reference model names)")
     parser.add_argument("--spectra", action="store_true",
@@ -44,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         diff = None
         if args.compare is not None:  # before the long statistics: a bad B is refused at once
             with stage(f"comparing {args.path!r} with {args.compare!r}"):
-                diff = _compare_with_progress(checkpoint, args.compare, args.rank, args.device)
+                diff = _compare_with_progress(checkpoint, args.compare, args.rank, args.device, not args.no_cache)
         elif args.rank:
             return fail("--rank needs --compare B: it measures the low-rank structure of B-A")
         with stage(f"computing the statistics of {args.path!r}"):
@@ -86,8 +87,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _compare_with_progress(checkpoint: Any, other: str, rank: bool, device: str) -> Any:
-    """The comparison of the open model (A) with ``other`` (B), with progress on a terminal."""
+def _compare_with_progress(checkpoint: Any, other: str, rank: bool, device: str, use_cache: bool) -> Any:
+    """The comparison of the open model (A) with ``other`` (B), with progress on a terminal; cached like
+    ``main.py diff`` (a second report of the same pair reads no tensor data)."""
     from core.diff import compare
+    from core.diff_cache import DiffCache
 
-    return drain_with_progress(compare(checkpoint, other, rank=rank, device=device))
+    cache = DiffCache.default() if use_cache else None
+    return drain_with_progress(compare(checkpoint, other, rank=rank, device=device, cache=cache))

@@ -95,3 +95,18 @@ def test_bad_compare_refused_before_the_statistics(qapp, tmp_path: Path, monkeyp
     assert main.main(["report", str(SAMPLE / "tiny-llama"), "--rank", "-o", str(out)]) == 2
     assert capsys.readouterr().err == "error: --rank needs --compare B: it measures the low-rank structure of B-A\n"
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["config-only"]
+
+
+def test_second_report_reads_the_comparison_from_the_cache(qapp, fine_tune, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WEIGHTSCOPE_CACHE_DIR", str(tmp_path / "cache"))
+    pa, pb, _, _ = fine_tune
+    texts = []
+    for name in ("first.pdf", "second.pdf", "third.pdf"):
+        args = ["report", str(pa), "--compare", str(pb), "-o", str(tmp_path / name), "--device", "cpu"]
+        assert main.main(args + (["--no-cache"] if name == "third.pdf" else [])) == 0
+        texts.append(" ".join(pdf_text(tmp_path / name)))
+    cached = "Time from the comparison cache (no tensor data read)"
+    assert cached not in texts[0] and cached in texts[1] and cached not in texts[2]
+    verdicts = [re.search(r"Verdict: B is a fine-tune of A: [^.]*\.\d+%\.", t).group(0) for t in texts]
+    assert verdicts[0] == verdicts[1] == verdicts[2]
