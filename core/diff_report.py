@@ -76,6 +76,12 @@ def diff_blocks(result: DiffResult) -> list[Block]:
     return blocks
 
 
+def title_facts(result: DiffResult) -> list[tuple[str, str]]:
+    """The title page's lines about the comparison: model B (data, clipped) and the verdict."""
+    return [("Compared with (B)", clip(result.b, NAME_CHARS)),
+            ("Comparison", verdict(result).removeprefix("Verdict: "))]
+
+
 # --------------------------------------------------------------------------- verdict
 def verdict(result: DiffResult) -> str:
     """One sentence that answers "how does B relate to A", from the whole-model figures (thresholds above)."""

@@ -73,11 +73,12 @@ def run(args: argparse.Namespace) -> int:
                 at = insert_before(report.blocks, "What the words mean")
                 report.blocks[at:at] = spectra_blocks(checkpoint, spectra)
             if diff is not None:
-                from core.diff_report import diff_blocks
+                from core.diff_report import diff_blocks, title_facts
                 from core.spectra_report import insert_before
 
                 at = insert_before(report.blocks, "What the words mean")
                 report.blocks[at:at] = diff_blocks(diff)
+                report.facts[1:1] = title_facts(diff)
             if compared is not None:
                 from core.memory_side_by_side import side_by_side_blocks
 

@@ -56,6 +56,7 @@ def test_fine_tune_pages_in_the_pdf(qapp, fine_tune, tmp_path: Path, capsys: pyt
     assert f"Verdict: B is a fine-tune of A: 2 of 17 tensors changed, most in layers 5-6, relative change " \
            f"{100 * rel:#.3g}%." in text
     assert f"Relative change {100 * rel:#.3g}%" in text
+    assert f"Compared with (B) {pb} Comparison B is a fine-tune of A: 2 of 17 tensors changed" in pages[0]
     assert "Frozen tensors 15 of 17" in text
     assert "Where B differs from A" in text and "relative change by layer" in text
     for i in (5, 6):  # each moved by 25% (B = 1.25 A, in float32) and kept its direction up to rounding
