@@ -30,6 +30,7 @@ from core.number_words import GB_NOTE, bytes_both_ways, count_in_words
 from core.numbers import human_bytes, human_count, percent
 from core.quantization import DESCRIBED_TYPES, describe_file_type, describe_type, headline, quantization_summary
 from core.taxonomy import KIND_HELP, ROLES
+from gui.panels.lora import LoraBox
 from gui.plain import plain_label, rich_escape, tooltip
 from gui.slices import Slices
 from gui.style import KIND_COLORS, quiet_table, role_color
@@ -197,6 +198,7 @@ class SummaryPanel(QScrollArea):
         self._boxes: list[QWidget] = []
         steps = [lambda: self._add(self._headline()), self._headline_numbers,
                  lambda: self._add(self._count_story_box()),
+                 *([lambda: self._add(LoraBox(checkpoint))] if checkpoint.lora is not None else []),
                  lambda: self._add(self._where_box()),
                  *(lambda make=make: self._boxes.append(make())
                    for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box)),
