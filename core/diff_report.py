@@ -146,7 +146,7 @@ def _converted(result: DiffResult, rel_change: float) -> bool:
 
 
 def _dtype_pairs(result: DiffResult) -> str:
-    pairs = sorted({f"{td.a.dtype} → {td.b.dtype}" for td in result.tensors.values()})
+    pairs = sorted({f"{clip(td.a.dtype, 20)} → {clip(td.b.dtype, 20)}" for td in result.tensors.values()})
     return ", ".join(pairs[:3]) + (f" and {len(pairs) - 3} more" if len(pairs) > 3 else "")
 
 
