@@ -388,7 +388,7 @@ class MainWindow(QMainWindow):
         if self._closing:
             opened.checkpoint.close()
             return
-        view = ModelView(opened, analysis_device(), self.chunk_bytes, auto_analyse=self.auto_analyse)
+        view = ModelView(opened, analysis_device(), self.chunk_bytes, auto_analyse=self.auto_analyse, sliced=True)
         view.fold_check.setChecked(self.action_fold.isChecked())
         view.sig_analysis_changed.connect(self._update_status)
         view.sig_error.connect(self._view_error)

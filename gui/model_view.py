@@ -55,6 +55,7 @@ from gui.priority import lower_thread_priority
 from gui.progress_text import Throughput, partial_text, progress_text
 from gui.references import reference_title
 from gui.scope_jobs import ScopedStats, scoped_selection_stats
+from gui.slices import Slices
 from gui.tree_model import (
     COL_DTYPE,
     COL_KIND,
@@ -74,6 +75,7 @@ OWN_ANALYSIS_BYTES = 512 << 20  # a selection reads its own missing tensors up t
 TICK_MS = 200
 
 TAB_SUMMARY, TAB_DISTRIBUTION, TAB_DEPTH, TAB_HEATMAP = range(4)
+BUILT_LATER = {"tree_model", "proxy", "tree"}  # made by a sliced view's first steps (ModelView.__getattr__)
 
 
 @dataclass
@@ -191,7 +193,9 @@ class ModelView(QWidget):
     sig_legend_requested = Signal(str)  # a term of the memory planner's account
 
     def __init__(self, opened: OpenedModel, device: str = "auto", chunk_bytes: int = DEFAULT_CHUNK_BYTES,
-                 parent: QWidget | None = None, auto_analyse: bool = True) -> None:
+                 parent: QWidget | None = None, auto_analyse: bool = True, sliced: bool = False) -> None:
+        """``sliced``: the frame (tool bar, tabs) now, the layer tree and the analysis on later turns of the
+        event loop (``slices``), so opening a model never holds the window for the whole tab."""
         super().__init__(parent)
         self.opened = opened
         self.checkpoint = opened.checkpoint
@@ -233,8 +237,16 @@ class ModelView(QWidget):
         self.ticker.timeout.connect(self._tick)
 
         self._build_ui()
-        if auto_analyse:
-            self.start_analysis()
+        steps = [self._build_tree, self._finish_tree]
+        self.slices = Slices(self, [*steps, self.start_analysis] if auto_analyse else steps, sliced)
+
+    def __getattr__(self, name: str):
+        """The tree's attributes, asked for before the slices made them: the rest of the tab is made now."""
+        slices = self.__dict__.get("slices")
+        if name in BUILT_LATER and slices is not None and slices.pending:
+            slices.finish()
+            return getattr(self, name)
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ------------------------------------------------------------------ layout
     def _build_ui(self) -> None:
@@ -274,23 +286,7 @@ class ModelView(QWidget):
         bar2.addWidget(collapse)
         left_layout.addLayout(bar2)
 
-        self.tree_model = LayerTreeModel(self.opened.folded, self.title, self.checkpoint.parameter_count, self)
-        self.proxy = TreeFilterProxy(self)
-        self.proxy.setSourceModel(self.tree_model)
-        self.tree = QTreeView(objectName="layer_tree")
-        self.tree.setModel(self.proxy)
-        self.tree.setUniformRowHeights(True)
-        self.tree.setAlternatingRowColors(True)
-        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.tree.header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-        self.tree.setSortingEnabled(True)
-        self.tree.header().setStretchLastSection(False)
-        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        self.tree.header().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        left_layout.addWidget(self.tree, 1)
-        self._expand_default()
-        self._size_columns()
+        self._left_layout, self._tree_buttons = left_layout, (expand, collapse)
 
         self.tabs = QTabWidget(objectName="panel_tabs")
         self.tabs.setDocumentMode(True)
@@ -331,12 +327,38 @@ class ModelView(QWidget):
         self.splitter.setStretchFactor(1, 6)
         self.splitter.setSizes([560, 840])
 
+    def _build_tree(self) -> None:
+        """The layer tree's model and view (the folded tree unless the fold box was unticked meanwhile)."""
+        root = self.opened.folded if self.fold_check.isChecked() else self.opened.tree
+        self.tree_model = LayerTreeModel(root, self.title, self.checkpoint.parameter_count, self)
+        self.proxy = TreeFilterProxy(self)
+        self.proxy.setSourceModel(self.tree_model)
+        self.tree = QTreeView(objectName="layer_tree")
+        self.tree.setModel(self.proxy)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.tree.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.tree.header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.tree.setSortingEnabled(True)
+        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        self.tree.header().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self._left_layout.addWidget(self.tree, 1)
+
+    def _finish_tree(self) -> None:
+        """The tree's first rows unfolded, its columns sized, and the controls over it wired."""
+        self._expand_default()
+        self._size_columns()
+        expand, collapse = self._tree_buttons
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.filter_mode.currentIndexChanged.connect(self._apply_filter)
         self.fold_check.toggled.connect(self.set_folded)
         expand.clicked.connect(self.tree.expandAll)
         collapse.clicked.connect(self._collapse)
         self.tree.selectionModel().currentRowChanged.connect(self._current_changed)
+        if self.filter_edit.text().strip():  # typed while the tree was being made
+            self._apply_filter()
 
     # ------------------------------------------------------------------ panels, built when first shown
     @property
@@ -919,7 +941,7 @@ class ModelView(QWidget):
         return self.progress.fraction if self.progress is not None else 0.0
 
     def is_idle(self) -> bool:
-        return not (self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
+        return not (self.slices.pending or self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
                     or self.findings_job.busy or any(slot.busy for slot in self._heatmap_slots())
                     or any(tab.pending for tab in self.findChildren(LazyTab))
                     or any(not w.is_done for w in self._stopping))
