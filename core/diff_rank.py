@@ -68,7 +68,9 @@ class DiffGram:
         x = d.reshape(d.shape[0], d.shape[1], 1)
         if not isinstance(self.engine, NumpyGram):
             x = self.engine.upload(x)
-        if self.wide:
+        if self.wide and hasattr(self.engine, "add_columns"):  # the lower triangle of G += C C^T, as core.gram
+            self.engine.add_columns(self.g, x)
+        elif self.wide:
             every = slice(0, self.rows)
             self.engine.add_cross(self.g, x, x, every, every)
         else:
