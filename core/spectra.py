@@ -22,6 +22,7 @@ import numpy as np
 from core import dtypes
 from core.checkpoint import Checkpoint, TensorInfo
 from core.errors import CancelledError, CheckpointError
+from core.exact_rank import gram_cannot_decide, singular_values
 from core.gram import DEFAULT_BLOCK_BYTES, MatrixLayout, accumulate, gram_steps, make_gram_engine, matrix_layout
 from core.numbers import human_bytes
 from core.spectra_metrics import MIN_EVALS, SpectralMetrics, compute_metrics, summarize
@@ -269,7 +270,8 @@ class _Run:
                                                                                        tuple[np.ndarray | None, str]]:
         """Yields arithmetic done so far within this matrix; returns (sorted eigenvalues, "") or (None, reason)."""
         engine = self.engine
-        steps = sum(gram_steps(g, self.block_bytes) + g.slices for g in layout.groups)
+        column_blocks = getattr(engine, "column_blocks", False)
+        steps = sum(gram_steps(g, self.block_bytes, column_blocks) + g.slices for g in layout.groups)
         unit = cost / max(1, steps)
         done = 0.0
         pooled: list[np.ndarray] = []
@@ -288,12 +290,22 @@ class _Run:
                         self._stop_if_asked()
                     else:
                         grams = item
+                undecided = []
                 for s in range(group.slices):
                     pooled.append(engine.eigenvalues(grams, s))
+                    if gram_cannot_decide(pooled[-1], group.rows, group.cols):
+                        undecided.append((len(pooled) - 1, s))
                     done += unit
                     yield done
                     self._stop_if_asked()
                 del grams
+                for index, s in undecided:  # the rank needs what the Gram lost: the matrix's own singular values
+                    for sv in singular_values(self.checkpoint, t, group, s, self.block_bytes):
+                        if sv is None:
+                            yield done
+                            self._stop_if_asked()
+                        else:
+                            pooled[index] = sv * sv
         except _NonFiniteError:
             return None, self._non_finite_reason(t)
         evals = np.sort(np.maximum(np.concatenate(pooled), 0.0)) * layout.scale

@@ -15,7 +15,7 @@ import numpy as np
 from core.checkpoint import TensorInfo
 from core.stats_cache import StatsCache, _blob, _mac, _text, authentic, default_cache_dir
 
-VERSION = 1
+VERSION = 2  # 2: eigenvalues at rounding level replaced by exact singular values squared
 MAX_REASON = 500
 
 

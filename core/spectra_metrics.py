@@ -6,11 +6,11 @@ stable_rank = sum lambda / lambda_max; alpha, xmin, D, sigma, num_pl_spikes from
 (core.powerlaw_fit); alpha_weighted = alpha * log_spectral_norm; log_alpha_norm = log10(sum lambda^alpha);
 entropy = -sum p ln p / ln(rank) with p = lambda / sum lambda + 1e-10.
 
-matrix_rank counts eigenvalues above lambda_max * N * eps (float64 eps, N the larger side): the threshold
-numpy's matrix_rank puts on a Gram matrix. WeightWatcher thresholds singular values instead (sigma_max * N *
-eps), far below what a Gram matrix resolves; the two agree unless singular values fall below about 1e-8 of the
-largest, which in float32 or bf16 weights is rounding noise (a product of low-rank factors stored in float32:
-WeightWatcher counts the rounding noise as rank, we do not).
+matrix_rank is WeightWatcher's: numpy's matrix_rank of the float64 matrix, singular values above sigma_max * N
+* eps (N the larger side). That is far below what a Gram matrix's eigenvalues resolve, so core.spectra replaces
+the eigenvalues of a matrix whose Gram spectrum reaches rounding level by its exact singular values squared
+(core.exact_rank), and every eigenvalue counted here is then accurate enough for the threshold (the rounding
+noise of a low-rank product stored in float32 counts as rank, as in WeightWatcher).
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def compute_metrics(evals: np.ndarray, n_large: int) -> SpectralMetrics:
     ev = np.sort(np.maximum(np.asarray(evals, dtype=np.float64), 0.0))
     total = float(np.sum(ev))
     lam_max = float(ev[-1])
-    rank = int(np.count_nonzero(ev > lam_max * n_large * np.finfo(np.float64).eps))
+    rank = count_rank(ev, n_large)
     fit = fit_power_law(ev)
     log_spectral = math.log10(lam_max)
     if fit is not None:
@@ -86,6 +86,12 @@ def compute_metrics(evals: np.ndarray, n_large: int) -> SpectralMetrics:
         num_pl_spikes=None if fit is None else fit.num_pl_spikes,
         alpha_weighted=None if alpha is None else alpha * log_spectral, log_alpha_norm=log_alpha_norm,
         matrix_rank=rank, entropy=_entropy(ev, rank), verdict=verdict(alpha), fit_quality=quality)
+
+
+def count_rank(evals: np.ndarray, n_large: int) -> int:
+    """numpy's matrix_rank from eigenvalues: singular values (their square roots) above sigma_max * N * eps."""
+    sv = np.sqrt(np.maximum(np.asarray(evals, dtype=np.float64), 0.0))
+    return int(np.count_nonzero(sv > float(sv.max(initial=0.0)) * n_large * np.finfo(np.float64).eps))
 
 
 def _entropy(ev: np.ndarray, rank: int) -> float:
