@@ -27,7 +27,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--select", metavar="NAME", help="with --screenshot: the tensor (or tree path) to select")
     parser.add_argument("--size", default="1400x900", metavar="WxH", help="with --screenshot: window size")
     parser.add_argument("--tab", choices=["summary", "distribution", "depth", "heatmap", "memory", "findings",
-                                          "spectra"], help="with --screenshot: the panel to show")
+                                          "spectra", "compare"], help="with --screenshot: the panel to show")
+    parser.add_argument("--compare", metavar="B", help="compare the (first) model with model B in its Compare tab "
+                        "(with --screenshot: wait for the comparison to finish)")
     parser.add_argument("--scope", choices=["matrices", "all", "roles"],
                         help="with --screenshot: a group's histogram of its weight matrices (the default), all "
                              "values, or one per role")
@@ -41,6 +43,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     from gui.references import model_path
 
     args.paths = [model_path(p) for p in args.paths]  # "llama-3.1-70b" names a bundled reference config
+    if args.compare and not args.paths:
+        parser.error("--compare needs a model to compare with B")
     match = re.fullmatch(r"(\d{2,5})x(\d{2,5})", args.size)
     if not match:
         parser.error(f"--size must look like 1400x900, not {args.size!r}")
@@ -66,6 +70,9 @@ def launch(argv: list[str]) -> int:
         window.show()
         if args.paths:
             window.open_paths(args.paths)
+        if args.compare:
+            window.sig_model_opened.connect(lambda view: view.compare_with(args.compare) if view.compare.panel is None
+                                            and view.path == os.path.abspath(args.paths[0]) else None)
         if args.compare_memory:
             window.open_memory_compare(args.compare_memory)
         if args.quit_after_shown is not None:
@@ -126,6 +133,8 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
             finish(2)
             return
         view = window.current_view()
+        if view is not None and args.compare:
+            view.compare_with(args.compare)
         if view is not None and args.scope:
             view.set_histogram_scope(args.scope)
         if view is not None and args.select is not None and not view.select_path(args.select):  # "": the root
@@ -136,6 +145,12 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
             view.tabs.setCurrentWidget(view.memory_tab)
         elif view is not None and args.tab == "findings":
             view.tabs.setCurrentWidget(view.findings_tab)
+        elif view is not None and args.tab == "compare":
+            if not args.compare:
+                print("error: --tab compare needs --compare B", file=sys.stderr)
+                finish(2)
+                return
+            view.tabs.setCurrentWidget(view.compare.panel)
         elif view is not None and args.tab == "spectra":
             view.tabs.setCurrentWidget(view.spectra_tab)
         elif view is not None and args.tab:
@@ -151,6 +166,13 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
         window.run_when_idle(save)
 
     def save() -> None:
+        if args.compare and window.errors:  # B could not be compared: say why, like a model that did not open
+            from gui.errors import reason
+
+            for _path, exc in window.errors:
+                print(f"error: {reason(exc)}", file=sys.stderr)
+            finish(2)
+            return
         app.processEvents()
         pixmap = window.grab()
         if not pixmap.save(args.screenshot, "PNG"):

@@ -268,6 +268,12 @@ class MainWindow(QMainWindow):
                                                lambda: self.export_statistics("json"), None,
                                                "Every statistic and histogram per tensor, for scripts")
         self.action_close_tab = self._action("action_close_tab", "&Close Tab", self.close_current_tab, K.Close)
+        self.action_compare_with = self._action("action_compare_with", "Compare &With…", self.compare_with_dialog,
+                                                "Ctrl+D", "What changed from this model to another file: per "
+                                                "tensor, per layer (or drop a model on the tab holding Ctrl)")
+        self.action_compare_folder = self._action("action_compare_folder", "Compare With F&older…",
+                                                  lambda: self.compare_with_dialog(folder=True), None,
+                                                  "What changed from this model to a model folder")
         self.action_settings = self._action("action_settings", "Se&ttings…", self.open_settings, K.Preferences,
                                             "Choose where statistics are computed")
         self.action_quit = self._action("action_quit", "&Quit", self.close, K.Quit)
@@ -315,6 +321,9 @@ class MainWindow(QMainWindow):
             action.setObjectName(f"action_reference_{ref.name}")
             action.setData(ref.path)
             action.triggered.connect(lambda _=False, p=ref.path: self.open_paths([p]))
+        file_menu.addSeparator()
+        file_menu.addAction(self.action_compare_with)
+        file_menu.addAction(self.action_compare_folder)
         file_menu.addSeparator()
         file_menu.addAction(self.action_export_report)
         file_menu.addAction(self.action_export_csv)
@@ -471,7 +480,24 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         event.acceptProposedAction()
+        view = self.current_view()
+        compare = event.modifiers() & (Qt.KeyboardModifier.ControlModifier | Qt.KeyboardModifier.AltModifier)
+        if compare and view is not None and not view.config_only:  # a modifier held: compare with the open tab
+            view.compare_with(paths[0])
+            return
         self.open_paths(paths)
+
+    def compare_with_dialog(self, folder: bool = False) -> None:
+        """Choose model B (a file, or a folder) and compare the current tab's model with it."""
+        view = self.current_view()
+        if view is None:
+            return
+        if folder:
+            path = QFileDialog.getExistingDirectory(self, "Compare with model folder", self._last_dir())
+        else:
+            path, _ = QFileDialog.getOpenFileName(self, "Compare with", self._last_dir(), FILE_FILTER)
+        if path:
+            view.compare_with(path)
 
     # ------------------------------------------------------------------ tabs & views
     def views(self) -> list[ModelView]:
@@ -548,6 +574,8 @@ class MainWindow(QMainWindow):
         for action in (self.action_export_report, self.action_export_csv, self.action_export_json):
             action.setEnabled(view is not None and not view.config_only)  # a config.json has no values to export
         self.action_close_tab.setEnabled(view is not None)
+        for action in (self.action_compare_with, self.action_compare_folder):
+            action.setEnabled(view is not None and not view.config_only)
         self.action_cancel_analysis.setEnabled(view is not None and view.is_reading())
 
     def _set_progress(self, fraction: float) -> None:

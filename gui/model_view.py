@@ -41,6 +41,7 @@ from core.checkpoint import DEFAULT_CHUNK_BYTES, TensorInfo
 from core.histogram_scope import ALL_VALUES, MATRICES
 from core.numbers import human_bytes, human_count
 from core.tree import TreeNode
+from gui.compare_tab import CompareTab
 from gui.jobs import OpenedModel, SelectionStats, analysis, depth_job
 from gui.panels.depth import DepthPanel
 from gui.panels.distribution import DistributionPanel
@@ -237,6 +238,7 @@ class ModelView(QWidget):
         self.ticker.timeout.connect(self._tick)
 
         self._build_ui()
+        self.compare = CompareTab(self)  # the Compare tab, added by compare_with
         steps = [self._build_tree, self._finish_tree]
         self.slices = Slices(self, [*steps, self.start_analysis] if auto_analyse else steps, sliced)
 
@@ -247,6 +249,11 @@ class ModelView(QWidget):
             slices.finish()
             return getattr(self, name)
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def compare_with(self, path: str) -> None:
+        """Compare this model (A) with the model at ``path`` (B) in the Compare tab."""
+        if not self._closed:
+            self.compare.start(path)
 
     # ------------------------------------------------------------------ layout
     def _build_ui(self) -> None:
@@ -759,10 +766,11 @@ class ModelView(QWidget):
 
     def is_reading(self) -> bool:
         """Whether a job of this tab reads values now: the whole-model analysis or the selection's own."""
-        return self.analysis_state == "running" or self.selection_reading
+        return self.analysis_state == "running" or self.selection_reading or self.compare.running
 
     def cancel_analysis(self) -> None:
         """Cancel means cancel: no job of this tab reads the file afterwards until the user asks again."""
+        self.compare.cancel()
         was_reading = self.is_reading()
         self._remember_stopping(*self._heatmap_slots(), self.selection_job, self.analysis_job, self.findings_job)
         if self.heatmap_tab.panel is not None:
@@ -903,6 +911,8 @@ class ModelView(QWidget):
 
     # ------------------------------------------------------------------ status
     def status_text(self) -> str:
+        if self.compare.running:
+            return self.compare.status_text(self.title)
         if self.config_only:
             return f"{self.title}: {NO_VALUES_TEXT}"
         p = self.progress
@@ -936,6 +946,8 @@ class ModelView(QWidget):
 
     @property
     def progress_fraction(self) -> float:
+        if self.compare.running:
+            return self.compare.progress_fraction
         if self.analysis_state != "running" and self.selection_reading:
             return self.selection_result.fraction if self.selection_result is not None else 0.0
         return self.progress.fraction if self.progress is not None else 0.0
@@ -944,12 +956,13 @@ class ModelView(QWidget):
         return not (self.slices.pending or self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
                     or self.findings_job.busy or any(slot.busy for slot in self._heatmap_slots())
                     or any(tab.pending for tab in self.findChildren(LazyTab))
-                    or any(not w.is_done for w in self._stopping))
+                    or any(not w.is_done for w in self._stopping) or not self.compare.is_idle())
 
     def shutdown(self) -> None:
         """Cancel every job of this view; the checkpoint is closed once they have all stopped."""
         self._closed = True
         self.ticker.stop()
+        self.compare.shutdown()
         running = self.pending_workers()
         for slot in (self.analysis_job, self.selection_job, self.depth_job, self.findings_job,
                      *self._heatmap_slots()):
@@ -968,7 +981,7 @@ class ModelView(QWidget):
         """Workers of this tab still running, cancelled ones finishing their chunk included."""
         live = [slot.worker for slot in (self.analysis_job, self.selection_job, self.depth_job, self.findings_job,
                                          *self._heatmap_slots()) if slot.worker is not None]
-        return [w for w in live + self._stopping if not w.is_done]
+        return [w for w in live + self._stopping + self.compare.workers() if not w.is_done]
 
     def current_node(self) -> TreeNode | None:
         index = self.tree.currentIndex()

@@ -1,0 +1,260 @@
+"""The Compare tab: figures against core.diff.run and numpy, numeric sorting, the depth profile, the |B−A|
+heatmap, cancel, Ctrl-drop, refusals and hostile names."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QEvent, QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication
+from safetensors.numpy import save_file
+
+from core.diff import metrics, run
+from core.numbers import format_value
+from gui.compare_table import COL_MAX, COL_NAME, COL_REL, cell_text
+from tests.conftest import llama_tensors
+
+REPO = Path(__file__).resolve().parents[1]
+HOSTILE = '<b style="color:green">VERIFIED SAFE</b>'
+MOVED = {"model.layers.1.self_attn.q_proj.weight": 0.05, "model.layers.3.mlp.down_proj.weight": 0.3,
+         "model.layers.2.mlp.up_proj.weight": 0.0002, HOSTILE: 0.5}
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path, dict, dict]:
+    """A 4-layer model and a copy with a few tensors moved by known amounts, one tensor only in each, one
+    resized, and a hostile tensor name in both."""
+    rng = np.random.default_rng(11)
+    a = llama_tensors()
+    a[HOSTILE] = rng.normal(size=(8, 8)).astype(np.float32)
+    a["only.in.a"] = np.zeros(3, np.float32)
+    a["resized.weight"] = np.zeros((4, 4), np.float32)
+    b = {k: v.copy() for k, v in a.items() if k != "only.in.a"}
+    for name, size in MOVED.items():
+        noise = rng.normal(size=a[name].shape)
+        b[name] = (a[name] + size * np.linalg.norm(a[name]) * noise / np.linalg.norm(noise)).astype(np.float32)
+    b["only.in.b"] = np.ones(2, np.float32)
+    b["resized.weight"] = np.zeros((4, 5), np.float32)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    save_file(a, str(tmp_path / "a" / "model.safetensors"))
+    save_file(b, str(tmp_path / "b" / "model.safetensors"))
+    return tmp_path / "a" / "model.safetensors", tmp_path / "b" / "model.safetensors", a, b
+
+
+def compared(window, qtbot, open_model, a: Path, b: Path):
+    view = open_model(window, a)
+    view.compare_with(str(b))
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+    return view, view.compare.panel
+
+
+def same(x: float, y: float) -> bool:
+    return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15)
+
+
+def test_the_tab_fills_with_the_engines_figures(make_window, qtbot, open_model, pair) -> None:
+    a_path, b_path, a, b = pair
+    window = make_window()
+    view, panel = compared(window, qtbot, open_model, a_path, b_path)
+    assert view.tabs.currentWidget() is panel and view.tabs.tabText(view.tabs.indexOf(panel)) == "Compare"
+    want = run(a_path, b_path)
+    rows = {row.name: row for row in panel.table_model.rows}
+    assert set(rows) == set(want.tensors) and len(rows) == len(a) - 2
+    for name, td in want.tensors.items():
+        expected = metrics(td.sums)
+        for key in ("rel_change", "cosine", "max_abs_diff", "identical_fraction", "snr_db", "std_diff"):
+            assert same(rows[name].figures[key], expected[key]), (name, key)
+    # one tensor against an independent dense computation
+    name = "model.layers.1.self_attn.q_proj.weight"
+    d = b[name].astype(np.float64) - a[name].astype(np.float64)
+    assert rows[name].value(COL_REL) == pytest.approx(np.linalg.norm(d) / np.linalg.norm(a[name].astype(np.float64)),
+                                                      rel=1e-12)
+    assert rows[name].value(COL_REL) == pytest.approx(0.05, rel=1e-5)
+    assert cell_text(rows[name], COL_MAX) == format_value(float(np.abs(d).max()))
+    assert rows["model.layers.0.self_attn.q_proj.weight"].figures["identical_fraction"] == 1
+    # header: paths, counts, whole-model figures in words
+    assert panel.counts.text() == f"{len(want.tensors)} pairs compared, 1 only in A, 1 only in B, 1 mismatched"
+    model = metrics(want.model())
+    assert panel.figure_labels["rel_change"].text() == f"relative change {format_value(model['rel_change'])}"
+    assert panel.figure_labels["snr_db"].text() == ""  # no quantised side: no SNR
+    assert "0 means unchanged, 0.01 means a 1%" in panel.figure_labels["rel_change"].toolTip()
+    assert panel.a_label.full_text == f"A: {a_path}" and panel.b_label.full_text == f"B: {b_path}"
+    assert [panel.only_a.item(i).text() for i in range(panel.only_a.count())] == ["only.in.a"]
+    assert [panel.only_b.item(i).text() for i in range(panel.only_b.count())] == ["only.in.b"]
+    mismatched = {panel.mismatched.item(i, 0).text(): panel.mismatched.item(i, 4).text()
+                  for i in range(panel.mismatched.rowCount())}
+    assert "shapes differ" in mismatched["resized.weight"]
+    assert panel.lists.tabText(2) == "Only in B (1)"
+    # the most changed matrix is shown after the comparison
+    assert panel.selected_name() == HOSTILE and panel.heatmap is not None
+
+
+def test_sorting_is_by_value(make_window, qtbot, open_model, pair) -> None:
+    a_path, b_path, _, _ = pair
+    window = make_window()
+    _, panel = compared(window, qtbot, open_model, a_path, b_path)
+    model = panel.table_model
+    panel.table.sortByColumn(COL_REL, Qt.SortOrder.DescendingOrder)
+    values = [model.index(i, COL_REL).data(Qt.ItemDataRole.UserRole) for i in range(model.rowCount())]
+    assert values == sorted(values, reverse=True)
+    assert [model.index(i, COL_NAME).data() for i in range(4)] == sorted(MOVED, key=MOVED.get, reverse=True)
+    texts = [model.index(i, COL_REL).data() for i in range(4)]
+    assert texts != sorted(texts, reverse=True)  # as text "2.000e-04" would come first
+    panel.table.sortByColumn(COL_REL, Qt.SortOrder.AscendingOrder)
+    values = [model.index(i, COL_REL).data(Qt.ItemDataRole.UserRole) for i in range(model.rowCount())]
+    assert values == sorted(values) and values[0] == 0
+    # a selection survives a re-sort
+    panel.select_tensor("model.layers.2.mlp.up_proj.weight")
+    panel.table.sortByColumn(COL_NAME, Qt.SortOrder.AscendingOrder)
+    assert panel.selected_name() == "model.layers.2.mlp.up_proj.weight"
+    qtbot.waitUntil(window.is_idle, timeout=10000)
+
+
+def test_depth_profile_has_a_point_per_layer_and_role_and_a_click_selects(make_window, qtbot, open_model,
+                                                                          pair) -> None:
+    a_path, b_path, _, _ = pair
+    window = make_window()
+    _, panel = compared(window, qtbot, open_model, a_path, b_path)
+    rows = {row.name: row for row in panel.table_model.rows}
+    lines = {line.label: line for line in panel.profile}
+    assert len(lines) == 9 and len(panel.curves) == 9  # seven matrices and two norms per block
+    for line in lines.values():
+        assert [p[0] for p in line.points] == [0, 1, 2, 3]
+        for _, value, name in line.points:
+            assert value == rows[name].value(COL_REL)
+    assert lines["down"].points[3][1] == pytest.approx(0.3, rel=1e-5)
+    assert max(p[1] for p in lines["down"].points[:3]) == 0
+    curve = panel.curves[list(lines).index("q")]
+    spot = curve.scatter.points()[1]
+    curve.sigPointsClicked.emit(curve, [spot], None)
+    assert panel.selected_name() == "model.layers.1.self_attn.q_proj.weight"
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap is not None
+                    and panel.heatmap.name == "model.layers.1.self_attn.q_proj.weight", timeout=10000)
+
+
+def test_heatmap_is_the_blockwise_max_of_the_difference(make_window, qtbot, open_model, pair) -> None:
+    a_path, b_path, a, b = pair
+    window = make_window()
+    _, panel = compared(window, qtbot, open_model, a_path, b_path)
+    name = "model.layers.3.mlp.down_proj.weight"  # 64 x 176: one value per pixel
+    panel.select_tensor(name)
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap is not None and panel.heatmap.name == name,
+                    timeout=10000)
+    d = np.abs(b[name].astype(np.float64) - a[name].astype(np.float64)).astype(np.float32)
+    np.testing.assert_array_equal(panel.heatmap.values, d)
+    np.testing.assert_array_equal(panel.heat_image.image, d)
+    assert panel.heat_title.full_text == f"|B−A| of {name}"
+    assert format_value(float(d.max())) in panel.heat_detail.full_text
+    panel.select_tensor("model.embed_tokens.weight")  # 300 x 64, unchanged: all zero
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap.name == "model.embed_tokens.weight", timeout=10000)
+    assert panel.heatmap.values.shape == (300, 64) and not panel.heatmap.values.any()
+
+
+def test_cancel_stops_the_comparison(make_window, qtbot, open_model, pair, monkeypatch, reads) -> None:
+    from core.checkpoint import Checkpoint
+
+    a_path, b_path, a, _ = pair
+    window = make_window()
+    view = open_model(window, a_path)  # analysed at full speed; then every read takes 50 ms
+    read = Checkpoint.read_raw
+
+    def slowly(*args, **kwargs):
+        time.sleep(0.05)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(Checkpoint, "read_raw", slowly)
+    view.compare_with(str(b_path))
+    panel = view.compare.panel
+    qtbot.waitUntil(lambda: panel.table_model.rowCount() >= 3, timeout=10000)  # rows arrive while it runs
+    assert panel.running and view.is_reading()
+    window._update_status()
+    assert "comparing with b" in window.status_label.text() and window.action_cancel_analysis.isEnabled()
+    window.action_cancel_analysis.trigger()  # View > Cancel
+    assert panel.state == "cancelled" and not view.is_reading()
+    qtbot.waitUntil(window.is_idle, timeout=10000)
+    after = len(reads)
+    rows = panel.table_model.rowCount()
+    qtbot.wait(300)
+    assert len(reads) == after and panel.table_model.rowCount() == rows < len(a) - 2
+    assert panel.state_label.text().startswith("Cancelled")
+
+
+def drop(widget, paths: list[Path], modifiers: Qt.KeyboardModifier) -> bool:
+    """A drag-enter and a drop of file URLs onto ``widget`` with ``modifiers`` held."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
+    pos = QPointF(widget.width() / 2, widget.height() / 2)
+    enter = QDragEnterEvent(pos.toPoint(), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, modifiers)
+    QApplication.sendEvent(widget, enter)
+    event = QDropEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, modifiers, QEvent.Type.Drop)
+    QApplication.sendEvent(widget, event)
+    return enter.isAccepted() and event.isAccepted()
+
+
+def test_ctrl_drop_compares_and_a_plain_drop_opens(make_window, qtbot, open_model, pair) -> None:
+    a_path, b_path, _, _ = pair
+    window = make_window()
+    view = open_model(window, a_path)
+    assert window.action_compare_with.isEnabled()
+    assert drop(window, [b_path.parent], Qt.KeyboardModifier.ControlModifier)
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+    assert window.tabs.count() == 1 and view.compare.panel is not None
+    assert view.compare.panel.b_path == str(b_path.parent) and view.compare.panel.state == "done"
+    assert drop(window, [b_path], Qt.KeyboardModifier.NoModifier)
+    qtbot.waitUntil(lambda: window.tabs.count() == 2, timeout=20000)
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+
+
+def test_a_bad_b_gives_one_plain_line_in_a_dialog(make_window, qtbot, open_model, pair, dialogs, tmp_path) -> None:
+    a_path, _, _, _ = pair
+    window = make_window()
+    assert not window.action_compare_with.isEnabled()  # no model open yet
+    view = open_model(window, a_path)
+    bad = tmp_path / "<b>VERIFIED SAFE<b> & model.safetensors"
+    bad.write_bytes(b"\xff" * 64)
+    view.compare_with(str(bad))
+    qtbot.waitUntil(window.is_idle, timeout=10000)
+    assert len(dialogs) == 1 and dialogs[0]["title"] == "Could not compare the models"
+    text = dialogs[0]["text"]
+    assert text and "\n" not in text and "Traceback" not in text and "internal error" not in text
+    assert dialogs[0]["format"] == Qt.TextFormat.PlainText
+    assert view.compare.panel.state == "failed" and view.compare.panel.table_model.rowCount() == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["a", "b", bad.name])  # nothing written
+
+
+def test_hostile_names_are_plain_text(make_window, qtbot, open_model, pair) -> None:
+    a_path, b_path, _, _ = pair
+    window = make_window()
+    _, panel = compared(window, qtbot, open_model, a_path, b_path)
+    model = panel.table_model
+    row = model.row_of_name(HOSTILE)
+    assert model.index(row, COL_NAME).data() == HOSTILE  # painted as text by the table's delegate
+    tip = model.index(row, COL_NAME).data(Qt.ItemDataRole.ToolTipRole)
+    assert "<b " not in tip and "&lt;b" in tip
+    panel.select_tensor(HOSTILE)
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap is not None and panel.heatmap.name == HOSTILE,
+                    timeout=10000)
+    for label in (panel.heat_title, panel.a_label, panel.b_label, panel.counts, panel.state_label):
+        assert label.textFormat() == Qt.TextFormat.PlainText
+    assert HOSTILE in panel.heat_title.full_text and "&lt;b" in panel.heat_title.toolTip()
+
+
+def test_screenshot_of_the_compare_tab(tmp_path: Path, pair) -> None:
+    a_path, b_path, _, _ = pair
+    out = tmp_path / "compare.png"
+    cmd = [sys.executable, str(REPO / "main.py"), "--screenshot", str(out), "--size", "900x600", "--compare",
+           str(b_path), "--tab", "compare", str(a_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run([*cmd[:-5], "--compare", str(tmp_path / "missing"), "--tab", "compare", str(a_path)],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
