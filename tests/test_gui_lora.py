@@ -86,3 +86,24 @@ def test_file_text_stays_plain_and_models_have_no_section(qtbot, tmp_path: Path)
         assert lora_box(panel) is None
     finally:
         checkpoint.close()
+
+
+def test_large_adapters_are_described_not_measured_on_open(qtbot, tmp_path: Path, monkeypatch, reads) -> None:
+    import gui.panels.lora as lora_panel
+
+    monkeypatch.setattr(lora_panel, "MEASURE_LIMIT", 10)
+    folder = tmp_path / "ad"
+    folder.mkdir()
+    save_file({f"{PREFIX}model.layers.0.q_proj.lora_A.weight": np.ones((2, 4), np.float32),
+               f"{PREFIX}model.layers.0.q_proj.lora_B.weight": np.ones((3, 2), np.float32)},
+              str(folder / "adapter_model.safetensors"))
+    checkpoint, panel = summary_of(qtbot, folder)
+    try:
+        box = lora_box(panel)
+        assert reads == []  # 14 values in the factors, over the (patched) limit of 10: nothing read
+        assert box.table.item(0, 1).text() == "2" and box.table.item(0, 4).text() == "–"
+        assert box.table.item(0, 5).text() == "not measured in the app"
+        notes = [label.text() for label in box.findChildren(type(box.facts_label), "LoraNote")]
+        assert any("14 values in their factors" in note and "info ADAPTER --json" in note for note in notes)
+    finally:
+        checkpoint.close()

@@ -389,3 +389,20 @@ def test_sample_adapter_text_table(capsys) -> None:
     assert "targets        q_proj, v_proj" in text and "base model     tiny-llama" in text
     rows = [line for line in text.splitlines() if line.startswith("  model.layers.")]
     assert len(rows) == 8 and all(line.split()[1:4] == ["8", "16", "2"] for line in rows)
+
+
+def test_pytorch_adapter_bin_is_read_without_unpickling(tmp_path: Path, capsys) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(15)
+    a, b = factors(rng, 9, 7, 3)
+    folder = tmp_path / "ad"
+    folder.mkdir()
+    name = "model.layers.2.self_attn.o_proj"
+    torch.save({f"{PREFIX}{name}.lora_A.weight": torch.from_numpy(a),
+                f"{PREFIX}{name}.lora_B.weight": torch.from_numpy(b)}, folder / "adapter_model.bin")
+    (folder / "adapter_config.json").write_text(json.dumps({"r": 3, "lora_alpha": 9}))
+    for path in (folder, folder / "adapter_config.json"):
+        lora = lora_of(path, capsys)
+        (entry,) = lora["modules"]
+        assert entry["name"] == name and entry["scale"] == 3.0
+        assert_matches_dense(entry, a, b, 3.0)

@@ -18,6 +18,7 @@ from gui.style import quiet_table
 # Factors of at most this many elements in all are measured when the panel is built (the sample: 14 K);
 # larger adapters show their ranks and scales, and say where the figures are.
 MEASURE_LIMIT = 8 << 20
+MEASURE_MODULES = 4096  # Llama 3.1 405B with all seven projections adapted has 882 modules
 TOP_VALUES = 3
 ROWS = 500
 
@@ -55,12 +56,13 @@ class LoraBox(QGroupBox):
             label.setWordWrap(True)
             layout.addWidget(label)
         factor_elements = description.parameters
-        if factor_elements <= MEASURE_LIMIT:
+        if factor_elements <= MEASURE_LIMIT and len(description.modules) <= MEASURE_MODULES:
             self.updates = measure(checkpoint, description)
         else:
             self.updates = [LoraUpdate(m, None, (), "not measured in the app") for m in description.modules]
-            label = plain_label(f"The factors hold {factor_elements:,} values, more than the app reads while it "
-                                "opens a file: `main.py info ADAPTER --json` measures every update.", "LoraNote")
+            label = plain_label(f"{len(description.modules):,} modules with {factor_elements:,} values in their "
+                                "factors: more than the app measures while it opens a file. `main.py info ADAPTER "
+                                "--json` measures every update.", "LoraNote")
             label.setWordWrap(True)
             layout.addWidget(label)
         self.table = _module_table(self.updates[:ROWS])
