@@ -124,15 +124,20 @@ def test_depth_profile_has_a_point_per_layer_and_role_and_a_click_selects(make_w
     window = make_window()
     _, panel = compared(window, qtbot, open_model, a_path, b_path)
     rows = {row.name: row for row in panel.table_model.rows}
-    lines = {line.label: line for line in panel.profile}
-    assert len(lines) == 9 and len(panel.curves) == 9  # seven matrices and two norms per block
-    for line in lines.values():
-        assert [p[0] for p in line.points] == [0, 1, 2, 3]
-        for _, value, name in line.points:
-            assert value == rows[name].value(COL_REL)
-    assert lines["down"].points[3][1] == pytest.approx(0.3, rel=1e-5)
-    assert max(p[1] for p in lines["down"].points[:3]) == 0
-    curve = panel.curves[list(lines).index("q")]
+    lines = dict(panel.profile)
+    assert set(lines) == {"attention.q", "attention.k", "attention.v", "attention.o", "mlp.gate", "mlp.up",
+                          "mlp.down", "norm"} and len(panel.curves) == 8
+    for role, points in lines.items():
+        assert [p.layer for p in points] == [0, 1, 2, 3]
+        for point in points:
+            assert len(point.tensors) == (2 if role == "norm" else 1)
+            if role != "norm":
+                assert point.rel_change == rows[point.tensors[0]].value(COL_REL)
+    assert lines["mlp.down"][3].rel_change == pytest.approx(0.3, rel=1e-5)
+    assert max(p.rel_change for p in lines["mlp.down"][:3]) == 0
+    x, y = panel.curves[list(lines).index("mlp.down")].getData()
+    assert list(x) == [0, 1, 2, 3] and y[3] == lines["mlp.down"][3].rel_change
+    curve = panel.curves[list(lines).index("attention.q")]
     spot = curve.scatter.points()[1]
     curve.sigPointsClicked.emit(curve, [spot], None)
     assert panel.selected_name() == "model.layers.1.self_attn.q_proj.weight"

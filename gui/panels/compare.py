@@ -132,6 +132,16 @@ def _db(value: float) -> str:
     return "∞ dB (no noise)" if math.isinf(value) and value > 0 else f"{value:.1f} dB"
 
 
+def _role_order(role: str) -> int:
+    from core.taxonomy import ROLES
+
+    return ROLES.index(role) if role in ROLES else len(ROLES)
+
+
+def _finite_or_low(value: float) -> float:
+    return value if math.isfinite(value) else -math.inf
+
+
 def counts_text(result: DiffResult, compared: int) -> str:
     return (f"{compared:,} pair{'s' if compared != 1 else ''} compared, {len(result.only_in_a):,} only in A, "
             f"{len(result.only_in_b):,} only in B, {len(result.mismatched):,} mismatched")
@@ -154,7 +164,7 @@ class ComparePanel(QWidget):
         self.progress = None  # the latest core.diff.DiffProgress
         self.model_sums: DiffSums | None = None
         self._merged = 0  # pairs of result.tensors merged into model_sums so far
-        self.profile: list = []  # core.depth.DepthSeries of relative change
+        self.profile: list = []  # [(role, [core.diff_profile.ProfilePoint])], drawn in the depth plot
         self._profile_time = 0.0
         self.heatmap = None  # the latest core.heatmap.Heatmap of |B−A|
         self.meter = Throughput()
@@ -487,36 +497,45 @@ class ComparePanel(QWidget):
             self.lists.setTabText(index, f"{label} ({count:,})")
 
     def _draw_profile(self) -> None:
-        from core.diff_layers import change_profile
+        """One line per role: each point the relative change of that role's tensors in one layer, merged
+        exactly (core.diff_profile, as in the PDF report); a point's data is its tensors' names."""
+        from core.depth import ROLE_SHORT
+        from core.diff_profile import depth_profile
 
         self._profile_time = time.monotonic()
-        self.profile = change_profile(self.result) if self.result is not None else []
+        profile = depth_profile(self.result) if self.result is not None else {}
+        self.profile = sorted(profile.items(), key=lambda item: (_role_order(item[0]), item[0]))
         for curve in self.curves:
             self.depth_plot.removeItem(curve)
         self.curves = []
         self.depth_legend.clear()
-        colors = distinct_colors([line.role for line in self.profile])
-        for line, color in zip(self.profile, colors, strict=True):
-            x = np.array([p[0] for p in line.points], dtype=float)
-            y = np.array([p[1] for p in line.points], dtype=float)
+        colors = distinct_colors([role for role, _ in self.profile])
+        for (role, points), color in zip(self.profile, colors, strict=True):
+            label = ROLE_SHORT.get(role, role)
+            x = np.array([p.layer for p in points], dtype=float)
+            y = np.array([p.rel_change if math.isfinite(p.rel_change) else math.nan for p in points], dtype=float)
             curve = pg.PlotDataItem(x, y, pen=pg.mkPen(color, width=1.6), symbol="o", symbolSize=6,
-                                    symbolBrush=color, symbolPen=pg.mkPen(color), name=rich_escape(line.label),
-                                    data=[p[2] for p in line.points], connect="finite")
+                                    symbolBrush=color, symbolPen=pg.mkPen(color), name=rich_escape(label),
+                                    data=[p.tensors for p in points], connect="finite")
             curve.sigPointsClicked.connect(self._point_clicked)
             self.depth_plot.addItem(curve)
-            self.depth_legend.addItem(curve, rich_escape(line.label))
+            self.depth_legend.addItem(curve, rich_escape(label))
             self.curves.append(curve)
-        layers = [p[0] for line in self.profile for p in line.points]
+        layers = [p.layer for _, points in self.profile for p in points]
         if layers:
             step = layer_tick_step(max(layers) - min(layers) + 1)
             self.depth_plot.getAxis("bottom").setTickSpacing(step, step)
         self._draw_ring()
 
     def _point_clicked(self, _item, points, _ev=None) -> None:
+        """A point stands for a role's tensors in one layer (one, except where a role has several): the most
+        changed of them is selected."""
         if len(points):
-            name = points[0].data()
-            if isinstance(name, str):
-                self.select_tensor(name)
+            names = points[0].data()
+            if isinstance(names, list) and names:
+                rows = {row.name: row for row in self.table_model.rows}
+                self.select_tensor(max(names, key=lambda n: _finite_or_low(rows[n].value(COL_REL)) if n in rows
+                                       else -math.inf))
 
     def select_tensor(self, name: str) -> bool:
         """Select the table row of A's tensor ``name`` (showing the table), which draws its heatmap."""
@@ -548,10 +567,10 @@ class ComparePanel(QWidget):
     def _draw_ring(self) -> None:
         self.ring.setData([], [])
         name = self.selected_name()
-        for line in self.profile:
-            for layer, value, tensor in line.points:
-                if tensor == name and math.isfinite(value):
-                    self.ring.setData([layer], [value])
+        for _, points in self.profile:
+            for point in points:
+                if name in point.tensors and math.isfinite(point.rel_change):
+                    self.ring.setData([point.layer], [point.rel_change])
                     return
 
     def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
