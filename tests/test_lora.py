@@ -406,3 +406,18 @@ def test_pytorch_adapter_bin_is_read_without_unpickling(tmp_path: Path, capsys) 
         (entry,) = lora["modules"]
         assert entry["name"] == name and entry["scale"] == 3.0
         assert_matches_dense(entry, a, b, 3.0)
+
+
+def test_unmeasured_factors_are_warnings_of_info(tmp_path: Path, capsys) -> None:
+    rng = np.random.default_rng(16)
+    a, b = factors(rng, 4, 4, 2)
+    b[1, 1] = np.inf
+    folder = write_adapter(tmp_path / "ad", {"model.layers.0.self_attn.q_proj": (a, b)}, {"r": 2, "lora_alpha": 2})
+    assert main.main(["info", str(folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["warnings"] == ["LoRA module 'model.layers.0.self_attn.q_proj' not measured: its factors hold NaN or "
+                               "infinite values"]
+    entry = out["lora"]["modules"][0]
+    assert entry["delta_fro"] is None and entry["delta_singular_values"] == [] and "NaN" in entry["not_measured"]
+    assert main.main(["info", str(folder)]) == 0
+    assert "Warning     LoRA module 'model.layers.0.self_attn.q_proj' not measured" in capsys.readouterr().out

@@ -53,6 +53,8 @@ def lora_summary(checkpoint: Checkpoint, base_path: str | None = None) -> dict[s
                                   "tensors", path=checkpoint.path)
         return None
     updates = lora.measure(checkpoint, checkpoint.lora)
+    checkpoint.warnings.extend(f"LoRA module {u.module.name[:120]!r} not measured: {u.why_not}" for u in updates
+                               if u.why_not is not None)
     if base_path is None:
         return lora.lora_json(checkpoint.lora, updates)
     with stage(f"measuring the base model {base_path!r}"), lora.open_base(base_path) as base:
