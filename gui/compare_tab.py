@@ -22,7 +22,7 @@ class CompareTab:
         """Compare the view's model (A) with ``b_path`` and show the tab."""
         view = self.view
         if self.panel is None:
-            self.panel = ComparePanel(view.checkpoint, view.path)
+            self.panel = ComparePanel(view.checkpoint, view.path, view.device)
             self.panel.sig_changed.connect(view.sig_analysis_changed)
             self.panel.sig_error.connect(view.sig_error)
             view.tabs.addTab(self.panel, "Compare")

@@ -47,6 +47,8 @@ class CompareRow:
     b_dtype: str
     figures: dict[str, Any]
     rank90: int | None
+    singular_values: list[float] | None = None  # of B−A, largest first (a comparison with rank)
+    rank_note: str | None = None  # why a pair asked for its rank has none
 
     def value(self, column: int) -> float:
         """The number a numeric column sorts by (NaN when undefined)."""
@@ -58,9 +60,18 @@ class CompareRow:
 
 
 def row_of(td: TensorDiff) -> CompareRow:
-    rank = getattr(td, "rank90", None)  # present when the comparison computed the difference's rank
+    rank = td.rank90  # set when the comparison computed the difference's rank (compare(rank=True))
     return CompareRow(td.a.name, td.b.name, td.a.dtype, td.b.dtype, metrics(td.sums),
-                      int(rank) if isinstance(rank, int | float) and math.isfinite(rank) else None)
+                      int(rank) if rank is not None else None, td.top_singular_values, td.rank_note)
+
+
+def rank_tooltip(row: CompareRow) -> str:
+    """The singular values behind a rank, or why there is none."""
+    if row.singular_values:
+        shown = ", ".join(format_value(v) for v in row.singular_values[:8])
+        more = " …" if len(row.singular_values) > 8 else ""
+        return f"Top singular values of B−A: {shown}{more}"
+    return row.rank_note or COLUMNS[COL_RANK][1]
 
 
 def cell_text(row: CompareRow, column: int) -> str:
@@ -70,9 +81,9 @@ def cell_text(row: CompareRow, column: int) -> str:
         return row.a_dtype
     if column == COL_B_DTYPE:
         return row.b_dtype
-    if column == COL_AT:
+    if column == COL_AT:  # where nothing changed there is no place of the largest change
         at = row.figures.get("max_abs_diff_at")
-        return "" if at is None else "[" + ", ".join(str(i) for i in at) + "]"
+        return "" if at is None or not row.figures["max_abs_diff"] else "[" + ", ".join(str(i) for i in at) + "]"
     value = row.value(column)
     if column == COL_RANK:
         return "" if math.isnan(value) else str(int(value))
@@ -141,6 +152,8 @@ class CompareTableModel(QAbstractTableModel):
             return cell_text(row, column)
         if role == Qt.ItemDataRole.UserRole:
             return row.value(column) if column in NUMERIC else cell_text(row, column)
+        if role == Qt.ItemDataRole.ToolTipRole and column == COL_RANK:
+            return tooltip(rank_tooltip(row))
         if role == Qt.ItemDataRole.ToolTipRole and column == COL_NAME:
             text = row.name if row.b_name == row.name else f"{row.name}\nin B: {row.b_name}"
             return tooltip(text)

@@ -18,7 +18,7 @@ from safetensors.numpy import save_file
 
 from core.diff import metrics, run
 from core.numbers import format_value
-from gui.compare_table import COL_MAX, COL_NAME, COL_REL, cell_text
+from gui.compare_table import COL_MAX, COL_NAME, COL_RANK, COL_REL, cell_text
 from tests.conftest import llama_tensors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -263,3 +263,35 @@ def test_screenshot_of_the_compare_tab(tmp_path: Path, pair) -> None:
     bad = subprocess.run([*cmd[:-5], "--compare", str(tmp_path / "missing"), "--tab", "compare", str(a_path)],
                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "Traceback" not in bad.stderr
+
+
+def test_rank_of_each_change_and_the_cache(make_window, qtbot, open_model, tmp_path) -> None:
+    rng = np.random.default_rng(5)
+    a = {"model.layers.0.mlp.up_proj.weight": rng.normal(size=(48, 32)).astype(np.float32),
+         "model.layers.0.mlp.down_proj.weight": rng.normal(size=(32, 48)).astype(np.float32)}
+    b = dict(a)
+    u, v = rng.normal(size=(48, 2)), rng.normal(size=(2, 32))
+    b["model.layers.0.mlp.up_proj.weight"] = (a["model.layers.0.mlp.up_proj.weight"] + u @ v).astype(np.float32)
+    save_file(a, str(tmp_path / "a.safetensors"))
+    save_file(b, str(tmp_path / "b.safetensors"))
+    window = make_window()
+    view, panel = compared(window, qtbot, open_model, tmp_path / "a.safetensors", tmp_path / "b.safetensors")
+    assert panel.table.isColumnHidden(COL_RANK) and "read" in panel.state_label.text()
+    panel.rank_box.setChecked(True)  # compares again, with the rank of every difference
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+    assert not panel.table.isColumnHidden(COL_RANK)
+    rows = {row.name: row for row in panel.table_model.rows}
+    d = b["model.layers.0.mlp.up_proj.weight"].astype(np.float64) - a["model.layers.0.mlp.up_proj.weight"]
+    want = np.linalg.svd(d, compute_uv=False)
+    energy = np.cumsum(want**2) / np.sum(want**2)
+    assert rows["model.layers.0.mlp.up_proj.weight"].rank90 == int(np.searchsorted(energy, 0.9) + 1) <= 2
+    assert rows["model.layers.0.mlp.up_proj.weight"].singular_values[:2] == pytest.approx(want[:2], rel=1e-6)
+    assert rows["model.layers.0.mlp.down_proj.weight"].rank90 == 0
+    model = panel.table_model
+    tip = model.index(model.row_of_name("model.layers.0.mlp.up_proj.weight"), COL_RANK).data(
+        Qt.ItemDataRole.ToolTipRole)
+    assert tip.startswith("Top singular values of B−A: " + format_value(float(want[0])))
+    view.compare_with(str(tmp_path / "b.safetensors"))  # the same pair again: from the cache
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+    assert "from the comparison cache" in panel.state_label.text()
+    assert panel.table_model.rowCount() == 2

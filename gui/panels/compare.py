@@ -19,6 +19,7 @@ from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QCheckBox,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -153,10 +154,12 @@ class ComparePanel(QWidget):
     sig_changed = Signal()  # progress or state: the status bar reads status_text / progress_fraction
     sig_error = Signal(str, object, str)  # (dialog title, exception, what we were doing)
 
-    def __init__(self, checkpoint: Checkpoint, a_path: str, parent: QWidget | None = None) -> None:
+    def __init__(self, checkpoint: Checkpoint, a_path: str, device: str = "auto",
+                 parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("compare_panel")
         self.checkpoint = checkpoint
+        self.device = device  # where the Gram matrices of B−A are computed when the rank is asked for
         self.a_path = a_path
         self.b_path = ""
         self.state = "idle"  # idle | running | done | cancelled | failed
@@ -187,6 +190,12 @@ class ComparePanel(QWidget):
         self.title = plain_label("Compare", "PanelTitle")
         top.addWidget(self.title)
         top.addStretch(1)
+        self.rank_box = QCheckBox("Rank of each change", objectName="compare_rank")
+        self.rank_box.setToolTip("Also the top singular values of B−A for every matrix and the rank that holds 90% "
+                                 "of its energy (a LoRA-style fine-tune shows a small rank). Slower: it compares "
+                                 "again.")
+        self.rank_box.toggled.connect(self._rank_toggled)
+        top.addWidget(self.rank_box)
         self.cancel_button = QPushButton("Cancel", objectName="compare_cancel")
         self.cancel_button.setToolTip("Stop comparing (pairs already compared stay in the table)")
         self.cancel_button.clicked.connect(self.cancel)
@@ -317,12 +326,16 @@ class ComparePanel(QWidget):
         for label in self.figure_labels.values():
             label.setText("")
         opened = self._open_b = OpenB()
-        checkpoint = self.checkpoint
+        checkpoint, rank, device = self.checkpoint, self.rank_box.isChecked(), self.device
+        self.table.setColumnHidden(COL_RANK, not rank)
 
         def job(stop):
+            from core.diff_cache import DiffCache
+
             lower_thread_priority()
             opened.checkpoint = open_checkpoint(b_path)
-            return (yield from compare(checkpoint, opened.checkpoint, should_stop=stop))
+            return (yield from compare(checkpoint, opened.checkpoint, should_stop=stop, rank=rank, device=device,
+                                       cache=DiffCache.default()))
 
         self.state = "running"
         self.meter.reset()
@@ -332,6 +345,10 @@ class ComparePanel(QWidget):
         self.ticker.start()
         self._say("Comparing…")
         self.sig_changed.emit()
+
+    def _rank_toggled(self, _checked: bool) -> None:
+        if self.b_path:
+            self.start(self.b_path)
 
     def _progress(self, progress) -> None:
         self.progress = progress  # cheap: the ticker draws
@@ -347,7 +364,8 @@ class ComparePanel(QWidget):
         self.result = result
         self.state = "done"
         self._finish()
-        self._say(f"Compared in {result.seconds:.1f} s ({human_bytes(result.bytes_read)} read)")
+        source = f"{human_bytes(result.bytes_read)} read" if result.bytes_read else "from the comparison cache"
+        self._say(f"Compared in {result.seconds:.1f} s ({source})")
         if not self.table.selectionModel().hasSelection():
             self._select_most_changed()
 
@@ -465,8 +483,6 @@ class ComparePanel(QWidget):
             shown = figures_text(metrics(self.model_sums))
             for key, label in self.figure_labels.items():
                 label.setText(shown.get(key, ""))
-        if self.table_model.has_rank:
-            self.table.setColumnHidden(COL_RANK, False)
         self._fill_lists(result)
         if final or time.monotonic() - self._profile_time > PROFILE_EVERY_S:
             self._draw_profile()
