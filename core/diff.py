@@ -498,8 +498,9 @@ def _read_piece(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair, piece: tuple[
     kind, lo, hi = piece
     if kind == "flat" and hi == 0:
         return DiffSums(), None
+    a_bf16, b_bf16 = pair.a.dtype == "BF16", pair.b.dtype == "BF16"  # bit patterns, decoded per block
     if kind == "flat":
-        a, b = ca.read(pair.a, lo, hi), cb.read(pair.b, lo, hi)
+        a, b = _read(ca, pair.a, lo, hi), _read(cb, pair.b, lo, hi)
         _, row_block = _step(pair, hi)
         if pair.b_rows is not None and row_block:
             rows = np.asarray(pair.b_rows)
@@ -508,24 +509,42 @@ def _read_piece(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair, piece: tuple[
         sums = _sums(a, b, pair, lambda at: np.unravel_index(lo + at, shape) if shape else ())
         if not with_difference:
             return sums, None
-        cols = pair.a.shape[1]
-        return sums, (b.astype(np.float64) - a.astype(np.float64)).reshape(-1, cols)
+        return sums, _difference(a, b, a_bf16, b_bf16).reshape(-1, pair.a.shape[1])
     rows, cols = pair.a.shape
     a, b = _read_band(ca, pair.a, rows, cols, lo, hi), _read_band(cb, pair.b, rows, cols, lo, hi)
     if pair.b_rows is not None:
         b = b[_full_row_order(pair.b_rows, rows)]
     width = hi - lo
     sums = _sums(a.reshape(-1), b.reshape(-1), pair, lambda at: (at // width, lo + at % width))
-    return sums, (b.astype(np.float64) - a.astype(np.float64)) if with_difference else None
+    return sums, _difference(a, b, a_bf16, b_bf16) if with_difference else None
+
+
+def _read(c: Checkpoint, t: TensorInfo, start: int, count: int) -> np.ndarray:
+    """Elements as ``_sums`` takes them: BF16 as its bit patterns (decoded later, block by block, in
+    threads), everything else decoded."""
+    return c.read_raw(t, start, count) if t.dtype == "BF16" else c.read(t, start, count)
+
+
+def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
+    out = np.empty(bits.shape, np.uint32)
+    np.left_shift(bits, 16, out=out, dtype=np.uint32)  # one pass: widen and shift in the same loop
+    return out.view(np.float32)
+
+
+def _difference(a: np.ndarray, b: np.ndarray, a_bf16: bool, b_bf16: bool) -> np.ndarray:
+    """B - A in float64."""
+    a = _bf16_to_f32(a) if a_bf16 else a
+    b = _bf16_to_f32(b) if b_bf16 else b
+    return b.astype(np.float64) - a.astype(np.float64)
 
 
 def _read_band(c: Checkpoint, t: TensorInfo, rows: int, cols: int, c0: int, c1: int) -> np.ndarray:
-    """Columns [c0, c1) of every row of a 2-D tensor, decoded (one read per row)."""
-    first = c.read(t, c0, c1 - c0)
+    """Columns [c0, c1) of every row of a 2-D tensor, as ``_read`` gives them (one read per row)."""
+    first = _read(c, t, c0, c1 - c0)
     out = np.empty((rows, c1 - c0), dtype=first.dtype)
     out[0] = first
     for r in range(1, rows):
-        out[r] = c.read(t, r * cols + c0, c1 - c0)
+        out[r] = _read(c, t, r * cols + c0, c1 - c0)
     return out
 
 
@@ -539,7 +558,8 @@ def _sums(a: np.ndarray, b: np.ndarray, pair: AlignedPair, coords: Callable[[int
     """DiffSums of decoded value pairs, in cache-sized float64 blocks; ``coords`` turns a flat index of the
     piece into the tensor coordinates of the largest difference."""
     sums = DiffSums()
-    for start, (part, at) in zip(range(0, a.size, CACHE_ELEMENTS), _block_sums(a, b), strict=True):
+    blocks = _block_sums(a, b, pair.a.dtype == "BF16", pair.b.dtype == "BF16")
+    for start, (part, at) in zip(range(0, a.size, CACHE_ELEMENTS), blocks, strict=True):
         if at >= 0:
             part.max_tensor = pair.a.name
             part.max_at = tuple(int(i) for i in coords(start + at))
@@ -550,16 +570,18 @@ def _sums(a: np.ndarray, b: np.ndarray, pair: AlignedPair, coords: Callable[[int
     return sums
 
 
-def _block_sums(a: np.ndarray, b: np.ndarray) -> list[tuple[DiffSums, int]]:
+def _block_sums(a: np.ndarray, b: np.ndarray, a_bf16: bool = False, b_bf16: bool = False) -> list[tuple[DiffSums, int]]:
     """The sums of every cache-sized block of the pairs, in block order (float64 work in blocks that stay in
     the CPU cache: 3x quicker than whole chunks). Two threads take alternate halves when there is enough
     work (numpy releases the GIL); the list is in block order whatever the timing, so results never depend
-    on it."""
+    on it. ``a_bf16``, ``b_bf16``: that side holds BF16 bit patterns."""
     starts = list(range(0, a.size, CACHE_ELEMENTS))
-    fast = a.dtype in _WIDEN_TO_32 and b.dtype in _WIDEN_TO_32
+    fast = (a_bf16 or a.dtype in _WIDEN_TO_32) and (b_bf16 or b.dtype in _WIDEN_TO_32)
 
     def one(start: int) -> tuple[DiffSums, int]:
         a_part, b_part = a[start:start + CACHE_ELEMENTS], b[start:start + CACHE_ELEMENTS]
+        a_part = _bf16_to_f32(a_part) if a_bf16 else a_part
+        b_part = _bf16_to_f32(b_part) if b_bf16 else b_part
         got = float32_block_sums(a_part.astype(np.float32, copy=False), b_part.astype(np.float32, copy=False)) \
             if fast else None
         return got if got is not None else chunk_sums(a_part.astype(np.float64), b_part.astype(np.float64))

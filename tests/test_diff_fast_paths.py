@@ -82,3 +82,28 @@ def test_two_threads_give_the_one_thread_result_bit_for_bit(tmp_path: Path, monk
     assert asdict(threaded) == asdict(alone)
     check(metrics(alone), dense(a, b.astype(np.float16)))
     assert not math.isnan(metrics(alone)["cosine"])
+
+
+def test_bf16_bit_patterns_decode_in_blocks(tmp_path: Path) -> None:
+    """BF16 is read as bit patterns and decoded per block (in both threads): figures and the rank of the
+    difference are those of the decoded values, also against a float32 side."""
+    import torch
+    from safetensors.torch import save_file as save_torch
+
+    from core.diff_rank import TOP_VALUES
+
+    rng = np.random.default_rng(5)
+    a = torch.from_numpy(rng.normal(size=(2000, 300)).astype(np.float32)).to(torch.bfloat16)
+    update = rng.normal(size=(2000, 3)) @ rng.normal(size=(3, 300))
+    b = (a.float() + torch.from_numpy(0.05 * update).float()).to(torch.bfloat16)
+    save_torch({"w": a}, str(tmp_path / "a.safetensors"))
+    save_torch({"w": b}, str(tmp_path / "b.safetensors"))
+    save_torch({"w": b.float()}, str(tmp_path / "b32.safetensors"))
+    a_np, b_np = a.float().numpy(), b.float().numpy()
+    for other in ("b.safetensors", "b32.safetensors"):
+        td = run(tmp_path / "a.safetensors", tmp_path / other, rank=True, device="cpu").tensors["w"]
+        check(metrics(td.sums), dense(a_np, b_np))
+        assert td.sums.identical == int(np.count_nonzero(a_np == b_np))
+        sv = np.linalg.svd(b_np.astype(np.float64) - a_np.astype(np.float64), compute_uv=False)
+        np.testing.assert_allclose(td.top_singular_values[:3], sv[:3], rtol=1e-9)
+        assert len(td.top_singular_values) == TOP_VALUES
