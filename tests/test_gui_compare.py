@@ -94,7 +94,7 @@ def test_the_tab_fills_with_the_engines_figures(make_window, qtbot, open_model, 
     assert "shapes differ" in mismatched["resized.weight"]
     assert panel.lists.tabText(2) == "Only in B (1)"
     # the most changed matrix is shown after the comparison
-    assert panel.selected_name() == HOSTILE and panel.heatmap is not None
+    assert panel.selected_name() == HOSTILE and panel.heat.heatmap is not None
 
 
 def test_sorting_is_by_value(make_window, qtbot, open_model, pair) -> None:
@@ -124,9 +124,9 @@ def test_depth_profile_has_a_point_per_layer_and_role_and_a_click_selects(make_w
     window = make_window()
     _, panel = compared(window, qtbot, open_model, a_path, b_path)
     rows = {row.name: row for row in panel.table_model.rows}
-    lines = dict(panel.profile)
+    lines = dict(panel.depth.profile)
     assert set(lines) == {"attention.q", "attention.k", "attention.v", "attention.o", "mlp.gate", "mlp.up",
-                          "mlp.down", "norm"} and len(panel.curves) == 8
+                          "mlp.down", "norm"} and len(panel.depth.curves) == 8
     for role, points in lines.items():
         assert [p.layer for p in points] == [0, 1, 2, 3]
         for point in points:
@@ -135,14 +135,14 @@ def test_depth_profile_has_a_point_per_layer_and_role_and_a_click_selects(make_w
                 assert point.rel_change == rows[point.tensors[0]].value(COL_REL)
     assert lines["mlp.down"][3].rel_change == pytest.approx(0.3, rel=1e-5)
     assert max(p.rel_change for p in lines["mlp.down"][:3]) == 0
-    x, y = panel.curves[list(lines).index("mlp.down")].getData()
+    x, y = panel.depth.curves[list(lines).index("mlp.down")].getData()
     assert list(x) == [0, 1, 2, 3] and y[3] == lines["mlp.down"][3].rel_change
-    curve = panel.curves[list(lines).index("attention.q")]
+    curve = panel.depth.curves[list(lines).index("attention.q")]
     spot = curve.scatter.points()[1]
     curve.sigPointsClicked.emit(curve, [spot], None)
     assert panel.selected_name() == "model.layers.1.self_attn.q_proj.weight"
-    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap is not None
-                    and panel.heatmap.name == "model.layers.1.self_attn.q_proj.weight", timeout=10000)
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heat.heatmap is not None
+                    and panel.heat.heatmap.name == "model.layers.1.self_attn.q_proj.weight", timeout=10000)
 
 
 def test_heatmap_is_the_blockwise_max_of_the_difference(make_window, qtbot, open_model, pair) -> None:
@@ -151,16 +151,18 @@ def test_heatmap_is_the_blockwise_max_of_the_difference(make_window, qtbot, open
     _, panel = compared(window, qtbot, open_model, a_path, b_path)
     name = "model.layers.3.mlp.down_proj.weight"  # 64 x 176: one value per pixel
     panel.select_tensor(name)
-    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap is not None and panel.heatmap.name == name,
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heat.heatmap is not None
+                    and panel.heat.heatmap.name == name,
                     timeout=10000)
     d = np.abs(b[name].astype(np.float64) - a[name].astype(np.float64)).astype(np.float32)
-    np.testing.assert_array_equal(panel.heatmap.values, d)
-    np.testing.assert_array_equal(panel.heat_image.image, d)
-    assert panel.heat_title.full_text == f"|B−A| of {name}"
-    assert format_value(float(d.max())) in panel.heat_detail.full_text
+    np.testing.assert_array_equal(panel.heat.heatmap.values, d)
+    np.testing.assert_array_equal(panel.heat.image.image, d)
+    assert panel.heat.title.full_text == f"|B−A| of {name}"
+    assert format_value(float(d.max())) in panel.heat.detail.full_text
     panel.select_tensor("model.embed_tokens.weight")  # 300 x 64, unchanged: all zero
-    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap.name == "model.embed_tokens.weight", timeout=10000)
-    assert panel.heatmap.values.shape == (300, 64) and not panel.heatmap.values.any()
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heat.heatmap is not None
+                    and panel.heat.heatmap.name == "model.embed_tokens.weight", timeout=10000)
+    assert panel.heat.heatmap.values.shape == (300, 64) and not panel.heat.heatmap.values.any()
 
 
 def test_cancel_stops_the_comparison(make_window, qtbot, open_model, pair, monkeypatch, reads) -> None:
@@ -245,11 +247,12 @@ def test_hostile_names_are_plain_text(make_window, qtbot, open_model, pair) -> N
     tip = model.index(row, COL_NAME).data(Qt.ItemDataRole.ToolTipRole)
     assert "<b " not in tip and "&lt;b" in tip
     panel.select_tensor(HOSTILE)
-    qtbot.waitUntil(lambda: panel.is_idle() and panel.heatmap is not None and panel.heatmap.name == HOSTILE,
+    qtbot.waitUntil(lambda: panel.is_idle() and panel.heat.heatmap is not None
+                    and panel.heat.heatmap.name == HOSTILE,
                     timeout=10000)
-    for label in (panel.heat_title, panel.a_label, panel.b_label, panel.counts, panel.state_label):
+    for label in (panel.heat.title, panel.a_label, panel.b_label, panel.counts, panel.state_label):
         assert label.textFormat() == Qt.TextFormat.PlainText
-    assert HOSTILE in panel.heat_title.full_text and "&lt;b" in panel.heat_title.toolTip()
+    assert HOSTILE in panel.heat.title.full_text and "&lt;b" in panel.heat.title.toolTip()
 
 
 def test_screenshot_of_the_compare_tab(tmp_path: Path, pair) -> None:

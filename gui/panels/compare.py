@@ -13,10 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
-import pyqtgraph as pg
 from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
-from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -35,9 +32,10 @@ from PySide6.QtWidgets import (
 from core.checkpoint import Checkpoint
 from core.diff import DiffResult, DiffSums, metrics
 from core.numbers import format_value, human_bytes
+from gui.compare_plots import ChangeProfilePlot, DiffHeatmapView
 from gui.compare_table import COL_RANK, COL_REL, CompareTableModel
-from gui.panels.depth import distinct_colors, layer_tick_step
-from gui.plain import plain_label, rich_escape, tooltip
+from gui.elided import ElidedLabel
+from gui.plain import plain_label, tooltip
 from gui.progress_text import Throughput, progress_text
 from gui.style import quiet_table
 from gui.workers import JobSlot
@@ -55,42 +53,6 @@ FIGURE_HELP = {
     "snr_db": "Signal-to-noise ratio of the quantised side, 10·log10(‖signal‖² / ‖B−A‖²): every 10 dB is ten "
               "times less noise; 8-bit quantisation gives about 40 dB, 4-bit about 20 dB.",
 }
-
-
-class ElidedLabel(QLabel):
-    """One line of plain text, elided in the middle to the width it gets; the whole text in its tooltip."""
-
-    def __init__(self, text: str = "", object_name: str = "") -> None:
-        super().__init__()
-        self.setTextFormat(Qt.TextFormat.PlainText)
-        self.setMinimumWidth(40)
-        if object_name:
-            self.setObjectName(object_name)
-        self.full_text = ""
-        self.set_full_text(text)
-
-    def set_full_text(self, text: str) -> None:
-        self.full_text = text
-        self.setToolTip(tooltip(text))
-        self._elide()
-
-    def resizeEvent(self, event) -> None:  # noqa: N802
-        super().resizeEvent(event)
-        self._elide()
-
-    def _elide(self) -> None:
-        line = " ".join(self.full_text.split())
-        self.setText(QFontMetrics(self.font()).elidedText(line, Qt.TextElideMode.ElideMiddle, max(40, self.width())))
-
-    def minimumSizeHint(self):  # noqa: N802
-        hint = super().minimumSizeHint()
-        hint.setWidth(40)
-        return hint
-
-    def sizeHint(self):  # noqa: N802
-        hint = super().sizeHint()
-        hint.setWidth(200)
-        return hint
 
 
 @dataclass
@@ -133,12 +95,6 @@ def _db(value: float) -> str:
     return "∞ dB (no noise)" if math.isinf(value) and value > 0 else f"{value:.1f} dB"
 
 
-def _role_order(role: str) -> int:
-    from core.taxonomy import ROLES
-
-    return ROLES.index(role) if role in ROLES else len(ROLES)
-
-
 def _finite_or_low(value: float) -> float:
     return value if math.isfinite(value) else -math.inf
 
@@ -167,9 +123,7 @@ class ComparePanel(QWidget):
         self.progress = None  # the latest core.diff.DiffProgress
         self.model_sums: DiffSums | None = None
         self._merged = 0  # pairs of result.tensors merged into model_sums so far
-        self.profile: list = []  # [(role, [core.diff_profile.ProfilePoint])], drawn in the depth plot
         self._profile_time = 0.0
-        self.heatmap = None  # the latest core.heatmap.Heatmap of |B−A|
         self.meter = Throughput()
         self.job = JobSlot("compare", self)
         self.heatmap_job = JobSlot("compare heatmap", self)
@@ -255,50 +209,11 @@ class ComparePanel(QWidget):
             self.lists.addTab(widget, label)
 
         plots = QSplitter(Qt.Orientation.Horizontal)
-        self.depth_canvas = pg.GraphicsLayoutWidget()
-        self.depth_canvas.setObjectName("compare_depth")
-        self.depth_canvas.setBackground("w")
-        self.depth_plot = self.depth_canvas.addPlot(row=0, col=0)
-        self.depth_plot.setMenuEnabled(False)
-        self.depth_plot.showGrid(x=True, y=True, alpha=0.15)
-        self.depth_plot.setLabel("bottom", "layer (block index)")
-        self.depth_plot.setLabel("left", "relative change ‖B−A‖/‖A‖")
-        self.depth_plot.getAxis("left").enableAutoSIPrefix(False)
-        self.depth_plot.setTitle("Relative change by layer")
-        self.depth_legend = pg.LegendItem(labelTextColor="#1f2937", brush=(255, 255, 255, 0))
-        self.depth_canvas.addItem(self.depth_legend, row=0, col=1)  # beside the plot, never over a line
-        self.depth_canvas.setToolTip("Relative change of each tensor against its layer, one line per role: the "
-                                     "layers a fine-tune moved most stand out. Click a point to select its tensor.")
-        self.ring = pg.ScatterPlotItem(size=16, pen=pg.mkPen("#111827", width=2), brush=None, symbol="o")
-        self.ring.setZValue(10)
-        self.depth_plot.addItem(self.ring)
-        self.curves: list[pg.PlotDataItem] = []
-        heat = QWidget()
-        heat_layout = QVBoxLayout(heat)
-        heat_layout.setContentsMargins(0, 0, 0, 0)
-        heat_layout.setSpacing(2)
-        self.heat_title = ElidedLabel("Select a row to see where its values changed", "compare_heat_title")
-        self.heat_title.setStyleSheet("font-weight: 600;")
-        self.heat_detail = ElidedLabel("", "compare_heat_detail")
-        heat_layout.addWidget(self.heat_title)
-        heat_layout.addWidget(self.heat_detail)
-        self.heat_canvas = pg.GraphicsLayoutWidget()
-        self.heat_canvas.setObjectName("compare_heatmap")
-        self.heat_canvas.setBackground("w")
-        self.heat_plot = self.heat_canvas.addPlot(row=0, col=0)
-        self.heat_plot.setMenuEnabled(False)
-        self.heat_plot.invertY(True)
-        self.heat_plot.setAspectLocked(False)
-        self.heat_plot.setLabel("bottom", "column")
-        self.heat_plot.setLabel("left", "row")
-        self.heat_image = pg.ImageItem(axisOrder="row-major")
-        self.heat_plot.addItem(self.heat_image)
-        self.color_bar = pg.ColorBarItem(colorMap=pg.colormap.get("inferno"), interactive=False, width=12,
-                                         label="max |B−A|")
-        self.color_bar.setImageItem(self.heat_image, insert_in=self.heat_plot)
-        heat_layout.addWidget(self.heat_canvas, 1)
-        plots.addWidget(self.depth_canvas)
-        plots.addWidget(heat)
+        self.depth = ChangeProfilePlot()
+        self.depth.sig_points_clicked.connect(self._point_clicked)
+        self.heat = DiffHeatmapView()
+        plots.addWidget(self.depth)
+        plots.addWidget(self.heat)
         plots.setSizes([520, 480])
 
         body = QSplitter(Qt.Orientation.Vertical)
@@ -316,10 +231,9 @@ class ComparePanel(QWidget):
 
         self._stop_jobs()
         self.b_path = b_path
-        self.result, self.progress, self.model_sums, self._merged, self.profile = None, None, None, 0, []
-        self.heatmap = None
+        self.result, self.progress, self.model_sums, self._merged = None, None, None, 0
         self.table_model.reset()
-        self._clear_heatmap("Select a row to see where its values changed")
+        self.heat.clear("Select a row to see where its values changed")
         self.a_label.set_full_text(f"A: {self.a_path}")
         self.b_label.set_full_text(f"B: {b_path}")
         self.counts.setText("Opening B…")
@@ -514,44 +428,19 @@ class ComparePanel(QWidget):
 
     def _draw_profile(self) -> None:
         """One line per role: each point the relative change of that role's tensors in one layer, merged
-        exactly (core.diff_profile, as in the PDF report); a point's data is its tensors' names."""
-        from core.depth import ROLE_SHORT
+        exactly (core.diff_profile, as in the PDF report)."""
         from core.diff_profile import depth_profile
 
         self._profile_time = time.monotonic()
-        profile = depth_profile(self.result) if self.result is not None else {}
-        self.profile = sorted(profile.items(), key=lambda item: (_role_order(item[0]), item[0]))
-        for curve in self.curves:
-            self.depth_plot.removeItem(curve)
-        self.curves = []
-        self.depth_legend.clear()
-        colors = distinct_colors([role for role, _ in self.profile])
-        for (role, points), color in zip(self.profile, colors, strict=True):
-            label = ROLE_SHORT.get(role, role)
-            x = np.array([p.layer for p in points], dtype=float)
-            y = np.array([p.rel_change if math.isfinite(p.rel_change) else math.nan for p in points], dtype=float)
-            curve = pg.PlotDataItem(x, y, pen=pg.mkPen(color, width=1.6), symbol="o", symbolSize=6,
-                                    symbolBrush=color, symbolPen=pg.mkPen(color), name=rich_escape(label),
-                                    data=[p.tensors for p in points], connect="finite")
-            curve.sigPointsClicked.connect(self._point_clicked)
-            self.depth_plot.addItem(curve)
-            self.depth_legend.addItem(curve, rich_escape(label))
-            self.curves.append(curve)
-        layers = [p.layer for _, points in self.profile for p in points]
-        if layers:
-            step = layer_tick_step(max(layers) - min(layers) + 1)
-            self.depth_plot.getAxis("bottom").setTickSpacing(step, step)
-        self._draw_ring()
+        self.depth.set_profile(depth_profile(self.result) if self.result is not None else {})
 
-    def _point_clicked(self, _item, points, _ev=None) -> None:
+    def _point_clicked(self, names: list[str]) -> None:
         """A point stands for a role's tensors in one layer (one, except where a role has several): the most
         changed of them is selected."""
-        if len(points):
-            names = points[0].data()
-            if isinstance(names, list) and names:
-                rows = {row.name: row for row in self.table_model.rows}
-                self.select_tensor(max(names, key=lambda n: _finite_or_low(rows[n].value(COL_REL)) if n in rows
-                                       else -math.inf))
+        rows = {row.name: row for row in self.table_model.rows}
+        known = [n for n in names if n in rows]
+        if known:
+            self.select_tensor(max(known, key=lambda n: _finite_or_low(rows[n].value(COL_REL))))
 
     def select_tensor(self, name: str) -> bool:
         """Select the table row of A's tensor ``name`` (showing the table), which draws its heatmap."""
@@ -580,19 +469,10 @@ class ComparePanel(QWidget):
         if best is not None:
             self.select_tensor(best)
 
-    def _draw_ring(self) -> None:
-        self.ring.setData([], [])
-        name = self.selected_name()
-        for _, points in self.profile:
-            for point in points:
-                if name in point.tensors and math.isfinite(point.rel_change):
-                    self.ring.setData([point.layer], [point.rel_change])
-                    return
-
     def _row_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         if not current.isValid():
             return
-        self._draw_ring()
+        self.depth.highlight(self.table_model.rows[current.row()].name)
         self.show_heatmap(self.table_model.rows[current.row()].name)
 
     def show_heatmap(self, name: str) -> None:
@@ -612,7 +492,7 @@ class ComparePanel(QWidget):
                 return None
             return (yield from compute_diff_heatmap(checkpoint, opened.checkpoint, pair, should_stop=stop))
 
-        self._clear_heatmap(f"|B−A| of {name}", "reading…")
+        self.heat.clear(f"|B−A| of {name}", "reading…")
         self._remember_stopping()  # the heatmap being replaced still reads until its next tile
         self.heatmap_job.start(job, on_yield=self._draw_heatmap, on_return=self._draw_heatmap,
                                on_error=self._heatmap_failed)
@@ -621,32 +501,13 @@ class ComparePanel(QWidget):
         from core.errors import CheckpointError
         from gui.errors import reason
 
-        self._clear_heatmap(f"No heatmap: {reason(exc, 'drawing the difference')}")
+        self.heat.clear(f"No heatmap: {reason(exc, 'drawing the difference')}")
         if not isinstance(exc, CheckpointError):
             self.sig_error.emit("Internal error", exc, "drawing the difference")
 
-    def _clear_heatmap(self, text: str, detail: str = "") -> None:
-        self.heat_title.set_full_text(text)
-        self.heat_detail.set_full_text(detail)
-        self.heat_image.clear()
-
     def _draw_heatmap(self, heatmap) -> None:
-        if heatmap is None:
-            return
-        self.heatmap = heatmap
-        values = heatmap.values
-        finite = values[np.isfinite(values)]
-        top = float(finite.max()) if finite.size else 0.0
-        block = f"{heatmap.block_rows}×{heatmap.block_cols}"
-        done = "" if heatmap.rows_done >= heatmap.rows else f" · reading {heatmap.fraction:.0%}"
-        nan = int(np.count_nonzero(np.isnan(values))) if heatmap.rows_done >= heatmap.rows else 0
-        self.heat_title.set_full_text(f"|B−A| of {heatmap.name}")
-        self.heat_detail.set_full_text(
-            f"{heatmap.rows:,}×{heatmap.cols:,}, each pixel the largest |B−A| of a {block} block · largest "
-            f"{format_value(top)}" + (f" · {nan} blocks with NaN or Inf (drawn as 0)" if nan else "") + done)
-        self.heat_image.setImage(np.nan_to_num(values, nan=0.0), autoLevels=False)
-        self.color_bar.setLevels((0.0, top if top > 0 else 1.0))
-        self.heat_plot.autoRange()
+        if heatmap is not None:
+            self.heat.show_heatmap(heatmap)
 
 
 def model_name(path: str) -> str:
