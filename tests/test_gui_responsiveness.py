@@ -142,7 +142,7 @@ def test_sliced_depth_panel_draws_a_few_lines_per_turn_and_a_new_redraw_replaces
         return DepthSeries(f"m{i}", "mlp.up", f"layers.*.m{i}", [(k, 0.1 * (i + 1), f"layers.{k}.m{i}")
                                                                  for k in range(4)])
 
-    lines = [line(i) for i in range(2 * LINES_PER_TURN + 1)]
+    lines = [line(i) for i in range(2 * LINES_PER_TURN + 3)]  # at least five: the last redraw keeps four
     direct, sliced = DepthPanel(), DepthPanel(sliced=True)
     for panel in (direct, sliced):
         qtbot.addWidget(panel)

@@ -40,7 +40,7 @@ SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: l
 HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
 ZERO_MARK = "#b91c1c"
 MAX_LAYER_TICKS = 12
-LINES_PER_TURN = 2  # depth lines (plot item and legend row, 4-5 ms each) drawn per turn of the event loop
+LINES_PER_TURN = 1  # depth lines (plot item and legend row, 5-10 ms each) drawn per turn of the event loop
 
 
 def distinct_colors(roles: list[str]) -> list[str]:
@@ -251,9 +251,10 @@ class DepthPanel(QWidget):
         if sliced:  # a dozen lines with their legend rows cost 50 ms: a few per turn of the event loop
             groups = [draws[k:k + LINES_PER_TURN] for k in range(0, len(draws), LINES_PER_TURN)]
             self.canvas.setUpdatesEnabled(False)  # painted once, whole: a repaint per slice costs more than a slice
-            self._line_slices = Slices(self, [functools.partial(_run_each, g) for g in groups] + [tail], True)
+            self._line_slices = Slices(self, [functools.partial(_run_each, g) for g in groups]
+                                       + [tail, self._fit_view, self._show_lines], True)
         else:
-            _run_each([*draws, tail])
+            _run_each([*draws, tail, self._fit_view, self._show_lines])
 
     def _draw_line(self, i: int, line: DepthSeries, color, log: bool, floor: float, zeros: list, undefined: list,
                    hidden: list) -> None:
@@ -296,6 +297,15 @@ class DepthPanel(QWidget):
             self._say(f"{self.subtitle.text()} · undefined for {', '.join(undefined)} (all values equal)")
         self.plot.enableAutoRange()
         self._draw_highlight()
+
+    def _fit_view(self) -> None:
+        """The range that fits every line, now: the paint that shows them does not also fit the view (every
+        line's items are recomputed on a change of range, 5-10 ms)."""
+        self.canvas.ci.layout.activate()  # the legend's new rows resize the plot now, not at the first paint
+        self.plot.getViewBox().updateAutoRange()
+
+    def _show_lines(self) -> None:
+        """Paint the lines, whole, on the next turn."""
         self.canvas.setUpdatesEnabled(True)
 
     @staticmethod
