@@ -420,58 +420,76 @@ def _run(ca: Checkpoint, cb: Checkpoint, pairs: list[AlignedPair], result: DiffR
     start_time = time.perf_counter()
     total = sum(p.a.nbytes + p.b.nbytes for p in pairs)
     done = 0
-    for pair in pairs:
-        sums = DiffSums(quantised=int(_quantised(pair.a) or _quantised(pair.b)), max_tensor=pair.a.name)
-        gram, note = _gram_for(pair, engine)
-        elements = pair.a.elements
-        first = 0
-        for piece in _pieces(pair, chunk_elements, gram):
-            if should_stop is not None and should_stop():
-                result.seconds = time.perf_counter() - start_time
-                raise CancelledError("comparison cancelled")
-            part, d = _read_piece(ca, cb, pair, piece, gram is not None)
-            sums = sums.merge(part)
-            if gram is not None and d is not None:
-                if np.isfinite(d).all():
-                    gram.add(d)
-                else:
-                    gram, note = None, "NaN or infinite values: the difference has no finite singular values"
-            count = part.count
-            first += count
-            last = first >= elements
-            nbytes = _range_bytes(pair.a, first - count, first) + _range_bytes(pair.b, first - count, first)
-            done += nbytes
-            result.bytes_read += nbytes
-            if last:
-                top, r90 = gram.finish() if gram is not None else (None, None)
-                result.tensors[pair.a.name] = TensorDiff(pair.a, pair.b, sums, top, r90,
-                                                         note if engine is not None and gram is None else None)
+    ranked = [engine is not None and _why_no_rank(p.a) is None for p in pairs]
+    work = ((i, piece) for i, pair in enumerate(pairs) for piece in _pieces(pair, chunk_elements, ranked[i]))
+    current, first, elements, gram, note, sums = -1, 0, 0, None, None, DiffSums()
+    for i, piece in work:  # reading the next piece on a thread of its own measured no quicker: both cores are busy
+        pair = pairs[i]
+        if i != current:
+            current, first, elements = i, 0, pair.a.elements
+            sums = DiffSums(quantised=int(_quantised(pair.a) or _quantised(pair.b)), max_tensor=pair.a.name)
+            gram, note = _gram_for(pair, engine)
+        if should_stop is not None and should_stop():
             result.seconds = time.perf_counter() - start_time
-            yield DiffProgress(done, total, pair.a.name, last, result)
+            raise CancelledError("comparison cancelled")
+        a, b = _load(ca, cb, pair, piece)
+        part, d = _summarise(pair, piece, a, b, gram is not None)
+        sums = sums.merge(part)
+        if gram is not None and d is not None:
+            if np.isfinite(d).all():
+                gram.add(d)
+            else:
+                gram, note = None, "NaN or infinite values: the difference has no finite singular values"
+        count = part.count
+        first += count
+        last = first >= elements
+        nbytes = _range_bytes(pair.a, first - count, first) + _range_bytes(pair.b, first - count, first)
+        done += nbytes
+        result.bytes_read += nbytes
+        if last:
+            top, r90 = gram.finish() if gram is not None else (None, None)
+            result.tensors[pair.a.name] = TensorDiff(pair.a, pair.b, sums, top, r90,
+                                                     note if engine is not None and gram is None else None)
+        result.seconds = time.perf_counter() - start_time
+        yield DiffProgress(done, total, pair.a.name, last, result)
     return result
+
+
+def _why_no_rank(t: TensorInfo) -> str | None:
+    from core.diff_rank import why_no_rank
+
+    return why_no_rank(t)
 
 
 def _gram_for(pair: AlignedPair, engine: Any) -> tuple[Any, str | None]:
     """The Gram accumulator of a pair's difference, or None and why not (None, None without --rank)."""
     if engine is None:
         return None, None
-    from core.diff_rank import DiffGram, why_no_rank
+    from core.diff_rank import DiffGram
 
-    note = why_no_rank(pair.a)
+    note = _why_no_rank(pair.a)
     return (None, note) if note is not None else (DiffGram(engine, pair.a), None)
 
 
-def _pieces(pair: AlignedPair, chunk_elements: int, gram: Any) -> list[tuple[str, int, int]]:
-    """The pair's reads in order: ("flat", first, count) element ranges, or ("band", c0, c1) column bands of
-    every row (a wide matrix with a Gram); a tensor without elements is one empty piece."""
+def _pieces(pair: AlignedPair, chunk_elements: int, ranked: bool) -> list[tuple[str, int, int]]:
+    """The pair's reads in order: ("flat", first, count) element ranges (whole rows when ``ranked``), or
+    ("band", c0, c1) column bands of every row (a wide matrix whose difference gets a Gram); a tensor without
+    elements is one empty piece."""
     elements = pair.a.elements
     if elements == 0:
         return [("flat", 0, 0)]
-    if gram is not None and gram.wide:
-        width = max(1, WIDE_BAND_ELEMENTS // gram.rows)
-        return [("band", c0, min(gram.cols, c0 + width)) for c0 in range(0, gram.cols, width)]
-    step, _ = _step(pair, chunk_elements, whole_rows=gram is not None)
+    if ranked and pair.a.shape[0] < pair.a.shape[1]:
+        rows, cols = pair.a.shape
+        width = _band_width(pair, max(1, WIDE_BAND_ELEMENTS // rows))
+        return [("band", c0, min(cols, c0 + width)) for c0 in range(0, cols, width)]
+    step, _ = _step(pair, chunk_elements, whole_rows=ranked)
     return [("flat", first, min(step, elements - first)) for first in range(0, elements, step)]
+
+
+def _band_width(pair: AlignedPair, width: int) -> int:
+    """A band width in whole quantisation blocks where it can be (each row's read then decodes only its own)."""
+    block = max(dtypes.get(pair.a.dtype).block_size, dtypes.get(pair.b.dtype).block_size)
+    return width if block <= 1 or width < block else width // block * block
 
 
 def _quantised(t: TensorInfo) -> bool:
@@ -491,29 +509,40 @@ def _step(pair: AlignedPair, chunk_elements: int, whole_rows: bool = False) -> t
     return max(1, chunk_elements // max(1, block)) * block, block
 
 
-def _read_piece(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair, piece: tuple[str, int, int],
-                with_difference: bool) -> tuple[DiffSums, np.ndarray | None]:
-    """The sums of one piece, and (``with_difference``) its difference B - A in float64, shaped as the Gram
-    takes it: whole rows (rows x cols) or a column band (rows x band)."""
+def _load(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair, piece: tuple[str, int, int]) -> tuple[Any, Any]:
+    """Both sides' values of one piece as ``_read`` gives them, B's rows already in A's order; (None, None) for
+    an empty piece."""
     kind, lo, hi = piece
     if kind == "flat" and hi == 0:
-        return DiffSums(), None
-    a_bf16, b_bf16 = pair.a.dtype == "BF16", pair.b.dtype == "BF16"  # bit patterns, decoded per block
+        return None, None
     if kind == "flat":
         a, b = _read(ca, pair.a, lo, hi), _read(cb, pair.b, lo, hi)
         _, row_block = _step(pair, hi)
         if pair.b_rows is not None and row_block:
             rows = np.asarray(pair.b_rows)
             b = b.reshape(-1, len(rows), row_block // len(rows))[:, rows, :].reshape(-1)
+        return a, b
+    rows, cols = pair.a.shape
+    a, b = _read_band(ca, pair.a, rows, cols, lo, hi), _read_band(cb, pair.b, rows, cols, lo, hi)
+    if pair.b_rows is not None:
+        b = b[_full_row_order(pair.b_rows, rows)]
+    return a, b
+
+
+def _summarise(pair: AlignedPair, piece: tuple[str, int, int], a: Any, b: Any,
+               with_difference: bool) -> tuple[DiffSums, np.ndarray | None]:
+    """The sums of one loaded piece, and (``with_difference``) its difference B - A in float64, shaped as the
+    Gram takes it: whole rows (rows x cols) or a column band (rows x band)."""
+    kind, lo, hi = piece
+    if a is None:
+        return DiffSums(), None
+    a_bf16, b_bf16 = pair.a.dtype == "BF16", pair.b.dtype == "BF16"  # bit patterns, decoded per block
+    if kind == "flat":
         shape = pair.a.shape
         sums = _sums(a, b, pair, lambda at: np.unravel_index(lo + at, shape) if shape else ())
         if not with_difference:
             return sums, None
         return sums, _difference(a, b, a_bf16, b_bf16).reshape(-1, pair.a.shape[1])
-    rows, cols = pair.a.shape
-    a, b = _read_band(ca, pair.a, rows, cols, lo, hi), _read_band(cb, pair.b, rows, cols, lo, hi)
-    if pair.b_rows is not None:
-        b = b[_full_row_order(pair.b_rows, rows)]
     width = hi - lo
     sums = _sums(a.reshape(-1), b.reshape(-1), pair, lambda at: (at // width, lo + at % width))
     return sums, _difference(a, b, a_bf16, b_bf16) if with_difference else None

@@ -170,3 +170,37 @@ def test_cli_rank_json_and_text(shapes_pair, capsys: pytest.CaptureFixture[str])
     sv, rank90 = dense_truth(a["tall.weight"], b["tall.weight"])
     cells = row.split()
     assert int(cells[-4]) == rank90 and [float(x) for x in cells[-3:]] == pytest.approx(sv[:3], rel=1e-3)
+
+
+@pytest.mark.parametrize("band", [1 << 22, 40])
+def test_rank_across_a_llama_cpp_conversion(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, band: int) -> None:
+    """q/k rows permuted back before the Gram (k_proj is wide: column bands); an unchanged F16 conversion has
+    rank90 0 everywhere, a Q8_0 one the singular values of its dequantisation error."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import dequantize, quantize
+
+    from tests.test_diff import HEADS, KV_HEADS, llama_cpp_permute, llama_weights, write_gguf
+
+    monkeypatch.setattr("core.diff.WIDE_BAND_ELEMENTS", band)
+    weights = llama_weights(np.random.default_rng(8))
+    save_file(weights, str(tmp_path / "model.safetensors"))
+    write_gguf(tmp_path / "model.gguf", weights)
+    unchanged = run(tmp_path / "model.safetensors", tmp_path / "model.gguf", rank=True, device="cpu")
+    matrices = [td for td in unchanged.tensors.values() if len(td.a.shape) == 2]
+    assert len(matrices) == 2 * 7 + 2 and all(td.rank90 == 0 for td in matrices)
+    write_gguf(tmp_path / "model.Q8_0.gguf", weights, quant=GGMLQuantizationType.Q8_0)
+    result = run(tmp_path / "model.safetensors", tmp_path / "model.Q8_0.gguf", rank=True, device="cpu",
+                 chunk_elements=64)
+    for name in ("model.layers.1.self_attn.k_proj.weight", "model.layers.0.self_attn.q_proj.weight",
+                 "model.layers.0.mlp.down_proj.weight"):
+        w = weights[name]
+        heads = HEADS if "q_proj" in name else KV_HEADS
+        permuted = name.endswith(("q_proj.weight", "k_proj.weight"))
+        back = dequantize(quantize(llama_cpp_permute(w, heads) if permuted else w, GGMLQuantizationType.Q8_0),
+                          GGMLQuantizationType.Q8_0)
+        if permuted:
+            back = back[np.argsort(llama_cpp_permute(np.arange(w.shape[0])[:, None], heads)[:, 0])]
+        td = result.tensors[name]
+        sv, rank90 = dense_truth(w, back)
+        assert td.rank90 == rank90, name
+        np.testing.assert_allclose(td.top_singular_values, sv[:len(td.top_singular_values)], rtol=1e-9)
