@@ -151,6 +151,7 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
                 finish(2)
                 return
             view.tabs.setCurrentWidget(view.compare.panel)
+            view.splitter.setSizes([340, max(400, args.width - 340)])  # the table's columns before the tree's
         elif view is not None and args.tab == "spectra":
             view.tabs.setCurrentWidget(view.spectra_tab)
         elif view is not None and args.tab:

@@ -33,7 +33,7 @@ from core.checkpoint import Checkpoint
 from core.diff import DiffResult, DiffSums, metrics
 from core.numbers import format_value, human_bytes
 from gui.compare_plots import ChangeProfilePlot, DiffHeatmapView
-from gui.compare_table import COL_RANK, COL_REL, CompareTableModel
+from gui.compare_table import COL_RANK, COL_REL, COL_SNR, CompareTableModel
 from gui.elided import ElidedLabel
 from gui.plain import plain_label, tooltip
 from gui.progress_text import Throughput, progress_text
@@ -183,7 +183,7 @@ class ComparePanel(QWidget):
         self.table = QTableView(objectName="compare_table")
         self.table.setModel(self.table_model)
         self.table.setSortingEnabled(True)
-        self.table.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.table.sortByColumn(COL_REL, Qt.SortOrder.DescendingOrder)  # the most changed first, as they arrive
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -195,7 +195,7 @@ class ComparePanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        for column, width in enumerate((270, 58, 58, 84, 76, 80, 76, 80, 60, 66)):
+        for column, width in enumerate((270, 58, 58, 92, 76, 80, 76, 84, 60, 70)):
             header.resizeSection(column, width)
         self.table.setColumnHidden(COL_RANK, True)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
@@ -393,6 +393,7 @@ class ComparePanel(QWidget):
             self.model_sums = td.sums if self.model_sums is None else self.model_sums.merge(td.sums)
         self._merged = len(done)
         self.counts.setText(counts_text(result, self._merged))
+        self.table.setColumnHidden(COL_SNR, not (self.model_sums is not None and self.model_sums.quantised))
         if self.model_sums is not None:
             shown = figures_text(metrics(self.model_sums))
             for key, label in self.figure_labels.items():
