@@ -4,13 +4,18 @@
 2. Ours: ``core.stats.analyze`` (``--device``, default cpu; no cache), in a subprocess so that its max RSS
    is its own. The baseline: safetensors ``get_tensor``, conversion to float32, ``numpy.histogram`` with 256
    bins plus mean, std, min and max, per tensor, in another subprocess. A plain memory copy of the same
-   number of bytes (``ndarray.copy``; ``np.copyto`` into touched memory is printed too, as the ceiling) and a
-   plain read of the file (into one reused 64 MB buffer) for scale. Our one-time start-up (importing torch)
-   is printed apart from the throughput.
+   number of bytes (``ndarray.copy``; ``np.copyto`` into touched memory is printed too, as the ceiling), and
+   two reads of the file from the page cache: (a) as a program gets it to use it, one ``readinto`` of the whole
+   file into a fresh buffer (page faults included), (b) into one reused 64 MB buffer (no page faults: the
+   ceiling). Our one-time start-up (making the backend) is printed apart from the throughput.
+   Then the whole processes, as a user runs them (``--repeat`` times, default 3; median, min and max):
+   ``main.py stats --json --no-cache`` and the naive script; their ratio, and ours as a share of read (a)
+   (the issue's definition; target >= 60%) and of read (b) (printed, no target).
 3. A sparse bf16 file of ``--sparse-gb`` GB (default 32, larger than many machines' memory; made with
    truncate, so it reads as zeros) analysed with max RSS under 2 GB. ``--quick`` skips it.
 
-Targets: ours >= 8x the baseline, >= 30% of the copy speed, max RSS < 1 GB (sparse file: < 2 GB).
+Targets: ours >= 8x the baseline, >= 30% of the copy speed, max RSS < 1 GB (sparse file: < 2 GB); whole
+process >= 8x the naive script's and >= 60% of read (a).
 Figures are printed, not asserted; the exit status is 1 if a target is missed. On a shared machine the
 numbers are noisy: run it when the machine is otherwise idle for figures worth quoting.
 """
@@ -147,6 +152,23 @@ def child_copy(nbytes: int) -> dict:
     return {"seconds": plain, "touched_seconds": touched, "bytes": nbytes}
 
 
+def child_read_fresh(path: str) -> dict:
+    """The file read as a program gets it to use it: one ``readinto`` of the whole file into a fresh buffer
+    (``np.empty``, so the page faults of first touching that memory are included, as they are for any program
+    that reads a file into memory), timed from open to the last byte."""
+    start = time.perf_counter()
+    with open(path, "rb", buffering=0) as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = np.empty(size, dtype=np.uint8)
+        view, done = memoryview(buf), 0
+        while done < size:  # Linux reads at most ~2 GiB per call
+            got = f.readinto(view[done:])
+            if not got:
+                break
+            done += got
+    return {"seconds": time.perf_counter() - start, "bytes": done}
+
+
 def child_read(path: str) -> dict:
     from core.io import FileReader
 
@@ -172,17 +194,23 @@ def _child(kind: str, *args: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _whole_process(path: Path, data_bytes: int) -> tuple[float, float]:
+def _whole_process(path: Path) -> tuple[float, float]:
     """Wall seconds of `main.py stats` as a user runs it (interpreter start and imports included, the device
-    chosen automatically) and of the naive script's whole process."""
+    chosen automatically, the JSON written to a pipe that is read) and of the naive script's whole process."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WEIGHTSCOPE_CACHE_DIR": tempfile.mkdtemp()}
     start = time.perf_counter()
     subprocess.run([sys.executable, "main.py", "stats", str(path), "--json", "--no-cache"], cwd=ROOT, env=env,
                    check=True, stdout=subprocess.DEVNULL)
     ours = time.perf_counter() - start
     start = time.perf_counter()
-    _child("baseline", str(path))
+    subprocess.run([sys.executable, __file__, "--child", "baseline", str(path)], cwd=ROOT, check=True,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
     return ours, time.perf_counter() - start
+
+
+def _spread(values: list[float]) -> str:
+    ordered = sorted(values)
+    return f"{ordered[len(ordered) // 2]:.2f} s (min {ordered[0]:.2f}, max {ordered[-1]:.2f}, {len(values)} runs)"
 
 
 # --------------------------------------------------------------------------- main
@@ -195,12 +223,14 @@ def main(argv: list[str] | None = None) -> int:
                         "figure (default 0.5; 0 skips it)")
     parser.add_argument("--device", default="cpu", help="device for our engine (default cpu)")
     parser.add_argument("--dir", default=None, help="where to write the files (default: a temporary folder)")
+    parser.add_argument("--repeat", type=int, default=3, help="whole-process runs, median quoted (default 3)")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         kind, *rest = args.child
         out = {"ours": lambda: child_ours(rest[0], rest[1]), "baseline": lambda: child_baseline(rest[0]),
-               "copy": lambda: child_copy(int(rest[0])), "read": lambda: child_read(rest[0])}[kind]()
+               "copy": lambda: child_copy(int(rest[0])), "read": lambda: child_read(rest[0]),
+               "read_fresh": lambda: child_read_fresh(rest[0])}[kind]()
         print(json.dumps(out))
         return 0
 
@@ -229,17 +259,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plain memory copy of {data_bytes / GB:.2f} GB (ndarray.copy): {copy_speed:6.2f} GB/s; "
               f"into touched memory (np.copyto, the bandwidth ceiling): {touched_speed:6.2f} GB/s "
               f"(ours = {100 * ours_speed / touched_speed:.0f}% of that)")
-        print(f"file read into a reused 64 MB buffer (page cache): {read_speed:6.2f} GB/s")
+        fresh = _child("read_fresh", str(path))
+        fresh_speed = fresh["bytes"] / fresh["seconds"] / GB
+        print(f"file read as a program gets it (one readinto of the whole file into a fresh buffer, page faults "
+              f"included): {fresh_speed:6.2f} GB/s ({fresh['seconds']:.2f} s)")
+        print(f"file read into a reused 64 MB buffer (page cache, no page faults: the ceiling): {read_speed:6.2f} GB/s "
+              f"({data_bytes / GB / read_speed:.2f} s)")
         ratio, share = ours_speed / base_speed, ours_speed / copy_speed
         _target(missed, f"ours / baseline = {ratio:.1f}x", ratio >= 8, ">= 8x")
         _target(missed, f"ours / memory copy = {100 * share:.0f}%", share >= 0.30, ">= 30%")
         _target(missed, f"max RSS {ours['rss'] / 2**20:.0f} MiB", ours["rss"] < 2**30, "< 1 GiB")
-        whole_ours, whole_base = _whole_process(path, data_bytes)
-        print(f"whole process, as a user runs it: `main.py stats --json --no-cache` {whole_ours:.2f} s; the naive "
-              f"script {whole_base:.2f} s; reading the file {data_bytes / GB / read_speed:.2f} s")
-        whole_ratio, whole_share = whole_base / whole_ours, (data_bytes / GB / read_speed) / whole_ours
+        runs = [_whole_process(path) for _ in range(max(1, args.repeat))]
+        whole_ours = sorted(r[0] for r in runs)[len(runs) // 2]
+        whole_base = sorted(r[1] for r in runs)[len(runs) // 2]
+        print(f"whole process, as a user runs it: `main.py stats --json --no-cache` {_spread([r[0] for r in runs])}; "
+              f"the naive script {_spread([r[1] for r in runs])}")
+        whole_ratio = whole_base / whole_ours
+        share_fresh = fresh["seconds"] / whole_ours
+        share_ceiling = data_bytes / GB / read_speed / whole_ours
         _target(missed, f"whole process / naive = {whole_ratio:.1f}x", whole_ratio >= 8, ">= 8x")
-        _target(missed, f"whole process = {100 * whole_share:.0f}% of read", whole_share >= 0.6, ">= 60%")
+        _target(missed, f"whole process = {100 * share_fresh:.0f}% of the read", share_fresh >= 0.6, ">= 60%")
+        print(f"  (whole process = {100 * share_ceiling:.0f}% of the reused-buffer read, the ceiling; no target)")
         path.unlink()
         if args.f32_gb > 0:
             f32 = Path(tmp) / "normal-f32.safetensors"
