@@ -204,3 +204,31 @@ def test_rank_across_a_llama_cpp_conversion(tmp_path: Path, monkeypatch: pytest.
         sv, rank90 = dense_truth(w, back)
         assert td.rank90 == rank90, name
         np.testing.assert_allclose(td.top_singular_values, sv[:len(td.top_singular_values)], rtol=1e-9)
+
+
+def test_auto_on_a_machine_without_a_gpu_does_not_import_torch(shapes_pair) -> None:
+    """torch's import costs about 2 s: the CPU path (numpy) must not pay it."""
+    import subprocess
+    import sys
+
+    from core.compute import accelerator_possible
+
+    if accelerator_possible():
+        pytest.skip("this machine could have a GPU: auto may rightly import torch")
+    pa, pb, _, _ = shapes_pair
+    code = ("import sys; from core.diff import run; r = run(sys.argv[1], sys.argv[2], rank=True); "
+            "print(r.device, r.tensors['tall.weight'].rank90, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code, str(pa), str(pb)], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout.split()
+    assert out[0] == "cpu" and 1 <= int(out[1]) <= 4 and out[2] == "False"
+
+
+def test_an_absent_accelerator_is_one_error_line(shapes_pair, capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    pa, pb, _, _ = shapes_pair
+    assert main.main(["diff", str(pa), str(pb), "--rank", "--device", "cuda", "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: device 'cuda' is not available") and err.count("\n") == 1
