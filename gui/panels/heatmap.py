@@ -75,6 +75,12 @@ def display_values(values: np.ndarray, mode: str, scale: str) -> tuple[np.ndarra
     return shown, (lo, hi)
 
 
+def _load_colormaps() -> None:
+    """Read the colour maps once (pyqtgraph caches them), in a turn of their own: a few ms from files."""
+    for name in ("viridis", "CET-D1"):
+        pg.colormap.get(name)
+
+
 class HeatmapPanel(QWidget):
     """Shows one tensor; computes only while visible, and restarts when the tensor or the mode changes."""
 
@@ -120,7 +126,7 @@ class HeatmapPanel(QWidget):
         layout.addWidget(self.readout)
         self.marked: tuple[int, ...] | None = None
         self._plot_parts = PlotParts()  # its ViewBox, axes and PlotItem: a slice each (gui/plot_parts.py)
-        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, self._make_colorbar,
+        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, _load_colormaps, self._make_colorbar,
                                     self._insert_colorbar, self._make_overlays], sliced)
 
     def _make_plot(self) -> None:
@@ -134,6 +140,7 @@ class HeatmapPanel(QWidget):
         self.layout().insertWidget(1, self.plot, 1)  # between the header and the NaN / Inf legend
 
     def _make_colorbar(self) -> None:
+        """The colour bar alone (~10 ms): its colour map was read in the step before."""
         self.colorbar = MenulessColorBar(values=(0, 1), colorMap=pg.colormap.get("viridis"), interactive=False,
                                         width=14, label="value")
 
