@@ -126,6 +126,10 @@ class Checkpoint:
     warnings: list[str] = field(default_factory=list)
     # One-line statement of how the file was read, e.g. "data only: read without running code".
     safety: str = "data only: read without running code"
+    # Set by a reader whose records are already classified (kind, role) and whose names are known unique: a
+    # million-tensor header is then neither classified twice nor checked for duplicates again.
+    classified: bool = field(default=False, repr=False, compare=False)
+    unique_names: bool = field(default=False, repr=False, compare=False)
     # A LoRA adapter's description (core.lora.LoraDescription) when the file is one, else None.
     lora: Any = None
     _readers: ReaderPool = field(default_factory=ReaderPool, repr=False)  # bounded: thousands of shards

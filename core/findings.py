@@ -159,7 +159,7 @@ def find(result: Any, checkpoint: Any, stats: dict[str, TensorStats] | None = No
     ``read_values`` adds coordinates and exact distinct counts by streamed passes over the flagged tensors only
     (the checkpoint must be open); without it nothing is read."""
     stats = tensor_stats(result) if stats is None else stats
-    infos = {t.name: t for t in checkpoint.tensors}
+    infos = {t.name: t for t in checkpoint.tensors} if stats else {}  # no values held: a million empties, no map
     out = Findings(analysed=len(result.summaries))
     ranked = []
     for name, ts in stats.items():

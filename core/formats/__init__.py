@@ -314,8 +314,8 @@ def _finish(checkpoint: Checkpoint) -> Checkpoint:
     from core.taxonomy import classify
 
     tensors = checkpoint.tensors = list(checkpoint.tensors)  # 8 bytes a tensor; the records are what weigh
-    for i, t in enumerate(tensors):  # replaced one by one: a second set of a million records would double the peak
-        kind, role = classify(t.name, t.shape, t.dtype)
+    for i, t in enumerate(() if checkpoint.classified else tensors):  # replaced one by one: a second set of a
+        kind, role = classify(t.name, t.shape, t.dtype)  # million records would double the peak
         if kind != t.kind or role != t.role:
             tensors[i] = _classified(t, kind, role)
     checkpoint.forget_counts()

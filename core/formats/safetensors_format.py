@@ -16,6 +16,7 @@ from core import dtypes
 from core.checkpoint import Checkpoint, FileEntry, TensorInfo
 from core.errors import CheckpointError, MalformedFileError
 from core.io import FileReader
+from core.taxonomy import classify
 
 MAX_HEADER_BYTES = 100_000_000
 _INT64_MAX = (1 << 63) - 1
@@ -34,7 +35,7 @@ def open_safetensors(paths: list[str], root_path: str, wholes: dict[str, bytes] 
     for path in paths:
         file_tensors, file_meta, size = read_header(path, wholes.get(path) if wholes else None)
         files.append(FileEntry(path, size))
-        for t in file_tensors:
+        for t in file_tensors if len(paths) > 1 else ():  # one header's names are unique (duplicates refused)
             if t.name in seen:
                 raise MalformedFileError(
                     f"tensor {t.name[:80]!r} appears in two shards ({os.path.basename(seen[t.name])} "
@@ -46,7 +47,8 @@ def open_safetensors(paths: list[str], root_path: str, wholes: dict[str, bytes] 
                 metadata.update(file_meta)
             else:
                 metadata.setdefault("__metadata__", {})[os.path.basename(path)] = file_meta
-    return Checkpoint(format="safetensors", path=root_path, files=files, tensors=tensors, metadata=metadata)
+    return Checkpoint(format="safetensors", path=root_path, files=files, tensors=tensors, metadata=metadata,
+                      classified=True, unique_names=True)
 
 
 def read_header(path: str, whole: bytes | None = None) -> tuple[list[TensorInfo], dict[str, str], int]:
@@ -182,11 +184,21 @@ def _tensor_entry(name: str, entry: object, path: str, data_start: int) -> Tenso
         raise MalformedFileError(
             f"tensor {name[:80]!r}: {elements:,} x {dtype_name} needs {nbytes:,} bytes but its range holds "
             f"{end - begin:,}", path=path)
-    return TensorInfo(name, tuple(shape), dtype_name, elements, nbytes, path, data_start + begin)
+    shape = tuple(shape)
+    kind, role = classify(name, shape, dtype_name)  # here, not in a second pass: one record per tensor, not two
+    return TensorInfo(name, shape, dtype_name, elements, nbytes, path, data_start + begin, kind, role)
 
 
 def _check_layout(tensors: list[TensorInfo], data_start: int, size: int, path: str) -> None:
     """Tensors tile the data section exactly: from 0, no gaps, no overlaps, ending at end of file."""
+    cursor = data_start
+    for t in tensors:  # usually listed in offset order: then one pass, and no sort of a million records
+        if t.offset != cursor:
+            break
+        cursor = t.offset + t.nbytes
+    else:
+        if cursor == size:
+            return
     cursor = data_start
     for t in sorted(tensors, key=lambda t: (t.offset, t.nbytes)):
         if t.offset != cursor:

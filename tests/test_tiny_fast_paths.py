@@ -1,0 +1,170 @@
+"""The quick routes that make 60,000 one-value shards and a million empty tensors fast give, bit for bit and
+character for character, what the general routes give: one-value statistics, the direct JSON writer, the
+histogram-edge ladder, and the batched `stats --json` output of a whole model."""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import stats_summary
+from core.compute import numpy_float_summary
+from core.stats import _floats_text, _json_floats, run, stats_json_text, stats_to_json
+from core.stats_summary import HistSpec, PatternSummary, _derive_weighted, derive, hist_edges
+
+ROOT = Path(__file__).resolve().parents[1]
+AWKWARD = [0.0, -0.0, 1.0, -1.0, 7.0, -3.0, 0.1, -2.5e-8, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-100,
+           -1e-100, 3.4028234663852886e38, 1e300, -1e300, 1.7976931348623157e308, -1.7976931348623157e308,
+           16777215.0, -16777216.0, 123456.789, 1e16, 2.0**60, 0.5, -0.5, 1e-5]
+COUNTS = [1, 2, 3, 7, 1000, 3**20, 2**53 - 1]
+
+
+def _same_float(a: float, b: float) -> bool:
+    return (a != a and b != b) or (a == b and math.copysign(1.0, a) == math.copysign(1.0, b))
+
+
+def _reference_one_value(x: float, n: int, spec: HistSpec, name: str = "t", dtypes: tuple[str, ...] = ("F64",),
+                         nan: int = 0, pos_inf: int = 0, neg_inf: int = 0):
+    """_derive_weighted's general numpy body on one value: an explicit range equal to the default one, [x, x],
+    takes the general branch."""
+    v, c = np.array([x]), np.array([n], dtype=np.int64)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _derive_weighted(name, dtypes, v, c, nan, pos_inf, neg_inf, HistSpec(spec.bins, (x, x), spec.log_bins))
+
+
+def _reference_one_value_positional(name, dtypes, x, n, nan, pos_inf, neg_inf, spec):
+    return _reference_one_value(x, n, spec, name, dtypes, nan, pos_inf, neg_inf)
+
+
+@pytest.mark.parametrize("x", AWKWARD)
+@pytest.mark.parametrize("n", COUNTS)
+def test_one_value_statistics_equal_the_general_route(x: float, n: int) -> None:
+    spec = HistSpec(bins=256)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        fast = _derive_weighted("t", ("F64",), np.array([x]), np.array([n], dtype=np.int64), 0, 0, 0, spec)
+    slow = _reference_one_value(x, n, spec)
+    for field in ("count", "mean", "std", "min", "max", "abs_max", "l2", "zeros", "skewness", "kurtosis",
+                  "beyond_6_sigma"):
+        assert _same_float(getattr(fast, field), getattr(slow, field)), (field, getattr(fast, field),
+                                                                          getattr(slow, field))
+    assert fast.percentiles.keys() == slow.percentiles.keys()
+    assert all(_same_float(fast.percentiles[k], slow.percentiles[k]) for k in fast.percentiles)
+    for field in ("hist_edges", "hist_counts", "log_edges", "log_counts"):
+        a, b = getattr(fast, field), getattr(slow, field)
+        assert a.dtype == b.dtype and np.array_equal(a, b), field
+        assert np.array_equal(np.signbit(a), np.signbit(b)), field
+
+
+def test_json_writer_equals_json_dumps_on_awkward_statistics() -> None:
+    rng = np.random.default_rng(5)
+    blocks = [np.array([x]) for x in AWKWARD] + [
+        np.array([np.nan, 1.0]), np.array([np.inf, -np.inf, 2.0]), np.array([np.nan]), np.zeros(0),
+        rng.standard_normal(50), np.array([1e300, -1e300, 3.0]), np.array([3.0, 3.0, 3.0]),
+        rng.standard_normal(3000).astype(np.float32),
+    ]
+    for bins in (1, 7, 256):
+        spec = HistSpec(bins=bins)
+        for x in blocks:
+            ts = derive(numpy_float_summary(x, ("F64",)), 'n"\u00e9\x1b\u202e', spec)
+            assert stats_json_text(ts) == json.dumps(stats_to_json(ts), allow_nan=False)
+    pattern = PatternSummary("BF16", np.bincount(rng.integers(0, 65536, 500), minlength=65536).astype(np.int64))
+    ts = derive(pattern, "bf", HistSpec())
+    assert stats_json_text(ts) == json.dumps(stats_to_json(ts), allow_nan=False)
+    ts.quant_type, ts.bits_per_weight = "Q4_K", 4.5
+    assert stats_json_text(ts) == json.dumps(stats_to_json(ts), allow_nan=False)
+
+
+@pytest.mark.parametrize("steps", [2, 4, 8, 64, 128, 256])
+def test_edge_ladder_text_equals_repr(steps: int) -> None:
+    rng = np.random.default_rng(steps)
+    xs = [*range(-300, 300), *rng.integers(-(1 << 24) + 1, 1 << 24, 300).tolist(), (1 << 24) - 1, -(1 << 24) + 1,
+          1 << 24, 1 << 30]
+    for x in xs:
+        edges = hist_edges(float(x), float(x), steps)
+        assert _floats_text(edges) == json.dumps(_json_floats(edges))
+    for other in (np.array([0.5, 1.0, 1.5]), np.linspace(0.1, 2.1, steps + 1), np.array([-0.5, 0.0, 0.5])):
+        assert _floats_text(other) == json.dumps(_json_floats(other))
+
+
+def _write_safetensors(path: Path, tensors: list[tuple[str, str, list[int], bytes]]) -> None:
+    header, offset = {}, 0
+    for name, dtype, shape, data in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
+
+
+def _tiny_model(path: Path) -> None:
+    """Tiny tensors of every plain dtype: one value, all equal, NaN, infinities, -0.0, huge and tiny values."""
+    rng = np.random.default_rng(9)
+    numpy_types = {"F64": "<f8", "F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4", "I16": "<i2", "U8": "u1",
+                   "I8": "i1", "BOOL": "u1"}
+    specials = [np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-30, 1e30, 3.0]
+    tensors = []
+    for i in range(240):
+        dtype = list(numpy_types)[i % len(numpy_types)]
+        n = 1 if i % 3 == 0 else int(rng.integers(1, 12))
+        if dtype.startswith("F"):
+            values = rng.standard_normal(n) * 10.0 ** int(rng.integers(-3, 4))
+            if i % 4 == 0:
+                values[int(rng.integers(0, n))] = specials[i % len(specials)]
+            if i % 5 == 0:
+                values[:] = values[0]
+            if i % 7 == 0:
+                values = np.round(values * 10)
+        elif dtype == "BOOL":
+            values = rng.integers(0, 2, n)
+        else:
+            values = rng.integers(-50 if dtype[0] == "I" else 0, 50, n)
+        with np.errstate(over="ignore"):
+            data = np.asarray(values).astype(numpy_types[dtype]).tobytes()
+        tensors.append((f"layers.{i}.t{dtype.lower()}", dtype, [n], data))
+    tensors += [(f"empty.{i}", "F32" if i % 2 else "U8", [0], b"") for i in range(50)]
+    bf16 = (rng.standard_normal(3).astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
+    tensors.append(("bf", "BF16", [3], bf16))
+    _write_safetensors(path, tensors)
+
+
+def _general_document(path: Path, spec: HistSpec, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Each tensor's statistics by the general routes (no one-value shortcut) through json.dumps(stats_to_json()),
+    the definition of the output."""
+    monkeypatch.setattr(stats_summary, "_derive_one_value", _reference_one_value_positional)
+    result = run(str(path), use_cache=False)
+    return [json.loads(json.dumps(stats_to_json(result.stats(name, spec)), allow_nan=False))
+            for name in result.summaries]
+
+
+def test_stats_json_of_tiny_tensors_is_the_general_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    model = tmp_path / "tiny.safetensors"
+    _tiny_model(model)
+    out = subprocess.run([sys.executable, str(ROOT / "main.py"), "stats", "--json", "--no-cache", str(model)],
+                         capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    assert doc["tensors"] == _general_document(model, HistSpec(bins=256), monkeypatch)
+    assert len(doc["tensors"]) == 291
+
+
+def test_many_empty_tensors_write_in_batches_as_one_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """2,000 empty tensors (the batches' boundaries fall inside and at the end) list as the general route does."""
+    for count in (2000, 512):
+        path = tmp_path / f"empty-{count}.safetensors"
+        parts = [f'"{i:x}":{{"dtype":"{"U8" if i % 3 else "F32"}","shape":[0],"data_offsets":[0,0]}}'
+                 for i in range(count)]
+        text = ("{" + ",".join(parts) + "}").encode()
+        path.write_bytes(struct.pack("<Q", len(text)) + text)
+        out = subprocess.run([sys.executable, str(ROOT / "main.py"), "stats", "--json", "--no-cache", str(path)],
+                             capture_output=True, text=True, cwd=tmp_path, timeout=120)
+        assert out.returncode == 0, out.stderr
+        doc = json.loads(out.stdout)
+        assert doc["tensors"] == _general_document(path, HistSpec(bins=256), monkeypatch)
+        assert [t["name"] for t in doc["tensors"]] == [f"{i:x}" for i in range(count)]
+        assert doc["model"]["count"] == 0 and doc["findings"] == []
