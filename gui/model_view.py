@@ -335,7 +335,8 @@ class ModelView(QWidget):
         self.splitter.setSizes([560, 840])
 
     def _build_tree(self) -> None:
-        """The layer tree's model and view (the folded tree unless the fold box was unticked meanwhile)."""
+        """The layer tree's model and view, its first rows unfolded (the folded tree unless the fold box was
+        unticked meanwhile)."""
         root = self.opened.folded if self.fold_check.isChecked() else self.opened.tree
         self.tree_model = LayerTreeModel(root, self.title, self.checkpoint.parameter_count, self)
         self.proxy = TreeFilterProxy(self)
@@ -351,12 +352,12 @@ class ModelView(QWidget):
         self.tree.header().setStretchLastSection(False)
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.tree.header().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self._left_layout.addWidget(self.tree, 1)
+        self._expand_default()  # before it is in the window: its first paint is its only one
+        self._size_columns()
 
     def _finish_tree(self) -> None:
-        """The tree's first rows unfolded, its columns sized, and the controls over it wired."""
-        self._expand_default()
-        self._size_columns()
+        """The tree into the window (painted on the next turn), and the controls over it wired."""
+        self._left_layout.addWidget(self.tree, 1)
         expand, collapse = self._tree_buttons
         self.filter_edit.textChanged.connect(self._apply_filter)
         self.filter_mode.currentIndexChanged.connect(self._apply_filter)
