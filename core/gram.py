@@ -1,19 +1,22 @@
-"""Gram matrices of weight matrices, streamed from the file in row blocks, and where that arithmetic runs.
+"""Gram matrices of weight matrices, streamed from the file in blocks, and where that arithmetic runs.
 
 The eigenvalues of W^T W (or W W^T, whichever is smaller) are the squared singular values of W. The Gram
-matrix is built from row blocks of W read from the file (never the whole matrix as float32): a tall matrix
-(rows >= columns) needs one pass, G += B^T B per block; a wide one needs every pair of row blocks,
-G[i, j] = B_i B_j^T for j <= i (block i stays in memory while the blocks before it are read again), so memory
-is the Gram matrix plus two blocks whatever the matrix's size. Products and sums are float64.
+matrix is built from blocks of W read from the file (never the whole matrix as float32): a tall matrix
+(rows >= columns) needs one pass of row blocks, G += B^T B per block. A wide one is read in column blocks on
+the CPU, G += C C^T per block (each pass reads the rows in stored form and decodes only its columns, so every
+element is decoded once); devices use every pair of row blocks, G[i, j] = B_i B_j^T for j <= i (block i stays
+in memory while the blocks before it are read again). Memory is the Gram matrix plus two blocks whatever the
+matrix's size. Products and sums are float64; the lower triangle is what the eigensolver reads.
 
 Conv kernels follow WeightWatcher: a (out, in, kh, kw) tensor is kh*kw matrices W[:, :, i, j] (or, when the
 kernel dimensions are the larger ones, W[i, j, :, :]), each read as its own Gram matrix and their eigenvalues
 pooled.
 
-Devices: numpy on the CPU (OpenBLAS on every core), or torch on CUDA (float64 products and eigensolver on the
-GPU, the next block read into pinned memory while the GPU works on the current one), on Apple MPS (no float64
-there: float32 block products summed into a float64 Gram matrix on the CPU), or on the CPU (for agreement
-tests). torch is imported only for an accelerator, or when asked for.
+Devices: numpy on the CPU (single-threaded BLAS, each product's rows shared among our threads: core.blas), or
+torch on CUDA (float64 products and eigensolver on the GPU, the next block read into pinned memory while the
+GPU works on the current one), on Apple MPS (no float64 there: float32 block products summed into a float64
+Gram matrix on the CPU), or on the CPU (for agreement tests). torch is imported only for an accelerator, or
+when asked for.
 """
 
 from __future__ import annotations
