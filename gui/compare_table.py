@@ -8,6 +8,7 @@ table view paints DisplayRole as plain text, and tooltips go through gui.plain.t
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -49,9 +50,18 @@ class CompareRow:
     rank90: int | None
     singular_values: list[float] | None = None  # of B−A, largest first (a comparison with rank)
     rank_note: str | None = None  # why a pair asked for its rank has none
+    values: tuple[float, ...] = ()  # per column, what it sorts by (NaN for text columns and undefined figures)
+
+    def __post_init__(self) -> None:
+        self.values = tuple(self._value(column) for column in range(len(COLUMNS)))
 
     def value(self, column: int) -> float:
         """The number a numeric column sorts by (NaN when undefined)."""
+        return self.values[column]
+
+    def _value(self, column: int) -> float:
+        if column not in NUMERIC:
+            return math.nan
         if column == COL_IDENTICAL:
             return 100.0 * self.figures["identical_fraction"]
         if column == COL_RANK:
@@ -98,18 +108,28 @@ def cell_text(row: CompareRow, column: int) -> str:
     return format_value(value)
 
 
+def _sort_key(row: CompareRow, column: int, order: Qt.SortOrder) -> tuple[bool, float]:
+    """Ascending key of a figure under ``order``: by value (negated when descending), NaN last either way."""
+    value = row.values[column]
+    if value != value:
+        return True, 0.0
+    return False, -value if order == Qt.SortOrder.DescendingOrder else value
+
+
 class CompareTableModel(QAbstractTableModel):
     """Rows of compared pairs; ``refresh(result)`` appends the pairs finished since the last call."""
 
     def __init__(self, parent=None) -> None:
         super().__init__(parent)
         self.rows: list[CompareRow] = []
+        self._keys: list[tuple[bool, float]] | None = None  # sort keys of ``rows`` under a numeric sort
         self._seen = 0
         self._sort: tuple[int, Qt.SortOrder] | None = None
 
     def reset(self) -> None:
         self.beginResetModel()
         self.rows, self._seen = [], 0
+        self._keys = [] if self._sort is not None and self._sort[0] in NUMERIC else None
         self.endResetModel()
 
     def refresh(self, result: DiffResult) -> list[CompareRow]:
@@ -127,8 +147,16 @@ class CompareTableModel(QAbstractTableModel):
         else:
             self.layoutAboutToBeChanged.emit()
             keep = self._persistent_names()
-            self.rows.extend(new)
-            self._sort_rows(*self._sort)
+            if self._keys is not None:  # a numeric sort: each new row goes in its place (bisect), no re-sort
+                column, order = self._sort
+                for row in new:
+                    key = _sort_key(row, column, order)
+                    at = bisect.bisect_right(self._keys, key)
+                    self._keys.insert(at, key)
+                    self.rows.insert(at, row)
+            else:
+                self.rows.extend(new)
+                self._sort_rows(*self._sort)
             self._restore_persistent(keep)
             self.layoutChanged.emit()
         return new
@@ -184,20 +212,22 @@ class CompareTableModel(QAbstractTableModel):
         self.layoutChanged.emit()
 
     def _sort_rows(self, column: int, order: Qt.SortOrder) -> None:
-        descending = order == Qt.SortOrder.DescendingOrder
+        """A stable sort; for figures, the sort keys are kept so that rows arriving later are inserted in place."""
         if column in NUMERIC:
-            undefined = [r for r in self.rows if math.isnan(r.value(column))]
-            defined = [r for r in self.rows if not math.isnan(r.value(column))]
-            defined.sort(key=lambda r: r.value(column), reverse=descending)
-            self.rows = defined + undefined
+            keyed = sorted(((_sort_key(r, column, order), r) for r in self.rows), key=lambda k: k[0])
+            self._keys = [k for k, _ in keyed]
+            self.rows = [r for _, r in keyed]
         else:
-            self.rows.sort(key=lambda r: cell_text(r, column), reverse=descending)
+            self._keys = None
+            self.rows.sort(key=lambda r: cell_text(r, column), reverse=order == Qt.SortOrder.DescendingOrder)
 
     def _persistent_names(self) -> list[tuple[QPersistentModelIndex, str, int]]:
         return [(p, self.rows[p.row()].name, p.column()) for p in self.persistentIndexList()
                 if 0 <= p.row() < len(self.rows)]
 
     def _restore_persistent(self, keep: list[tuple[QPersistentModelIndex, str, int]]) -> None:
+        if not keep:
+            return
         where = {row.name: i for i, row in enumerate(self.rows)}
         for persistent, name, column in keep:
             self.changePersistentIndex(persistent, self.index(where[name], column))

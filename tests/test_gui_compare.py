@@ -298,3 +298,60 @@ def test_rank_of_each_change_and_the_cache(make_window, qtbot, open_model, tmp_p
     qtbot.waitUntil(window.is_idle, timeout=30000)
     assert "from the comparison cache" in panel.state_label.text()
     assert panel.table_model.rowCount() == 2
+
+
+def test_rows_arriving_under_a_sort_go_in_their_place(qapp) -> None:
+    """Live rows are inserted where the sort puts them (NaN last both ways), as a full sort would order them."""
+    from core.checkpoint import TensorInfo
+    from core.diff import DiffResult, DiffSums, TensorDiff
+    from gui.compare_table import CompareTableModel
+
+    rng = np.random.default_rng(2)
+    result = DiffResult("a", "b", [], [], [])
+    pairs = []
+    for i in range(300):
+        t = TensorInfo(f"t{i}", (4,), "F32", 4, 16, "f", 0)
+        ss_a = 0.0 if i % 17 == 0 else float(rng.uniform(1, 2))  # zero A that changed: +inf; nothing: NaN
+        n = 0 if i % 23 == 0 else 4
+        pairs.append(TensorDiff(t, t, DiffSums(count=4, n=n, ss_a=ss_a, ss_b=1, ss_d=float(rng.uniform(0, 1)))))
+    for order in (Qt.SortOrder.DescendingOrder, Qt.SortOrder.AscendingOrder):
+        model = CompareTableModel()
+        model.sort(COL_REL, order)
+        result.tensors.clear()
+        for start in range(0, 300, 70):
+            for td in pairs[start:start + 70]:
+                result.tensors[td.name] = td
+            model.refresh(result)
+        got = [model.index(i, COL_REL).data(Qt.ItemDataRole.UserRole) for i in range(model.rowCount())]
+        defined = [v for v in got if not math.isnan(v)]
+        assert len(got) == 300 and all(math.isnan(v) for v in got[len(defined):])
+        assert defined == sorted(defined, reverse=order == Qt.SortOrder.DescendingOrder) and math.inf in defined
+        assert len(defined) == 300 - len([i for i in range(300) if i % 23 == 0])
+
+
+def test_closing_the_tab_while_comparing_stops_and_closes_b(make_window, qtbot, open_model, pair,
+                                                           monkeypatch) -> None:
+    from core.checkpoint import Checkpoint
+
+    a_path, b_path, _, _ = pair
+    window = make_window()
+    view = open_model(window, a_path)
+    read = Checkpoint.read_raw
+
+    def slowly(*args, **kwargs):
+        time.sleep(0.05)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(Checkpoint, "read_raw", slowly)
+    view.compare_with(str(b_path))
+    panel = view.compare.panel
+    qtbot.waitUntil(lambda: panel.table_model.rowCount() >= 1, timeout=10000)
+    opened = panel._open_b
+    workers = view.pending_workers()
+    assert workers  # the comparison's worker keeps A open until it ends
+    closed = []
+    close = type(opened.checkpoint).close
+    monkeypatch.setattr(type(opened.checkpoint), "close", lambda self: (closed.append(self), close(self)))
+    window.close_tab(window.tabs.indexOf(view))
+    qtbot.waitUntil(lambda: all(w.is_done for w in workers) and opened.checkpoint in closed, timeout=10000)
+    assert window.tabs.count() == 0

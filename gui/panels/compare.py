@@ -127,6 +127,7 @@ class ComparePanel(QWidget):
         self.meter = Throughput()
         self.job = JobSlot("compare", self)
         self.heatmap_job = JobSlot("compare heatmap", self)
+        self.profile_job = JobSlot("compare profile", self)  # reads no file: merges sums
         self._open_b: OpenB | None = None
         self._to_close: list[tuple[OpenB, list]] = []  # B checkpoints waiting for their workers to stop
         self._stopping: list = []  # cancelled workers finishing their current chunk (they still read A and B)
@@ -319,7 +320,7 @@ class ComparePanel(QWidget):
 
     def is_idle(self) -> bool:
         self._close_stopped()
-        return not (self.job.busy or self.heatmap_job.busy or self._to_close
+        return not (self.job.busy or self.heatmap_job.busy or self.profile_job.busy or self._to_close
                     or any(not w.is_done for w in self._stopping))
 
     def shutdown(self) -> None:
@@ -327,13 +328,8 @@ class ComparePanel(QWidget):
         self.ticker.stop()
         self._stop_jobs()
         self._close_stopped()
-        if self._to_close:
-            QTimer.singleShot(50, self._close_later)
-
-    def _close_later(self, tries: int = 0) -> None:
-        self._close_stopped()
-        if self._to_close and tries < 600:
-            QTimer.singleShot(50, lambda: self._close_later(tries + 1))
+        pending, self._to_close = self._to_close, []
+        close_when_stopped(pending)  # the panel may be deleted before its workers end: B is closed all the same
 
     def _remember_stopping(self) -> None:
         live = [slot.worker for slot in (self.job, self.heatmap_job) if slot.worker is not None]
@@ -344,6 +340,7 @@ class ComparePanel(QWidget):
         workers = list(self._stopping)
         self.job.cancel()
         self.heatmap_job.cancel()
+        self.profile_job.cancel()
         if self._open_b is not None:
             self._to_close.append((self._open_b, workers))
             self._open_b = None
@@ -429,11 +426,15 @@ class ComparePanel(QWidget):
 
     def _draw_profile(self) -> None:
         """One line per role: each point the relative change of that role's tensors in one layer, merged
-        exactly (core.diff_profile, as in the PDF report)."""
+        exactly (core.diff_profile, as in the PDF report); merged in a worker (10k tensors: 0.1 s or more)."""
         from core.diff_profile import depth_profile
 
         self._profile_time = time.monotonic()
-        self.depth.set_profile(depth_profile(self.result) if self.result is not None else {})
+        if self.state == "running" and self.profile_job.busy:
+            return  # the last one is still merging: the next tick asks again
+        result = self.result
+        self.profile_job.start(lambda _stop: depth_profile(result) if result is not None else {},
+                               on_return=self.depth.set_profile)
 
     def _point_clicked(self, names: list[str]) -> None:
         """A point stands for a role's tensors in one layer (one, except where a role has several): the most
@@ -509,6 +510,19 @@ class ComparePanel(QWidget):
     def _draw_heatmap(self, heatmap) -> None:
         if heatmap is not None:
             self.heat.show_heatmap(heatmap)
+
+
+def close_when_stopped(pending: list[tuple[OpenB, list]], tries: int = 0) -> None:
+    """Close each B once the workers that read it have ended (polled by a timer owned by no widget)."""
+    left = []
+    for opened, workers in pending:
+        if all(w.is_done for w in workers) or tries > 600:
+            if opened.checkpoint is not None:
+                opened.checkpoint.close()
+        else:
+            left.append((opened, workers))
+    if left:
+        QTimer.singleShot(50, lambda: close_when_stopped(left, tries + 1))
 
 
 def model_name(path: str) -> str:
