@@ -1,0 +1,67 @@
+"""The Gram matrix's arithmetic (core.blas): in-place lower-triangle updates shared among threads equal numpy's
+products, with or without numpy's OpenBLAS; BLAS's thread count comes back after the engine used it."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import core.blas
+from core.blas import add_gram, openblas, row_shares, single_threaded_blas
+from core.spectra import run_spectra
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("parts", [1, 2, 3])
+@pytest.mark.parametrize(("n", "k"), [(1, 5), (7, 3), (130, 41)])
+def test_lower_triangle_update_equals_numpy(monkeypatch: pytest.MonkeyPatch, fallback: bool, transposed: bool,
+                                            parts: int, n: int, k: int) -> None:
+    if fallback:
+        monkeypatch.setattr(core.blas, "openblas", lambda: None)
+    rng = np.random.default_rng(n + k)
+    x = rng.standard_normal((k, n) if transposed else (n, k))
+    xx = x.T if transposed else x
+    start = rng.standard_normal((n, n))
+    g = start.copy()
+    with ThreadPoolExecutor(2) as pool:
+        add_gram(g, x, transposed, pool, parts)
+        add_gram(g, x, transposed, pool, parts)
+    want = start + 2 * (xx @ xx.T)
+    np.testing.assert_allclose(np.tril(g), np.tril(want), rtol=0, atol=1e-12 * np.abs(want).max())
+    np.testing.assert_array_equal(np.triu(g, 1), np.triu(start, 1))  # the upper triangle is not touched
+
+
+def test_row_shares_split_the_triangle_evenly() -> None:
+    shares = row_shares(4096, 2)
+    assert shares[0][0] == 0 and shares[-1][1] == 4096 and shares[0][1] == shares[1][0]
+    areas = [(hi * (hi + 1) - lo * (lo + 1)) / 2 for lo, hi in shares]
+    assert abs(areas[0] - areas[1]) / sum(areas) < 0.01
+    assert row_shares(1, 4) == [(0, 1)]
+
+
+@pytest.mark.skipif(openblas() is None, reason="numpy without its bundled OpenBLAS")
+def test_blas_threads_come_back() -> None:
+    lib = openblas()
+    before = lib.scipy_openblas_get_num_threads64_()
+    with single_threaded_blas():
+        with single_threaded_blas():
+            assert lib.scipy_openblas_get_num_threads64_() == 1
+        assert lib.scipy_openblas_get_num_threads64_() == 1
+    assert lib.scipy_openblas_get_num_threads64_() == before
+
+
+def test_wide_conv_slices_in_small_column_blocks(tmp_path: Path) -> None:
+    """(12, 40, 2, 3): six wide 12 x 40 slices interleaved in the file, read a few columns at a time."""
+    w = (np.random.default_rng(5).standard_normal((12, 40, 2, 3)) * 0.05).astype(np.float32)
+    save_file({"w": w}, str(tmp_path / "c.safetensors"))
+    result = run_spectra(tmp_path / "c.safetensors", use_cache=False, device="cpu", block_bytes=12 * 6 * 8 * 3)
+    want = np.sort(np.concatenate([np.linalg.svd(w[:, :, i, j].astype(np.float64), compute_uv=False) ** 2
+                                   for i in range(2) for j in range(3)])) / 2
+    got = result.matrices["w"].evals
+    assert got is not None
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * want[-1])
