@@ -355,3 +355,22 @@ def test_closing_the_tab_while_comparing_stops_and_closes_b(make_window, qtbot, 
     window.close_tab(window.tabs.indexOf(view))
     qtbot.waitUntil(lambda: all(w.is_done for w in workers) and opened.checkpoint in closed, timeout=10000)
     assert window.tabs.count() == 0
+
+
+def test_file_menu_compares_with_a_file_or_a_folder(make_window, qtbot, open_model, pair, monkeypatch) -> None:
+    from PySide6.QtWidgets import QFileDialog
+
+    a_path, b_path, _, _ = pair
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(b_path), ""))
+    monkeypatch.setattr(QFileDialog, "getExistingDirectory", lambda *args, **kwargs: str(b_path.parent))
+    window = make_window()
+    view = open_model(window, a_path)
+    menu = {a.objectName() for a in window.menuBar().actions()[0].menu().actions()}
+    assert {"action_compare_with", "action_compare_folder"} <= menu
+    window.action_compare_with.trigger()
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+    assert view.compare.panel.b_path == str(b_path) and view.compare.panel.state == "done"
+    window.action_compare_folder.trigger()
+    qtbot.waitUntil(window.is_idle, timeout=30000)
+    assert view.compare.panel.b_path == str(b_path.parent) and view.compare.panel.state == "done"
+    assert view.compare.panel.table_model.rowCount() == len(run(a_path, b_path).tensors)
