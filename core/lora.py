@@ -239,26 +239,25 @@ def frobenius_norm(checkpoint: Checkpoint, tensor: TensorInfo) -> float:
 def compare_with_base(updates: list[LoraUpdate], base: Checkpoint) -> list[BaseMatch]:
     """Per module, the base weight's norm and the relative update; a module without a partner says why."""
     names = {t.name for t in base.tensors}
-    out: list[BaseMatch] = []
-    for update in updates:
-        module = update.module
-        found = base_weight_name(module.name, base, names)
-        if found is None:
-            out.append(BaseMatch(update, None, None, None, f"no {module.name[:120] + '.weight'!r} in the base model"))
-            continue
-        tensor = base.tensor(found)
-        rows, cols = module.b.shape[0], math.prod(module.a.shape[1:])
-        if tensor.elements != rows * cols:
-            out.append(BaseMatch(update, tensor, None, None, f"base weight has shape {list(tensor.shape)}, the "
-                                                            f"update {rows} x {cols}"))
-            continue
-        if not tensor.is_float and not _dequantised(tensor):
-            out.append(BaseMatch(update, tensor, None, None, f"base weight is {tensor.dtype}, not floating point"))
-            continue
-        norm = frobenius_norm(base, tensor)
-        relative = update.delta_fro / norm if update.delta_fro is not None and norm > 0 else None
-        out.append(BaseMatch(update, tensor, norm, relative))
-    return out
+    return [match_base(update, base, names) for update in updates]
+
+
+def match_base(update: LoraUpdate, base: Checkpoint, names: set[str]) -> BaseMatch:
+    """One module against the base (``names``: the base's tensor names), so a caller can stop between modules."""
+    module = update.module
+    found = base_weight_name(module.name, base, names)
+    if found is None:
+        return BaseMatch(update, None, None, None, f"no {module.name[:120] + '.weight'!r} in the base model")
+    tensor = base.tensor(found)
+    rows, cols = module.b.shape[0], math.prod(module.a.shape[1:])
+    if tensor.elements != rows * cols:
+        return BaseMatch(update, tensor, None, None, f"base weight has shape {list(tensor.shape)}, the "
+                                                     f"update {rows} x {cols}")
+    if not tensor.is_float and not _dequantised(tensor):
+        return BaseMatch(update, tensor, None, None, f"base weight is {tensor.dtype}, not floating point")
+    norm = frobenius_norm(base, tensor)
+    relative = update.delta_fro / norm if update.delta_fro is not None and norm > 0 else None
+    return BaseMatch(update, tensor, norm, relative)
 
 
 def _dequantised(t: TensorInfo) -> bool:

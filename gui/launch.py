@@ -30,6 +30,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                           "spectra", "compare"], help="with --screenshot: the panel to show")
     parser.add_argument("--compare", metavar="B", help="compare the (first) model with model B in its Compare tab "
                         "(with --screenshot: wait for the comparison to finish)")
+    parser.add_argument("--lora-base", metavar="BASE",
+                        help="with --screenshot: compare the (LoRA adapter) model with its base model BASE in the "
+                             "Summary's LoRA section, and wait for it")
     parser.add_argument("--scope", choices=["matrices", "all", "roles"],
                         help="with --screenshot: a group's histogram of its weight matrices (the default), all "
                              "values, or one per role")
@@ -163,6 +166,11 @@ def _screenshot(app, window, args: argparse.Namespace) -> int:
             from gui.memory_compare import compare_screenshot
 
             compare_screenshot(window, args, finish)
+            return
+        if args.lora_base:
+            from gui.lora_screenshot import lora_base_screenshot
+
+            lora_base_screenshot(window, args.lora_base, save, finish)
             return
         window.run_when_idle(save)
 

@@ -24,6 +24,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="add the comparison pages: what changed from this model (A) to model B")
     parser.add_argument("--rank", action="store_true",
                         help="with --compare: also the low-rank structure of each change (rank holding 90%%)")
+    parser.add_argument("--base", metavar="BASE_MODEL",
+                        help="for a LoRA adapter: its base model, to add each module's relative update ||dW||/||W|| "
+                             "and its depth profile to the LoRA adapter section")
     parser.add_argument("--memory-context", default="8192", metavar="N",
                         help="tokens of context for the memory comparison's KV cache (default 8192)")
 
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
                 diff = _compare_with_progress(checkpoint, args.compare, args.rank, args.device, not args.no_cache)
         elif args.rank:
             return fail("--rank needs --compare B: it measures the low-rank structure of B-A")
+        lora = _lora_with_base(checkpoint, args.base)  # before the long statistics: a bad base is refused at once
         with stage(f"computing the statistics of {args.path!r}"):
             result = analyze_with_progress(checkpoint, device=args.device, use_cache=not args.no_cache)
         spectra = None
@@ -63,10 +67,16 @@ def run(args: argparse.Namespace) -> int:
 
             ensure_app()
             report = None
-            if compared is not None or spectra is not None or diff is not None:
+            if compared is not None or spectra is not None or diff is not None or lora is not None:
                 from core.report import build_report
 
                 report = build_report(checkpoint, result)
+            if lora is not None:
+                from core.lora_report import lora_blocks
+                from core.spectra_report import insert_before
+
+                at = insert_before(report.blocks, "Layers")  # after the summary: what an adapter is comes first
+                report.blocks[at:at] = lora_blocks(lora)
             if spectra is not None:
                 from core.spectra_report import insert_before, spectra_blocks
 
@@ -86,6 +96,17 @@ def run(args: argparse.Namespace) -> int:
             pages = write_report(checkpoint, result, args.output, report=report)
     sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
     return 0
+
+
+def _lora_with_base(checkpoint: Any, base: str | None) -> dict[str, Any] | None:
+    """The adapter's LoRA figures (with ``base``: against the base model), as `info --json` gives them; None for
+    a checkpoint that is not an adapter (and --base refused for it)."""
+    from core.commands.info import lora_summary
+
+    if base is None and checkpoint.lora is None:
+        return None
+    with stage(f"measuring the LoRA adapter {checkpoint.path!r}"):
+        return lora_summary(checkpoint, base)
 
 
 def _compare_with_progress(checkpoint: Any, other: str, rank: bool, device: str, use_cache: bool) -> Any:
