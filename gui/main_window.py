@@ -496,7 +496,11 @@ class MainWindow(QMainWindow):
             path = QFileDialog.getExistingDirectory(self, "Compare with model folder", self._last_dir())
         else:
             path, _ = QFileDialog.getOpenFileName(self, "Compare with", self._last_dir(), FILE_FILTER)
-        if path:
+        if path and getattr(view.checkpoint, "lora", None) is not None:  # a LoRA adapter: with its base model
+            from gui.panels.lora import compare_adapter_with_base
+
+            compare_adapter_with_base(view, path)
+        elif path:
             view.compare_with(path)
 
     # ------------------------------------------------------------------ tabs & views

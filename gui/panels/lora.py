@@ -185,7 +185,7 @@ class LoraBox(QGroupBox):
         self._base_ended("failed", f"Comparison with the base model failed: {reason(exc, 'reading the base model')}")
         if getattr(self.window(), "interactive", True):
             show_error(self.window(), "Could not compare with the base model", exc, self.base_path,
-                       context="comparing the adapter with its base model", modal=False)
+                       context="comparing the adapter with its base model")
 
     def _base_ended(self, state: str, text: str = "") -> None:
         if self.base_state != "running":
@@ -224,6 +224,25 @@ class LoraBox(QGroupBox):
         if self.profile_plot is not None:
             self.profile_plot.set_profile(rows)
             self.profile_plot.setVisible(bool(rows))
+
+
+def compare_adapter_with_base(view, path: str) -> LoraBox:
+    """File > Compare With… on an adapter's tab (a gui.model_view.ModelView): its Summary's LoRA section, shown
+    and scrolled to, compares the adapter with the base model at ``path``."""
+    summary = view.summary_tab.get()
+    view.tabs.setCurrentWidget(view.summary_tab)
+    box = summary.findChild(LoraBox, "LoraBox")
+    box.compare_with_base(path)
+    scroll_to(summary, box)
+    return box
+
+
+def scroll_to(summary, box: LoraBox) -> None:
+    """Scroll the Summary (a QScrollArea) so that the LoRA section starts at its top."""
+    from PySide6.QtCore import QPoint
+
+    summary.widget().layout().activate()
+    summary.verticalScrollBar().setValue(box.mapTo(summary.widget(), QPoint(0, 0)).y() - 8)
 
 
 def _match_tip(match: BaseMatch) -> str:
