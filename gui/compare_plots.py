@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
 from core.numbers import format_value
@@ -123,6 +123,11 @@ class DiffHeatmapView(QWidget):
                                          label="max |B−A|")
         self.color_bar.setImageItem(self.image, insert_in=self.plot)
         layout.addWidget(self.canvas, 1)
+        self.readout = ElidedLabel("Hover over the image to read a block's rows, columns and largest change.",
+                                   "compare_heat_readout")
+        self.readout.setObjectName("Muted")
+        layout.addWidget(self.readout)
+        self.canvas.scene().sigMouseMoved.connect(self._hovered)
         self.heatmap = None  # the core.heatmap.Heatmap drawn last
 
     def clear(self, text: str, detail: str = "") -> None:
@@ -143,8 +148,33 @@ class DiffHeatmapView(QWidget):
         self.title.set_full_text(f"|B−A| of {heatmap.name}")
         self.detail.set_full_text(
             f"{heatmap.rows:,}×{heatmap.cols:,} · max |B−A| per {block} block · largest {format_value(top)}"
-            + (f" · {nan} blocks with NaN or Inf (drawn as 0)" if nan else "")
+            + (f" · {nan} block{'s' if nan != 1 else ''} with NaN or Inf (drawn as 0)" if nan else "")
             + (f" · reading {heatmap.fraction:.0%}" if reading else ""))
         self.image.setImage(np.nan_to_num(values, nan=0.0), autoLevels=False)
+        self.image.setRect(QRectF(0, 0, heatmap.cols, heatmap.rows))  # axes in the matrix's rows and columns
         self.color_bar.setLevels((0.0, top if top > 0 else 1.0))
         self.plot.autoRange()
+
+    def readout_at(self, row: float, col: float) -> str:
+        """The block under (row, column) of the matrix, in words: where it is and its largest |B−A|."""
+        hm = self.heatmap
+        if hm is None or not (0 <= row < hm.rows and 0 <= col < hm.cols):
+            return ""
+        i, j = int(row // hm.block_rows), int(col // hm.block_cols)
+        r0, c0 = i * hm.block_rows, j * hm.block_cols
+        value = float(hm.values[i, j])
+        if np.isnan(value):
+            return f"row {int(row):,}, column {int(col):,}: " + ("not read yet" if r0 >= hm.rows_done else
+                                                                 "NaN or Inf on a side")
+        if hm.block_rows * hm.block_cols == 1:
+            return f"row {r0:,}, column {c0:,}: |B−A| {format_value(value)}"
+        r1, c1 = min(r0 + hm.block_rows, hm.rows) - 1, min(c0 + hm.block_cols, hm.cols) - 1
+        return f"rows {r0:,}–{r1:,}, columns {c0:,}–{c1:,}: max |B−A| {format_value(value)}"
+
+    def _hovered(self, pos) -> None:
+        if self.heatmap is None or not self.plot.sceneBoundingRect().contains(pos):
+            return
+        point = self.plot.vb.mapSceneToView(pos)
+        text = self.readout_at(point.y(), point.x())
+        if text:
+            self.readout.set_full_text(text)

@@ -159,6 +159,9 @@ def test_heatmap_is_the_blockwise_max_of_the_difference(make_window, qtbot, open
     np.testing.assert_array_equal(panel.heat.image.image, d)
     assert panel.heat.title.full_text == f"|B−A| of {name}"
     assert format_value(float(d.max())) in panel.heat.detail.full_text
+    assert panel.heat.image.mapRectToParent(panel.heat.image.boundingRect()).width() == 176  # matrix columns
+    assert panel.heat.readout_at(3.5, 7.2) == f"row 3, column 7: |B−A| {format_value(float(d[3, 7]))}"
+    assert panel.heat.readout_at(64, 0) == "" and panel.heat.readout_at(-1, 0) == ""
     panel.select_tensor("model.embed_tokens.weight")  # 300 x 64, unchanged: all zero
     qtbot.waitUntil(lambda: panel.is_idle() and panel.heat.heatmap is not None
                     and panel.heat.heatmap.name == "model.embed_tokens.weight", timeout=10000)
@@ -374,3 +377,18 @@ def test_file_menu_compares_with_a_file_or_a_folder(make_window, qtbot, open_mod
     qtbot.waitUntil(window.is_idle, timeout=30000)
     assert view.compare.panel.b_path == str(b_path.parent) and view.compare.panel.state == "done"
     assert view.compare.panel.table_model.rowCount() == len(run(a_path, b_path).tensors)
+
+
+def test_heatmap_readout_names_a_blocks_rows_and_columns(qtbot) -> None:
+    from core.heatmap import Heatmap
+    from gui.compare_plots import DiffHeatmapView
+
+    view = DiffHeatmapView()
+    qtbot.addWidget(view)
+    values = np.array([[0.5, 0.25], [np.nan, 0.0]], np.float32)
+    view.show_heatmap(Heatmap("w", "absdiff", 4, 5, 2, 3, values, rows_done=4))
+    assert view.readout_at(1, 4) == "rows 0–1, columns 3–4: max |B−A| 0.25"
+    assert view.readout_at(3, 0) == "row 3, column 0: NaN or Inf on a side"
+    assert "1 block with NaN or Inf" in view.detail.full_text and "per 2×3 block" in view.detail.full_text
+    rect = view.image.mapRectToParent(view.image.boundingRect())
+    assert (rect.width(), rect.height()) == (5, 4)

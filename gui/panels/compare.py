@@ -196,7 +196,7 @@ class ComparePanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        for column, width in enumerate((270, 58, 58, 92, 76, 80, 76, 84, 60, 70)):
+        for column, width in enumerate((270, 58, 58, 102, 76, 80, 76, 84, 60, 70)):
             header.resizeSection(column, width)
         self.table.setColumnHidden(COL_RANK, True)
         self.table.selectionModel().currentRowChanged.connect(self._row_changed)
