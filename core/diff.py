@@ -18,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -143,14 +144,18 @@ def float32_block_sums(a32: np.ndarray, b32: np.ndarray) -> tuple[DiffSums, int]
     """chunk_sums of float32 value pairs with fewer passes, or None if a value is NaN or infinite (then the
     general path). Float32 values widen exactly and never overflow float64 when squared or summed, so finite
     sums mean finite values; bit-identical float32 pairs are bit-identical when widened; M2 comes from
-    sum(x^2) - sum(x) * mean unless that cancels (CANCELLATION), and the largest |d| from argmax and argmin."""
-    a, b = a32.astype(np.float64), b32.astype(np.float64)
+    sum(x^2) - sum(x) * mean unless that cancels (CANCELLATION), and the largest |d| from argmax and argmin.
+    The float64 arrays live in this thread's scratch buffers: a fresh 512 KiB array per block is mapped and
+    faulted in by the allocator every time, which measured costlier than all the arithmetic."""
+    n = int(a32.size)
+    a, b, d = _scratch(n)
+    np.copyto(a, a32)
+    np.copyto(b, b32)
     sa, sb = float(np.sum(a)), float(np.sum(b))
     if not (math.isfinite(sa) and math.isfinite(sb)):
         return None
-    n = int(a.size)
     out = DiffSums(count=n, n=n, identical=int(np.count_nonzero(a32.view(np.uint32) == b32.view(np.uint32))))
-    d = np.subtract(b, a)
+    np.subtract(b, a, out=d)
     sd = float(np.sum(d))
     out.ss_a, out.ss_b, out.ss_d, out.s_ab = _dot(a, a), _dot(b, b), _dot(d, d), _dot(a, b)
     out.mean_a, out.m2_a = _m2(a, sa, out.ss_a)
@@ -161,6 +166,18 @@ def float32_block_sums(a32: np.ndarray, b32: np.ndarray) -> tuple[DiffSums, int]
     at = hi if up > down or (up == down and hi < lo) else lo
     out.max_abs = max(up, down)
     return out, at
+
+
+_local = threading.local()
+
+
+def _scratch(n: int, kind: str = "float64", rows: int = 3) -> np.ndarray:
+    """This thread's ``rows`` scratch rows of ``kind``, ``n`` long (the same memory from block to block)."""
+    buf = getattr(_local, kind, None)
+    if buf is None or buf.shape[1] < n:
+        buf = np.empty((rows, max(n, CACHE_ELEMENTS)), np.dtype(kind))
+        setattr(_local, kind, buf)
+    return buf[:, :n]
 
 
 def _m2(x: np.ndarray, total: float, squares: float) -> tuple[float, float]:
@@ -560,6 +577,17 @@ def _bf16_to_f32(bits: np.ndarray) -> np.ndarray:
     return out.view(np.float32)
 
 
+def _as_float32(x: np.ndarray, bf16: bool, out: np.ndarray) -> np.ndarray:
+    """``x`` as float32 (BF16 bit patterns decoded, float16 widened) in ``out``, or ``x`` itself if float32."""
+    if bf16:
+        np.left_shift(x, 16, out=out.view(np.uint32), dtype=np.uint32)
+        return out
+    if x.dtype == np.float32:
+        return x
+    np.copyto(out, x)
+    return out
+
+
 def _difference(a: np.ndarray, b: np.ndarray, a_bf16: bool, b_bf16: bool) -> np.ndarray:
     """B - A in float64."""
     a = _bf16_to_f32(a) if a_bf16 else a
@@ -609,10 +637,11 @@ def _block_sums(a: np.ndarray, b: np.ndarray, a_bf16: bool = False, b_bf16: bool
 
     def one(start: int) -> tuple[DiffSums, int]:
         a_part, b_part = a[start:start + CACHE_ELEMENTS], b[start:start + CACHE_ELEMENTS]
-        a_part = _bf16_to_f32(a_part) if a_bf16 else a_part
-        b_part = _bf16_to_f32(b_part) if b_bf16 else b_part
-        got = float32_block_sums(a_part.astype(np.float32, copy=False), b_part.astype(np.float32, copy=False)) \
-            if fast else None
+        if not fast:
+            return chunk_sums(a_part.astype(np.float64), b_part.astype(np.float64))
+        wide = _scratch(a_part.size, "float32", 2)
+        a_part, b_part = _as_float32(a_part, a_bf16, wide[0]), _as_float32(b_part, b_bf16, wide[1])
+        got = float32_block_sums(a_part, b_part)
         return got if got is not None else chunk_sums(a_part.astype(np.float64), b_part.astype(np.float64))
 
     def run_span(span: list[int]) -> list[tuple[DiffSums, int]]:
