@@ -100,7 +100,7 @@ def module_table(lora: dict[str, Any]) -> Table:
         notes.append(f"and {len(lora['modules']) - MODULE_ROWS:,} more modules (main.py info ADAPTER --json lists "
                      "them all)")
     notes += reasons[:20] + ([f"and {len(reasons) - 20:,} more modules without a figure"] if len(reasons) > 20 else [])
-    widths = [3.6, 0.4, 0.7, 0.7, 1.0] + ([1.0, 1.2] if compared else []) + [3.2, 1.0]
+    widths = [4.6, 0.4, 0.7, 0.6, 0.9] + ([0.9, 1.1] if compared else []) + [2.6, 0.9]
     return Table(columns, rows, "l" + "r" * (len(columns) - 3) + "lr", widths, title="Modules",
                  note="; ".join(notes))
 
