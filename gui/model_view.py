@@ -74,6 +74,7 @@ from gui.workers import JobSlot
 
 OWN_ANALYSIS_BYTES = 512 << 20  # a selection reads its own missing tensors up to this much; bigger ones wait
 TICK_MS = 200
+DRAW_DELAY_MS = 10  # a selection's figures wait this long: timers already due (input, progress) run before the plot
 
 TAB_SUMMARY, TAB_DISTRIBUTION, TAB_DEPTH, TAB_HEATMAP = range(4)
 BUILT_LATER = {"tree_model", "proxy", "tree"}  # made by a sliced view's first steps (ModelView.__getattr__)
@@ -236,6 +237,10 @@ class ModelView(QWidget):
         self.ticker = QTimer(self)
         self.ticker.setInterval(TICK_MS)
         self.ticker.timeout.connect(self._tick)
+        self._draw_timer = QTimer(self)  # the selection's figures are drawn a turn after they arrive (_draw_selection)
+        self._draw_timer.setSingleShot(True)
+        self._draw_timer.setInterval(DRAW_DELAY_MS)
+        self._draw_timer.timeout.connect(self._draw_selection)
 
         self._build_ui()
         self.compare = CompareTab(self)  # the Compare tab, added by compare_with
@@ -385,7 +390,10 @@ class ModelView(QWidget):
 
     @property
     def distribution(self) -> DistributionPanel:
-        return self.distribution_tab.get()
+        panel = self.distribution_tab.get()
+        if self._draw_timer.isActive():  # whoever asks reads the latest figures at once
+            self._draw_selection()
+        return panel
 
     @property
     def depth(self) -> DepthPanel:
@@ -407,7 +415,7 @@ class ModelView(QWidget):
             return
         panel.show_pending(sel.title, sel.subtitle)
         if self.selection_scoped is not None:
-            self._selection_update(self.selection_scoped)
+            self._draw_timer.start()  # after the new panel's first paint, not inside it
 
     def set_histogram_scope(self, scope: str) -> None:
         """A group's histogram of its weight matrices, all values, or by role: re-merged from the summaries
@@ -699,15 +707,25 @@ class ModelView(QWidget):
         self.selection_result = update
         if self.selection_reading:
             self.selection_meter.add(update.bytes_done)
-        if self.distribution_tab.panel is None:
-            return  # kept in selection_result: drawn when the panel is first shown
+        if self.distribution_tab.panel is not None:  # else kept in selection_scoped: drawn when the panel is made
+            self._draw_timer.start()
+
+    def _draw_selection(self) -> None:
+        """The latest figures of the selection into the Distribution panel, a turn after they arrived: a
+        selection whose figures are known (the analysis is done) would otherwise draw the plot in the same turn
+        as the tree paints the new row (20 + 25 ms)."""
+        self._draw_timer.stop()
+        sel, scoped, panel = self.selection, self.selection_scoped, self.distribution_tab.panel
+        if sel is None or scoped is None or panel is None:
+            return
+        update = scoped.update
         if update.stats is None:
             if self._selection_waiting:
-                self.distribution.show_pending(sel.title, f"{sel.subtitle} · waiting for the whole-model analysis")
+                panel.show_pending(sel.title, f"{sel.subtitle} · waiting for the whole-model analysis")
             elif update.tensors_done < update.tensors_total:
-                self.distribution.clear(sel.title, f"{sel.subtitle} · not analysed yet")
+                panel.clear(sel.title, f"{sel.subtitle} · not analysed yet")
             else:
-                self.distribution.clear(sel.title, f"{sel.subtitle} · no numeric values to show")
+                panel.clear(sel.title, f"{sel.subtitle} · no numeric values to show")
             return
         sub = sel.subtitle if sel.single is not None else scoped.words
         complete = update.tensors_done >= update.tensors_total and update.fraction >= 1
@@ -721,9 +739,9 @@ class ModelView(QWidget):
                 sub = f"partial: {part} · {sub} · analysis {self.analysis_state}: select again to read the rest"
         fraction = 1.0 if complete else min(update.fraction, 0.999)
         if scoped.roles is not None:
-            self.distribution.set_roles(scoped.roles, update.stats, sel.title, sub, fraction)
+            panel.set_roles(scoped.roles, update.stats, sel.title, sub, fraction)
         else:
-            self.distribution.set_stats(update.stats, sel.title, sub, fraction)
+            panel.set_stats(update.stats, sel.title, sub, fraction)
 
     def _selection_failed(self, exc: BaseException) -> None:
         from gui.errors import reason
@@ -954,7 +972,8 @@ class ModelView(QWidget):
         return self.progress.fraction if self.progress is not None else 0.0
 
     def is_idle(self) -> bool:
-        return not (self.slices.pending or self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
+        return not (self.slices.pending or self._draw_timer.isActive()
+                    or self.analysis_job.busy or self.selection_job.busy or self.depth_job.busy
                     or self.findings_job.busy or any(slot.busy for slot in self._heatmap_slots())
                     or any(tab.pending for tab in self.findChildren(LazyTab))
                     or any(not w.is_done for w in self._stopping) or not self.compare.is_idle())
