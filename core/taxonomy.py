@@ -128,6 +128,8 @@ def classify_uncached(name: str, shape: tuple[int, ...], dtype: str) -> tuple[st
 def _classify_bare(name: str, ndim: int, dtype: str) -> tuple[str, str]:
     """classify_uncached for a name without dots, every rule specialised to one component (no module path);
     tests hold the two equal on every word the rules know."""
+    if _HARMLESS_BARE.fullmatch(name):  # a hex-like id: no word of any rule can occur in it (tests check the sets)
+        return "buffer" if _is_integer_dtype(dtype) else "weight", "convolution" if ndim >= 3 else "other"
     low = name.lower()
     if low in TRAINER_SCALARS:
         return "state", "other"
@@ -150,6 +152,10 @@ def _classify_bare(name: str, ndim: int, dtype: str) -> tuple[str, str]:
     return kind, "convolution" if ndim >= 3 else "other"
 
 
+# Digits and the letters a-e: every role rule needs one of g k m n o q v w or an f (may_match_a_role_rule), every
+# leaf word (bias, weight, mask, embed, fc ...) a letter outside a-e. A header of a million ids ("3e8a1") is
+# classified by one C-level match each.
+_HARMLESS_BARE = re.compile(r"[0-9a-e]+")
 _BARE_HEADS = frozenset({"lm_head", "cls", "score", "qa_outputs", "classifier", "pooler", "output"})
 
 

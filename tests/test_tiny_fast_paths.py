@@ -168,3 +168,113 @@ def test_many_empty_tensors_write_in_batches_as_one_document(tmp_path: Path, mon
         assert doc["tensors"] == _general_document(path, HistSpec(bins=256), monkeypatch)
         assert [t["name"] for t in doc["tensors"]] == [f"{i:x}" for i in range(count)]
         assert doc["model"]["count"] == 0 and doc["findings"] == []
+
+
+def test_hex_like_bare_names_classify_as_the_rules_do() -> None:
+    """The one-match shortcut for names of digits and a-e: no keyword of any rule is spelled with those alone, and
+    random such names (and near misses with f, uppercase, other letters) classify as the rules say."""
+    from core import taxonomy
+    from core.training_state import TRAINER_SCALARS
+
+    words = [*TRAINER_SCALARS, *taxonomy._BUFFER_LEAVES, *taxonomy._EMBEDDING_MODULES, *taxonomy._BARE_HEADS,
+             *taxonomy._HEAD_MODULES, *taxonomy._INT_WEIGHT_LEAVES, "bias", "weight"]
+    assert not [w for w in words if taxonomy._HARMLESS_BARE.fullmatch(w)]
+    rng = np.random.default_rng(4)
+    alphabet = [*"0123456789abcde", "f", "fc", "B", "n", "_", "1"]
+    names = ["".join(rng.choice(alphabet, int(rng.integers(1, 9)))) for _ in range(3000)]
+    for i, name in enumerate(names):
+        shape = (2,) * (i % 4)
+        dtype = ("F32", "U8", "I64", "BF16", "BOOL")[i % 5]
+        assert taxonomy.classify(name, shape, dtype) == taxonomy.classify_uncached(name, shape, dtype), name
+
+
+def _backend_summary(tmp_path: Path, dtype: str, raw: bytes):
+    """The general route: Backend.summarize_range over the tensor as a file holds it, then compact() as the
+    engine does."""
+    from core.compute import Backend
+    from core.formats import open_checkpoint
+
+    path = tmp_path / f"one-{dtype}.safetensors"
+    _write_safetensors(path, [("t", dtype, [1], raw)])
+    with open_checkpoint(str(path)) as checkpoint:
+        t = checkpoint.tensors[0]
+        summary = Backend(threads=1).summarize_range(checkpoint, t, 0, 1)
+        summary.compact()
+        return summary, checkpoint.read_raw(t, 0, 1).copy()
+
+
+def _assert_same_summary(a, b) -> None:
+    assert type(a) is type(b)
+    fields = ("fmt", "dtypes") if hasattr(a, "fmt") else tuple(a.__dataclass_fields__)
+    for name in fields:
+        x, y = getattr(a, name), getattr(b, name)
+        if name == "keys":
+            x, y = x.sparse(), y.sparse()
+            assert all(p.dtype == q.dtype and np.array_equal(p, q) for p, q in zip(x, y, strict=True)), name
+        elif isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            assert x.dtype == y.dtype and np.array_equal(x, y) and np.array_equal(np.signbit(x), np.signbit(y)), name
+        else:
+            assert x == y or _same_float(x, y), (name, x, y)
+            if isinstance(x, float):
+                assert _same_float(x, y), name
+    if hasattr(a, "fmt"):
+        (ia, ca), (ib, cb) = a.store.sparse(), b.store.sparse()
+        assert ia.dtype == ib.dtype and ca.dtype == cb.dtype
+        assert np.array_equal(ia, ib) and np.array_equal(ca, cb) and a.store.length == b.store.length
+
+
+ONE_ELEMENT_VALUES = {
+    "F32": ("<f4", [*AWKWARD[:10], 3.4e38, -1e-45, np.nan, np.inf, -np.inf, 1.5, -2.75]),
+    "F64": ("<f8", [*AWKWARD, np.nan, np.inf, -np.inf, 2.0**-1074, 2.0**-210, -(2.0**300)]),
+    "F16": ("<f2", [0.0, -0.0, 1.0, -65504.0, 6e-8, np.nan, np.inf]),
+    "I64": ("<i8", [0, -1, 7, 2**63 - 1, -(2**63), 2**53 + 1]),
+    "I32": ("<i4", [0, -5, 2**31 - 1, -(2**31)]),
+    "U64": ("<u8", [0, 2**64 - 1, 12345]),
+    "U32": ("<u4", [0, 2**32 - 1]),
+    "I16": ("<i2", [-32768, 0, 5]),
+    "U16": ("<u2", [65535, 0]),
+    "I8": ("i1", [-128, 0, 127]),
+    "U8": ("u1", [0, 255]),
+    "BOOL": ("u1", [0, 1]),
+    "BF16": ("<u2", [0x0000, 0x8000, 0x3F80, 0x7F80, 0xFF80, 0x7FC1, 0x0001]),
+    "F8_E4M3": ("u1", [0x00, 0x80, 0x7F, 0x38, 0xFE]),
+    "F8_E5M2": ("u1", [0x00, 0x7C, 0xFC, 0x7E, 0x3C]),
+}
+
+
+@pytest.mark.parametrize("dtype", sorted(ONE_ELEMENT_VALUES))
+def test_one_element_summaries_equal_the_backends(tmp_path: Path, dtype: str) -> None:
+    from core.one_element import handles, one_element_summary
+
+    numpy_type, values = ONE_ELEMENT_VALUES[dtype]
+    assert handles(dtype)
+    for value in values:
+        with np.errstate(over="ignore", invalid="ignore"):
+            raw = np.array([value]).astype(numpy_type).tobytes()
+        general, stored = _backend_summary(tmp_path, dtype, raw)
+        _assert_same_summary(one_element_summary(stored, dtype), general)
+
+
+def test_one_value_shards_give_the_general_document(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """300 one-value shards behind an index (the hostile benchmark's row, small): `stats --json` equals the
+    document the general routes make (backend summaries, numpy derivation, json.dumps)."""
+    from core import stats as stats_module
+
+    model = tmp_path / "shards"
+    model.mkdir()
+    weight_map = {}
+    for i in range(1, 301):
+        shard = f"model-{i:05d}-of-00300.safetensors"
+        value = [float(i), -0.0, 2.5, np.nan][i % 4] if i % 5 else float(-i) / 7
+        _write_safetensors(model / shard, [(f"layers.{i}.w", "F32", [1], np.array([value], "<f4").tobytes())])
+        weight_map[f"layers.{i}.w"] = shard
+    (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    out = subprocess.run([sys.executable, str(ROOT / "main.py"), "stats", "--json", str(model)], capture_output=True,
+                         text=True, cwd=tmp_path, timeout=120, env={**__import__("os").environ,
+                                                                    "WEIGHTSCOPE_CACHE_DIR": str(tmp_path / "c")})
+    assert out.returncode == 0, out.stderr
+    doc = json.loads(out.stdout)
+    monkeypatch.setattr(stats_module.one_element, "handles", lambda dtype: False)
+    assert doc["tensors"] == _general_document(model, HistSpec(bins=256), monkeypatch)
+    assert [t["name"] for t in doc["tensors"]] == [f"layers.{i}.w" for i in range(1, 301)]
+    assert doc["tensors"][11]["mean"] == 12.0 and doc["tensors"][11]["histogram"]["counts"][128] == 1
