@@ -210,3 +210,22 @@ def test_file_compare_with_on_an_adapter_compares_with_its_base(make_window, qtb
     qtbot.waitUntil(lambda: box.base_state == "done", timeout=20000)
     rows = {box.table.item(r, 0).text(): box.table.item(r, 5).text() for r in range(box.table.rowCount())}
     assert rows["model.layers.2.self_attn.v_proj"] == format_value(truth["model.layers.2.self_attn.v_proj"])
+
+
+@pytest.mark.slow
+def test_screenshot_with_lora_base(tmp_path: Path, adapter_and_base) -> None:
+    from PySide6.QtGui import QImage
+
+    from tests.test_gui_screenshot import run_main
+
+    adapter, base, _ = adapter_and_base
+    out = tmp_path / "shot.png"
+    proc = run_main("--screenshot", str(out), "--lora-base", str(base), str(adapter), tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert (QImage(str(out)).width(), QImage(str(out)).height()) == (1400, 900)
+    for model, other, expected in ((adapter, tmp_path / "missing", "error: base model: "),
+                                   (base, base, "error: --lora-base needs a LoRA adapter")):
+        refused = tmp_path / "refused.png"
+        proc = run_main("--screenshot", str(refused), "--lora-base", str(other), str(model), tmp_path=tmp_path)
+        assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr
+        assert not refused.exists()
