@@ -35,6 +35,7 @@ from core.taxonomy import group_key, group_order
 
 CHUNK_ELEMENTS = 1 << 21  # read per side and step: 8 MiB as float32
 CACHE_ELEMENTS = 1 << 16  # compared in blocks of this many: their float64 temporaries stay in the CPU cache
+BAND_READ_ELEMENTS = 1 << 21  # a column band's rows are read in spans of about this many elements
 WIDE_BAND_ELEMENTS = 1 << 22  # a wide matrix's column band (every row) when its Gram is built: 32 MiB float64
 NO_VALUES = "an architecture without weights (opened from its config.json): there are no values to compare"
 
@@ -596,12 +597,21 @@ def _difference(a: np.ndarray, b: np.ndarray, a_bf16: bool, b_bf16: bool) -> np.
 
 
 def _read_band(c: Checkpoint, t: TensorInfo, rows: int, cols: int, c0: int, c1: int) -> np.ndarray:
-    """Columns [c0, c1) of every row of a 2-D tensor, as ``_read`` gives them (one read per row)."""
-    first = _read(c, t, c0, c1 - c0)
-    out = np.empty((rows, c1 - c0), dtype=first.dtype)
-    out[0] = first
-    for r in range(1, rows):
-        out[r] = _read(c, t, r * cols + c0, c1 - c0)
+    """Columns [c0, c1) of every row of a 2-D tensor, as ``_read`` gives them. A few rows at a time are read as
+    one contiguous span from the band's first column in the first row to its last in the last, and the band
+    taken from it: reading the columns between costs less than a read call per row (25 us each)."""
+    width = c1 - c0
+    step = max(1, BAND_READ_ELEMENTS // cols)
+    out: np.ndarray | None = None
+    for r0 in range(0, rows, step):
+        count = min(step, rows - r0)
+        span = _read(c, t, r0 * cols + c0, (count - 1) * cols + width)
+        if out is None:
+            out = np.empty((rows, width), dtype=span.dtype)
+        item = span.itemsize
+        out[r0:r0 + count] = np.lib.stride_tricks.as_strided(span, (count, width), (cols * item, item),
+                                                              writeable=False)
+    assert out is not None
     return out
 
 

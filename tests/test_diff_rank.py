@@ -66,6 +66,7 @@ def test_planted_rank_4_update_matches_dense_svd(shapes_pair, monkeypatch: pytes
                                                  band: int) -> None:
     pa, pb, a, b = shapes_pair
     monkeypatch.setattr("core.diff.WIDE_BAND_ELEMENTS", band)  # wide: 1, 2 or 90 column bands
+    monkeypatch.setattr("core.diff.BAND_READ_ELEMENTS", chunk)  # their rows read 1, some or all at a time
     result = run(pa, pb, rank=True, device="cpu", chunk_elements=chunk)
     assert result.device == "cpu" and result.rank
     for name in ("wide.weight", "tall.weight"):
