@@ -357,7 +357,7 @@ class ModelView(QWidget):
         self.tree.header().setStretchLastSection(False)
         self.tree.header().setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         self.tree.header().setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self._expand_default()  # before it is in the window: its first paint is its only one
+        self._expand_default(collapse=False)  # before it is in the window: its first paint is its only one
         self._size_columns()
 
     def _finish_tree(self) -> None:
@@ -509,8 +509,12 @@ class ModelView(QWidget):
         spectra = self.spectra_tab.panel  # the Spectra tab's job: stopped, awaited, cancelled with the heatmap's
         return [p.job for p in (panel, spectra) if p is not None]
 
-    def _expand_default(self) -> None:
-        self.tree.collapseAll()
+    def _expand_default(self, collapse: bool = True) -> None:
+        """The root, its short groups and their folded blocks unfolded; ``collapse``: everything else folded
+        first (a new tree, just reset, has nothing unfolded: collapsing it is a layout of the whole tree for
+        nothing)."""
+        if collapse:
+            self.tree.collapseAll()
         root = self.proxy.index(0, 0)
         self.tree.expand(root)
         for row in range(self.proxy.rowCount(root)):
@@ -548,7 +552,7 @@ class ModelView(QWidget):
             return
         keep = self.selection.single.name if self.selection and self.selection.single else None
         self.tree_model.set_root(self.opened.folded if folded else self.opened.tree)
-        self._expand_default()
+        self._expand_default(collapse=False)  # the reset folded every row
         if keep:
             self._select_source_index(self.tree_model.find_tensor(keep), emit=False)
 

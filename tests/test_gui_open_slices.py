@@ -54,3 +54,39 @@ def test_asking_for_the_tree_early_makes_the_rest_of_the_tab_now(qtbot, tmp_path
         assert "no_such_attribute" in str(exc)
     else:
         raise AssertionError("an unknown attribute must still raise AttributeError")
+
+
+def expanded_paths(view) -> set[str]:
+    out: set[str] = set()
+
+    def walk(parent) -> None:
+        for row in range(view.proxy.rowCount(parent)):
+            index = view.proxy.index(row, 0, parent)
+            if view.tree.isExpanded(index):
+                out.add(view.tree_model.node(view.proxy.mapToSource(index)).path)
+            walk(index)
+
+    from PySide6.QtCore import QModelIndex
+
+    walk(QModelIndex())
+    return out
+
+
+def test_switching_trees_unfolds_exactly_what_a_new_tab_unfolds(qtbot, tmp_path: Path) -> None:
+    from gui.model_view import ModelView
+
+    opened = opened_llama(tmp_path)
+    fresh = {}
+    for folded in (True, False):
+        view = ModelView(opened, "cpu", auto_analyse=False)
+        qtbot.addWidget(view)
+        view.set_folded(folded)
+        fresh[folded] = expanded_paths(view)
+    view = ModelView(opened, "cpu", auto_analyse=False)
+    qtbot.addWidget(view)
+    view.tree.expandAll()  # the user unfolded everything: the other tree starts as a new tab's would
+    view.set_folded(False)
+    assert expanded_paths(view) == fresh[False] and len(fresh[False]) >= 2
+    view.tree.expandAll()
+    view.set_folded(True)
+    assert expanded_paths(view) == fresh[True]
