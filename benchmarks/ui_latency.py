@@ -16,6 +16,11 @@ then the worst over all scenarios as ``max_stall_ms=<float> p99_stall_ms=<float>
 p99 < 20). Exit status 1 when a scenario misses a target.
 
     .venv/bin/python benchmarks/ui_latency.py [--scenario NAME ...] [--keep] [--path DIR] [--reuse] [--device cpu]
+
+busy_ms is the UI thread's own CPU time between two ticks: on a machine shared with other work a stall can be
+much longer (the UI thread waited for a core), busy_ms is what the window's code controls. To find what ran in a
+slow turn: UI_LATENCY_DEBUG=1 prints every tick late by 20 ms or busy 12 ms; UI_LATENCY_PROFILE=<ms> profiles
+the UI thread and prints the functions of every interval whose busy time (profiler included) passed <ms>.
 """
 
 from __future__ import annotations
