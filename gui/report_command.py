@@ -63,36 +63,13 @@ def run(args: argparse.Namespace) -> int:
                 spectra = _run_with_progress(checkpoint, default_matrices(checkpoint), args.device,
                                              not args.no_cache)
         with stage(f"writing the report of {args.path!r} to {args.output!r}"):
+            from core.report import build_report
+            from core.report_sections import ReportSections, add_sections
             from gui.pdf import ensure_app, write_report
 
             ensure_app()
-            report = None
-            if compared is not None or spectra is not None or diff is not None or lora is not None:
-                from core.report import build_report
-
-                report = build_report(checkpoint, result)
-            if lora is not None:
-                from core.lora_report import lora_blocks
-                from core.spectra_report import insert_before
-
-                at = insert_before(report.blocks, "Layers")  # after the summary: what an adapter is comes first
-                report.blocks[at:at] = lora_blocks(lora)
-            if spectra is not None:
-                from core.spectra_report import insert_before, spectra_blocks
-
-                at = insert_before(report.blocks, "What the words mean")
-                report.blocks[at:at] = spectra_blocks(checkpoint, spectra)
-            if diff is not None:
-                from core.diff_report import diff_blocks, title_facts
-                from core.spectra_report import insert_before
-
-                at = insert_before(report.blocks, "What the words mean")
-                report.blocks[at:at] = diff_blocks(diff)
-                report.facts[1:1] = title_facts(diff)
-            if compared is not None:
-                from core.memory_side_by_side import side_by_side_blocks
-
-                report.blocks.extend(side_by_side_blocks(compared))
+            sections = ReportSections(lora=lora, spectra=spectra, diff=diff, memory=compared)
+            report = add_sections(build_report(checkpoint, result), checkpoint, sections)
             pages = write_report(checkpoint, result, args.output, report=report)
     sys.stdout.write(f"wrote {terminal_safe(args.output)} ({pages} pages)\n")
     return 0
