@@ -278,3 +278,33 @@ def test_one_value_shards_give_the_general_document(tmp_path: Path, monkeypatch:
     assert doc["tensors"] == _general_document(model, HistSpec(bins=256), monkeypatch)
     assert [t["name"] for t in doc["tensors"]] == [f"layers.{i}.w" for i in range(1, 301)]
     assert doc["tensors"][11]["mean"] == 12.0 and doc["tensors"][11]["histogram"]["counts"][128] == 1
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    (b'{"w": {"shape": [2], "dtype": "F32", "data_offsets": [0, 8]}}', None),
+    (b'{"__metadata__": {"a": "b"}, "w": {"data_offsets": [0, 8], "dtype": "F32", "shape": [2]}}', None),
+    (b'{"w": {"dtype": "F32", "shape": [{"a": 1, "a": 2}], "data_offsets": [0, 8]}}', "duplicate key 'a'"),
+    (b'{"__metadata__": {"a": "b", "a": "c"}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "duplicate key 'a'"),
+    (b'{"w": {"dtype": "F32", "shape": {}, "data_offsets": [0, 8]}}', "shape must be a list"),
+    (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": {"0": 8}}}', "data_offsets must be two"),
+    (b'{"__metadata__": {"a": {"b": "c"}}, "w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+     "__metadata__ must map strings to strings"),
+    (b'{"w": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8], "data_offsets": [0, 8]}}', "duplicate key"),
+    (b'{"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', "needs 12 bytes"),
+])
+def test_unusual_headers_read_and_refuse_as_the_general_route(tmp_path: Path, header: bytes,
+                                                              expected: str | None) -> None:
+    """Headers off the usual layout take the general parse: accepted alike, or refused with its own words."""
+    from core.errors import MalformedFileError
+    from core.formats.safetensors_format import read_header
+
+    path = tmp_path / "h.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b"\0" * 8)
+    if expected is None:
+        tensors, metadata, _ = read_header(str(path))
+        assert [(t.name, t.shape, t.dtype, t.nbytes) for t in tensors] == [("w", (2,), "F32", 8)]
+        assert metadata in ({}, {"a": "b"})
+    else:
+        with pytest.raises(MalformedFileError, match=expected):
+            read_header(str(path))
