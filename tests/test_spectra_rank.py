@@ -115,3 +115,38 @@ def test_the_band_is_rounding_level() -> None:
     assert gram_cannot_decide(np.array([1e-12, 1.0]), 4096, 4096)
     assert gram_cannot_decide(np.array([-1e-17, 1.0]), 10, 20)
     assert not gram_cannot_decide(np.zeros(3), 10, 20)  # all zero: no rank question (the matrix is refused)
+
+
+def test_the_second_pass_stays_within_the_memory_bound(tmp_path: Path) -> None:
+    """A 16384 x 1024 float32 matrix (64 MiB, a sparse file) whose only nonzero rows hold singular values 32 and
+    3.2e-8 (1e-9 of the largest): the Gram spectrum cannot tell the rank, the streamed QR in 1 MiB blocks does,
+    and the process's peak grows by about R (8 MiB) and a few blocks, never the matrix's size."""
+    import subprocess
+    import sys
+
+    from tests.test_bounded_memory import _sparse_safetensors
+
+    path = tmp_path / "big.safetensors"
+    _sparse_safetensors(path, "w", "F32", [16384, 1024], 4)
+    head = np.zeros((2, 1024), np.float32)
+    head[0] = 1.0
+    head[1, 1] = np.float32(32e-9)
+    with open(path, "r+b") as f:
+        f.seek(8 + int.from_bytes(f.read(8), "little"))
+        f.write(head.tobytes())
+    want = int(np.linalg.matrix_rank(head.astype(np.float64)))  # zero rows add no singular values
+    code = ("import resource, sys\n"
+            "from core.spectra import run_spectra\n"
+            "run_spectra(sys.argv[1], use_cache=False, device='cpu', block_bytes=1 << 20)\n"  # imports, warm-up
+            "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "r = run_spectra(sys.argv[2], use_cache=False, device='cpu', block_bytes=1 << 20)\n"
+            "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+            "print(r.matrices['w'].metrics.matrix_rank, (after - before) / 1024)\n")
+    small = tmp_path / "small.safetensors"
+    write_matrix(small, planted((40, 30), 3, [1e-9], seed=1), "F32")  # warms the QR path too
+    proc = subprocess.run([sys.executable, "-c", code, str(small), str(path)], capture_output=True, text=True,
+                          timeout=600, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    rank, grown = proc.stdout.split()
+    assert int(rank) == want == 2
+    assert float(grown) < 8 + 24  # MiB: R or the Gram matrix, a few 1 MiB blocks, LAPACK's work; the matrix is 64
