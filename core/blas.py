@@ -5,7 +5,8 @@ Why threads: OpenBLAS splits each call over its worker threads, which wait for e
 busy 2-core machine a 4096-order eigensolve measured 33 s with 2 BLAS threads and 11 s with one (and 2 s
 against 5 s at order 2048). So the spectral engine runs BLAS single-threaded and uses the cores itself, with
 one Python thread per fixed share of the output (each entry written by one thread: deterministic).
-Every function has a plain numpy fallback for a numpy built without this library.
+The eigensolver, which cannot be split that way, keeps BLAS's threads while the machine looks idle
+(blas_threads_for_load). Every function has a plain numpy fallback for a numpy built without this library.
 """
 
 from __future__ import annotations
@@ -76,6 +77,26 @@ def single_threaded_blas() -> Iterator[None]:
             _threads_depth -= 1
             if _threads_depth == 0:
                 lib.scipy_openblas_set_num_threads64_(_threads_saved)
+
+
+def cores_look_free() -> bool:
+    """Whether the machine's load leaves BLAS's own threads a core each (1-minute load average at most half the
+    cores); unknown (no load average) counts as busy."""
+    try:
+        return os.getloadavg()[0] <= (os.cpu_count() or 1) / 2
+    except (OSError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def blas_threads_for_load() -> Iterator[None]:
+    """BLAS's own threads when the cores look free, else single-threaded: for a call that cannot be split among
+    our threads (the eigensolver), where spinning BLAS threads pay on an idle machine and cost 3x on a busy one."""
+    if cores_look_free():
+        yield
+    else:
+        with single_threaded_blas():
+            yield
 
 
 def row_shares(n: int, parts: int) -> list[tuple[int, int]]:

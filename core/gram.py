@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from core.blas import add_gram, single_threaded_blas
+from core.blas import add_gram, blas_threads_for_load, single_threaded_blas
 from core.checkpoint import Checkpoint, TensorInfo, decode
 from core.compute import DeviceError, _try_torch, accelerator_possible, validate_device
 from core.eigen import symmetric_eigenvalues
@@ -131,7 +131,7 @@ class NumpyGram:
                 add_gram(g[s], np.ascontiguousarray(a[:, :, s]), False, self._pool, self.threads)
 
     def eigenvalues(self, g: Any, s: int) -> np.ndarray:
-        with single_threaded_blas():
+        with blas_threads_for_load():
             return symmetric_eigenvalues(g[s])
 
     def close(self) -> None:

@@ -65,3 +65,21 @@ def test_wide_conv_slices_in_small_column_blocks(tmp_path: Path) -> None:
     got = result.matrices["w"].evals
     assert got is not None
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * want[-1])
+
+
+@pytest.mark.skipif(openblas() is None, reason="numpy without its bundled OpenBLAS")
+@pytest.mark.parametrize(("load", "single"), [(0.0, False), (64.0, True), (None, True)])
+def test_eigensolver_keeps_blas_threads_only_on_an_idle_machine(monkeypatch: pytest.MonkeyPatch,
+                                                                 load: float | None, single: bool) -> None:
+    def loadavg() -> tuple[float, float, float]:
+        if load is None:
+            raise OSError("no load average here")
+        return (load, load, load)
+
+    monkeypatch.setattr(core.blas.os, "getloadavg", loadavg)
+    lib = openblas()
+    before = lib.scipy_openblas_get_num_threads64_()
+    with core.blas.blas_threads_for_load():
+        inside = lib.scipy_openblas_get_num_threads64_()
+    assert inside == (1 if single else before)
+    assert lib.scipy_openblas_get_num_threads64_() == before
