@@ -345,22 +345,23 @@ class _Engine:
               chunk_bytes: int, start_time: float, total: int) -> Generator[AnalysisProgress, None, None]:
         everything = self.checkpoint.tensors  # the cache fingerprints each data file by all of its tensors
         done = 0
-        empties = 0  # in the current run of empty tensors
         summaries = result.summaries
         shared_empty = _SHARED_EMPTY_BY_DTYPE
-        last_index = len(selected) - 1
-        for i, t in enumerate(selected):
+        position = 0  # not i: the chunk loop below counts with its own
+        while position < len(selected):
+            t = selected[position]
             if t.elements == 0:  # nothing to read, cache or compute: a header may list a million of these
-                empty = shared_empty.get(t.dtype) or _empty_summary(t)
-                summaries[t.name] = empty
-                empties += 1
-                if empties == EMPTY_RUN_REPORT or i == last_index or selected[i + 1].elements:
-                    empties = 0
-                    stop_if_asked()
-                    result.seconds = time.perf_counter() - start_time
-                    yield AnalysisProgress(done, total, t.name, True, empty, result)  # shared, never changed
+                window = selected[position : position + EMPTY_RUN_REPORT]  # up to the next report, or the run's end
+                holds = [u.elements != 0 for u in window]
+                run = window[: holds.index(True)] if True in holds else window
+                summaries.update({u.name: shared_empty.get(u.dtype) or _empty_summary(u) for u in run})
+                position += len(run)
+                stop_if_asked()
+                result.seconds = time.perf_counter() - start_time
+                last = run[-1]
+                yield AnalysisProgress(done, total, last.name, True, summaries[last.name], result)  # shared
                 continue
-            empties = 0
+            position += 1
             stop_if_asked()
             cached = cache.get(t, everything) if cache is not None else None
             if cached is not None:

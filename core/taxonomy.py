@@ -128,7 +128,7 @@ def classify_uncached(name: str, shape: tuple[int, ...], dtype: str) -> tuple[st
 def _classify_bare(name: str, ndim: int, dtype: str) -> tuple[str, str]:
     """classify_uncached for a name without dots, every rule specialised to one component (no module path);
     tests hold the two equal on every word the rules know."""
-    if _HARMLESS_BARE.fullmatch(name):  # a hex-like id: no word of any rule can occur in it (tests check the sets)
+    if is_harmless_bare(name):  # a hex id: no word of any rule can occur in it (tests check the word sets)
         return "buffer" if _is_integer_dtype(dtype) else "weight", "convolution" if ndim >= 3 else "other"
     low = name.lower()
     if low in TRAINER_SCALARS:
@@ -152,10 +152,17 @@ def _classify_bare(name: str, ndim: int, dtype: str) -> tuple[str, str]:
     return kind, "convolution" if ndim >= 3 else "other"
 
 
-# Digits and the letters a-e: every role rule needs one of g k m n o q v w or an f (may_match_a_role_rule), every
-# leaf word (bias, weight, mask, embed, fc ...) a letter outside a-e. A header of a million ids ("3e8a1") is
-# classified by one C-level match each.
-_HARMLESS_BARE = re.compile(r"[0-9a-e]+")
+_HEX_DIGITS = "0123456789abcdef"
+
+
+def is_harmless_bare(name: str) -> bool:
+    """A bare name of lower-case hex digits without "fc" or "feed": every role rule needs one of g k m n o q v w
+    or an f word (may_match_a_role_rule), and every other word the rules know (bias, weight, mask, embed ...) a
+    letter outside a-f, except "fc". A header of a million ids ("3e8f1") is classified by three C-level string
+    operations each."""
+    return bool(name) and not name.strip(_HEX_DIGITS) and "fc" not in name and "feed" not in name
+
+
 _BARE_HEADS = frozenset({"lm_head", "cls", "score", "qa_outputs", "classifier", "pooler", "output"})
 
 

@@ -171,16 +171,17 @@ def test_many_empty_tensors_write_in_batches_as_one_document(tmp_path: Path, mon
 
 
 def test_hex_like_bare_names_classify_as_the_rules_do() -> None:
-    """The one-match shortcut for names of digits and a-e: no keyword of any rule is spelled with those alone, and
-    random such names (and near misses with f, uppercase, other letters) classify as the rules say."""
+    """The shortcut for hex ids: no keyword of any rule passes it, and random such names (and near misses with
+    fc, feed, uppercase, other letters) classify as the rules say."""
     from core import taxonomy
     from core.training_state import TRAINER_SCALARS
 
     words = [*TRAINER_SCALARS, *taxonomy._BUFFER_LEAVES, *taxonomy._EMBEDDING_MODULES, *taxonomy._BARE_HEADS,
-             *taxonomy._HEAD_MODULES, *taxonomy._INT_WEIGHT_LEAVES, "bias", "weight"]
-    assert not [w for w in words if taxonomy._HARMLESS_BARE.fullmatch(w)]
+             *taxonomy._HEAD_MODULES, *taxonomy._INT_WEIGHT_LEAVES, "bias", "weight", "feed", "fc1", "fc2"]
+    assert not [w for w in words if taxonomy.is_harmless_bare(w)]
+    assert taxonomy.is_harmless_bare("3e8f1") and not taxonomy.is_harmless_bare("")
     rng = np.random.default_rng(4)
-    alphabet = [*"0123456789abcde", "f", "fc", "B", "n", "_", "1"]
+    alphabet = [*"0123456789abcdef", "fc", "feed", "fc1", "B", "n", "_", "1"]
     names = ["".join(rng.choice(alphabet, int(rng.integers(1, 9)))) for _ in range(3000)]
     for i, name in enumerate(names):
         shape = (2,) * (i % 4)
@@ -308,3 +309,38 @@ def test_unusual_headers_read_and_refuse_as_the_general_route(tmp_path: Path, he
     else:
         with pytest.raises(MalformedFileError, match=expected):
             read_header(str(path))
+
+
+def test_runs_of_empty_tensors_report_every_4096_and_at_their_end(tmp_path: Path) -> None:
+    """Empty tensors are summarised in slices; progress still comes at each run's 4,096th tensor and its end,
+    every tensor gets its summary, in order, and the tensors between runs are read."""
+    from core.stats import EMPTY_RUN_REPORT, analyze
+
+    layout = [("e", 3), ("v", 1), ("e", 5000), ("v", 2), ("e", EMPTY_RUN_REPORT), ("e", 0), ("v", 1), ("e", 1)]
+    tensors, expected_reports, count = [], [], 0
+    for kind, n in layout:
+        if kind == "v":
+            for _ in range(n):
+                tensors.append((f"v{count}", "F32", [2], np.array([count, -count], "<f4").tobytes()))
+                expected_reports.append(f"v{count}")
+                count += 1
+            continue
+        run = [f"e{count + k}" for k in range(n)]
+        count += n
+        tensors += [(name, "F32", [0], b"") for name in run]
+        expected_reports += [name for k, name in enumerate(run, 1) if k % EMPTY_RUN_REPORT == 0 or k == n]
+    path = tmp_path / "runs.safetensors"
+    _write_safetensors(path, tensors)
+    gen = analyze(str(path), use_cache=False)
+    reports = []
+    while True:
+        try:
+            item = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if item.tensor_done:
+            reports.append(item.tensor)
+    assert reports == list(dict.fromkeys(expected_reports))
+    assert list(result.summaries) == [t[0] for t in tensors]
+    assert result.stats("v3").count == 2 and result.stats("e0").count == 0
