@@ -608,7 +608,12 @@ def _derive_one_value(name: str, dtypes: tuple[str, ...], x: float, n: int, nan:
 
 def _one_value_hist(x: float, n: int, bins: int) -> tuple[np.ndarray, np.ndarray]:
     """_weighted_hist of ``n`` copies of ``x`` over [x, x]: one bisect instead of searchsorted and bincount."""
-    edges = hist_edges(x, x, bins)
+    first, last = x - 0.5, x + 0.5
+    if bins <= 1024 and abs(x) < 2.0**40 and last - first == 1.0:  # linspace's own steps, without its checks:
+        edges = _unit_steps(bins) + first  # these bounds keep edges finite and strictly increasing
+        edges[-1] = last
+    else:
+        edges = hist_edges(x, x, bins)
     listed = edges.tolist()
     last = len(listed) - 2
     index = last if x == listed[-1] else bisect.bisect_right(listed, x) - 1
@@ -616,6 +621,14 @@ def _one_value_hist(x: float, n: int, bins: int) -> tuple[np.ndarray, np.ndarray
     if 0 <= index <= last:
         counts[index] = int(float(n))  # as np.rint of the float64 bincount weight
     return edges, counts
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_steps(bins: int) -> np.ndarray:
+    """k * (1 / bins) for k = 0 ... bins, as np.linspace computes its steps over a range of width 1 (read-only)."""
+    steps = np.arange(bins + 1, dtype=np.float64) * (1.0 / bins)
+    steps.setflags(write=False)
+    return steps
 
 
 def hist_edges(lo: float, hi: float, bins: int) -> np.ndarray:

@@ -344,3 +344,18 @@ def test_runs_of_empty_tensors_report_every_4096_and_at_their_end(tmp_path: Path
     assert reports == list(dict.fromkeys(expected_reports))
     assert list(result.summaries) == [t[0] for t in tensors]
     assert result.stats("v3").count == 2 and result.stats("e0").count == 0
+
+
+def test_one_value_edges_are_numpys_linspace() -> None:
+    """The one-value histogram's edges (linspace's steps plus the start) equal np.linspace bit for bit."""
+    from core.stats_summary import _one_value_hist
+
+    rng = np.random.default_rng(12)
+    xs = [*AWKWARD, *rng.standard_normal(200).tolist(), *(rng.standard_normal(200) * 1e11).tolist(),
+          *rng.integers(-(2**39), 2**39, 100).astype(float).tolist(), 2.0**40 - 1, -(2.0**40) + 0.5, 0.1, 1e-300]
+    for bins in (1, 3, 7, 128, 256, 1000, 1024, 1025):
+        for x in xs:
+            edges, _ = _one_value_hist(float(x), 1, bins)
+            assert np.array_equal(edges, hist_edges(float(x), float(x), bins)), (bins, x)
+            if abs(x) < 2.0**40:
+                assert np.array_equal(edges, np.linspace(x - 0.5, x + 0.5, bins + 1)), (bins, x)
