@@ -118,7 +118,7 @@ class StallMeter:
         """A fresh cProfile of the UI thread for the next interval between two ticks (debugging only)."""
         import cProfile
 
-        self.profiler = cProfile.Profile()
+        self.profiler = cProfile.Profile(time.thread_time)  # the UI thread's own time, not the shared machine's waits
         self.profiler.enable()
 
     def _report_profile(self, stall: float, busy: float) -> None:

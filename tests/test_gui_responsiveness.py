@@ -32,7 +32,8 @@ def test_sliced_summary_builds_one_section_per_turn_and_ends_like_a_direct_one(q
         while sliced.building:
             sliced.slices.step()  # what the 1 ms timer does on one turn of the event loop
             steps += 1
-        assert steps == 9  # headline, its numbers, count story, where, four boxes, then the grid that holds them
+        # headline, its numbers in two slices and their grid, count story, where, the sections' grid, four boxes
+        assert steps == 11
         assert sliced.problem_label.text() == "⚠ 3 problems found"
         assert sliced.storage_label.text() == direct.storage_label.text()
         for name in ("memory_table", "dtype_table", "files_table"):

@@ -35,6 +35,7 @@ STAT_HELP = {
 STAT_LABELS = {**{key: label for key, (label, _) in STATISTICS.items()}, "alpha": ALPHA_LABEL}
 NO_ALPHA_YET = ("Alpha comes from the spectra of the weight matrices: open the Spectra tab to compute them (in the "
                 "background); the lines appear here when they are done.")
+LEFT_AXIS_WIDTH = 64  # px: room for tick labels such as "0.0125" or "1e-05" and the axis title
 _DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
 SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: larger lines are drawn scaled
 HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
@@ -120,6 +121,7 @@ class DepthPanel(QWidget):
         self.canvas.addItem(self.plot, row=0, col=0)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
+        self.plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)  # a width of its own made the plot lay out 2-3 times
         self.plot.setLabel("bottom", "layer (block index)")
 
     def _make_items(self) -> None:
@@ -270,7 +272,9 @@ class DepthPanel(QWidget):
         if not np.isfinite(y).any():
             undefined.append(line.label)  # e.g. the kurtosis of constant norm scales: nothing to draw
             return
-        pen = pg.mkPen(color, width=1.6, style=_DASHES[n % len(_DASHES)])
+        style = _DASHES[n % len(_DASHES)]
+        # a dashed cosmetic pen wider than 1 px is stroked as a path (~1.5 ms a line per paint); 1 px is not
+        pen = pg.mkPen(color, width=1.6 if style == Qt.PenStyle.SolidLine else 1.0, style=style)
         curve = pg.PlotDataItem(x, y, pen=pen, symbol="o", symbolSize=6, symbolBrush=color,
                                 symbolPen=pg.mkPen(color), name=rich_escape(line.label),
                                 data=[p[2] for p in line.points], connect="finite")

@@ -49,7 +49,7 @@ from gui.style import ACCENT, MUTED, panel_header
 
 FILL = QColor(37, 99, 235, 70)
 MEAN_PEN = pg.mkPen("#dc2626", width=1.6)
-SIGMA_PEN = pg.mkPen("#dc2626", width=1.1, style=Qt.PenStyle.DashLine)
+SIGMA_PEN = pg.mkPen("#dc2626", width=1.0, style=Qt.PenStyle.DashLine)  # 1 px: wider dashes are stroked paths
 PCT_PEN = pg.mkPen("#6b7280", width=1.0, style=Qt.PenStyle.DotLine)
 TABLE_DELAY_MS = 25  # the statistics table fills this long after the plot: its own turn, never the plot's paint
 MARKERS = (("mean", MEAN_PEN), ("−σ", SIGMA_PEN), ("+σ", SIGMA_PEN), ("p1", PCT_PEN), ("p99", PCT_PEN))

@@ -189,16 +189,21 @@ class MemoryPanel(QScrollArea):
             subtitle += f" · {human_count(active)} active per token"
         header, _controls, self.title_label, self.subtitle_label = panel_header("Will it fit?", subtitle)
         layout.addLayout(header)
-        layout.addWidget(self._inputs_box())
+        self.body_layout = layout
+        # the inputs alone cost 15-20 ms of UI thread: three slices (hardware, workload, the grid placed)
+        self.slices = Slices(self, [self._make_hardware_inputs, self._make_workload_inputs, self._place_inputs,
+                                    self._make_bar, self._make_below, self.recompute], sliced)
+
+    def _place_inputs(self) -> None:
+        """The inputs' grid into the panel, with the verdict lines under it."""
+        self.body_layout.addWidget(self._inputs_box())
         self.verdict = plain_label("", "MidNumber")
         self.verdict.setObjectName("memory_verdict")
         self.verdict.setWordWrap(True)
         self.details = plain_label("", "Muted")
         self.details.setWordWrap(True)
-        layout.addWidget(self.verdict)
-        layout.addWidget(self.details)
-        self.body_layout = layout
-        self.slices = Slices(self, [self._make_bar, self._make_below, self.recompute], sliced)
+        self.body_layout.addWidget(self.verdict)
+        self.body_layout.addWidget(self.details)
 
     def _make_bar(self) -> None:
         self.bar = StackedMemoryBar()
@@ -227,11 +232,8 @@ class MemoryPanel(QScrollArea):
         self._lay_out_below()
 
     # -- inputs ---------------------------------------------------------------
-    def _inputs_box(self) -> QGroupBox:
-        box = QGroupBox("Your hardware and workload")
-        grid = QGridLayout(box)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(6)
+    def _make_hardware_inputs(self) -> None:
+        """The GPU list, its custom size and the GPU count."""
         self.gpu_combo = QComboBox(objectName="memory_gpu")
         for gpu in CATALOG:
             self.gpu_combo.addItem(gpu.name, gpu.memory_bytes)
@@ -247,8 +249,11 @@ class MemoryPanel(QScrollArea):
         self.custom_gib.setToolTip("Your GPU's memory in GiB (choose \"Custom…\" in the list)")
         self.gpus_spin = QSpinBox(objectName="memory_gpus")
         self.gpus_spin.setRange(1, 4096)
-        self.mode_combo = QComboBox(objectName="memory_mode")
         self.gpus_spin.setToolTip("GPUs sharing the model evenly (tensor or pipeline parallel; FSDP when training)")
+
+    def _make_workload_inputs(self) -> None:
+        """Workload, optimizer, precision of weights and KV cache, context and batch."""
+        self.mode_combo = QComboBox(objectName="memory_mode")
         for key, label in WORKLOADS:
             self.mode_combo.addItem(label, key)
         self.adam8bit = QCheckBox("8-bit Adam", objectName="memory_adam8bit")
@@ -275,6 +280,13 @@ class MemoryPanel(QScrollArea):
         self.batch_spin = QSpinBox(objectName="memory_batch")
         self.batch_spin.setRange(1, 65536)
         self.batch_spin.setToolTip("Sequences processed at once")
+
+    def _inputs_box(self) -> QGroupBox:
+        """The inputs made by the two slices before, in a grid; every change plans again."""
+        box = QGroupBox("Your hardware and workload")
+        grid = QGridLayout(box)
+        grid.setHorizontalSpacing(10)
+        grid.setVerticalSpacing(6)
         for combo in (self.gpu_combo, self.mode_combo, self.weights_combo, self.kv_combo):
             combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
             combo.setMinimumContentsLength(8)  # narrow windows keep every input in view

@@ -168,6 +168,12 @@ class ReflowGrid(QWidget):
             self.grid.addWidget(w, i // columns, i % columns)
         self.columns = columns
 
+    def add(self, widget: QWidget) -> None:
+        """One more widget after the others, in the columns there are now."""
+        self.widgets.append(widget)
+        i = len(self.widgets) - 1
+        self.grid.addWidget(widget, i // self.columns, i % self.columns)
+
     def resizeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self._place(self.columns_for(event.size().width()))
         super().resizeEvent(event)
@@ -196,13 +202,15 @@ class SummaryPanel(QScrollArea):
         self.column.setSpacing(8)
         self.column.addStretch(1)
         self._boxes: list[QWidget] = []
-        steps = [lambda: self._add(self._headline()), self._headline_numbers,
-                 lambda: self._add(self._count_story_box()),
+        self._metric_cells: list[QWidget] = []
+        # each step at most a few ms of UI thread: the big numbers in three (27 labels), the sections' grid
+        # placed before its boxes, each box added to it as it is made
+        steps = [lambda: self._add(self._headline()), lambda: self._make_metrics(0, 4), lambda: self._make_metrics(4),
+                 self._headline_numbers, lambda: self._add(self._count_story_box()),
                  *([lambda: self._add(LoraBox(checkpoint))] if checkpoint.lora is not None else []),
-                 lambda: self._add(self._where_box()),
-                 *(lambda make=make: self._boxes.append(make())
-                   for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box)),
-                 self._add_sections]
+                 lambda: self._add(self._where_box()), self._add_sections,
+                 *(lambda make=make: self.sections.add(make())
+                   for make in (self._memory_box, self._architecture_box, self._dtype_box, self._files_box))]
         self.slices = Slices(self, steps, sliced)
 
     @property
@@ -218,6 +226,7 @@ class SummaryPanel(QScrollArea):
         self.column.insertWidget(self.column.count() - 1, widget)  # above the closing stretch
 
     def _add_sections(self) -> None:
+        """The grid of the sections below the charts; they join it one per slice (``ReflowGrid.add``)."""
         self.sections = ReflowGrid(self._boxes, max_columns=2, min_column_width=330)
         self._add(self.sections)
 
@@ -260,10 +269,28 @@ class SummaryPanel(QScrollArea):
         self._headline_layout = layout
         return box
 
+    def _make_metrics(self, start: int, stop: int | None = None) -> None:
+        """The cells of the big numbers from ``start`` to ``stop`` (made in two slices, placed in a third)."""
+        for i, (title, value, sub, tip) in enumerate(self._headline_cells()[start:stop], start):
+            cell, big = self._metric(title, value, sub, tip, "BigNumber" if i == 0 else "MidNumber")
+            self._metric_cells.append(cell)
+            if i == 0:
+                self.total_label = big
+                self.exact_label = cell.findChild(QLabel, "Muted")
+
     def _headline_numbers(self) -> None:
-        """The big numbers under the headline (a slice of their own: 27 labels)."""
+        """The big numbers' cells, made by the slices before, in a grid under the headline."""
+        widgets = self._metric_cells
+        widest = max(w.sizeHint().width() for w in widgets)
+        self.metrics = ReflowGrid(widgets, max_columns=4, min_column_width=max(widest, 120), spacing=24)
+        self._headline_layout.addWidget(self.metrics)
+        self.config_count_label = self._config_count_label()
+        if self.config_count_label is not None:
+            self._headline_layout.addWidget(self.config_count_label)
+
+    def _headline_cells(self) -> list[tuple[str, str, str, str]]:
+        """(title, value, subtitle, tooltip) of each big number: the total first."""
         cp = self.checkpoint
-        layout = self._headline_layout
         params = cp.parameter_count
         kinds = cp.by_kind()
         total = max(cp.element_count, 1)
@@ -284,19 +311,7 @@ class SummaryPanel(QScrollArea):
         if kinds.get("state"):
             cells.append((KIND_LABELS["state"], human_count(kinds["state"]),
                           f"{kinds['state']:,} values, not the model", KIND_HELP["state"]))
-        widgets = []
-        for i, (title, value, sub, tip) in enumerate(cells):
-            cell, big = self._metric(title, value, sub, tip, "BigNumber" if i == 0 else "MidNumber")
-            widgets.append(cell)
-            if i == 0:
-                self.total_label = big
-                self.exact_label = cell.findChild(QLabel, "Muted")
-        widest = max(w.sizeHint().width() for w in widgets)
-        self.metrics = ReflowGrid(widgets, max_columns=4, min_column_width=max(widest, 120), spacing=24)
-        layout.addWidget(self.metrics)
-        self.config_count_label = self._config_count_label()
-        if self.config_count_label is not None:
-            layout.addWidget(self.config_count_label)
+        return cells
 
     def _storage_headline(self) -> str:
         if self.quantization is not None:

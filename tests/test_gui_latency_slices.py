@@ -1,0 +1,69 @@
+"""The window's stall targets (benchmarks/ui_latency.py): panels built in slices end like panels built at once, and
+the plots avoid the pens that cost a millisecond and more per paint. Untimed: the benchmark measures the time."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+from core.formats import open_checkpoint
+from core.memory_plan import plan
+from gui.panels.memory import MemoryPanel
+from gui.style import SERIES_COLORS
+from tests.test_gui_depth_view import series
+
+
+def run_steps(panel) -> int:
+    """Every slice left, one at a time as the shared timer runs them; how many there were."""
+    steps = 0
+    while panel.slices.pending:
+        panel.slices.step()
+        steps += 1
+    return steps
+
+
+def test_sliced_memory_panel_makes_its_inputs_over_three_turns_and_plans_like_a_direct_one(qtbot) -> None:
+    checkpoint = open_checkpoint("llama-3.1-70b")
+    direct = MemoryPanel(checkpoint, "Llama 3.1 70B")
+    sliced = MemoryPanel(checkpoint, "Llama 3.1 70B", sliced=True)
+    qtbot.addWidget(direct)
+    qtbot.addWidget(sliced)
+    assert not direct.slices.pending and sliced.slices.pending
+    assert not hasattr(sliced, "gpu_combo")  # the constructing turn makes the header only
+    sliced.slices.step()
+    assert hasattr(sliced, "gpu_combo") and not hasattr(sliced, "mode_combo")
+    sliced.slices.step()
+    assert hasattr(sliced, "batch_spin") and not hasattr(sliced, "verdict")
+    sliced.slices.step()  # the grid placed: every input is in the panel and wired
+    assert sliced.gpu_combo.parent() is not None and sliced.batch_spin.parent() is sliced.gpu_combo.parent()
+    sliced.gpus_spin.setValue(3)  # changed before the panel is whole: the last slice plans with it
+    assert sliced.plan_result is None
+    assert run_steps(sliced) == 3  # bar, items and account, the first plan
+    assert sliced.plan_result == plan(checkpoint, name="Llama 3.1 70B", **{**direct.plan_arguments(), "gpus": 3})
+    sliced.gpus_spin.setValue(direct.gpus_spin.value())  # wired: a change plans again
+    assert sliced.plan_result == direct.plan_result
+    assert sliced.verdict.text() == direct.verdict.text() and sliced.account.toPlainText() == \
+        direct.account.toPlainText()
+
+
+def test_depth_lines_dash_at_one_pixel_and_its_left_axis_keeps_one_width(qtbot) -> None:
+    from gui.panels.depth import LEFT_AXIS_WIDTH, DepthPanel
+
+    panel = DepthPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    lines = [series(f"m{i}", "mlp.up", [0.1 * (i + 1)] * 4) for i in range(len(SERIES_COLORS) + 2)]
+    panel.set_profiles({"std": lines})  # more lines than colours: the later ones dashed
+    pens = [curve.opts["pen"] for curve in panel.curves.values()]
+    assert {p.style() for p in pens} > {Qt.PenStyle.SolidLine}  # some lines are told apart by their dashes
+    assert all(p.widthF() <= 1.0 for p in pens if p.style() != Qt.PenStyle.SolidLine)
+    axis = panel.plot.getAxis("left")
+    assert axis.width() == LEFT_AXIS_WIDTH
+    panel.log_y.setChecked(True)  # other tick labels: the axis does not resize (no second layout of the plot)
+    assert axis.width() == LEFT_AXIS_WIDTH
+
+
+def test_sigma_markers_dash_at_one_pixel() -> None:
+    from gui.panels.distribution import PCT_PEN, SIGMA_PEN
+
+    for pen in (SIGMA_PEN, PCT_PEN):
+        assert pen.style() != Qt.PenStyle.SolidLine and pen.widthF() <= 1.0
