@@ -38,6 +38,10 @@ class CompareTab:
     def running(self) -> bool:
         return self.panel is not None and self.panel.running
 
+    def report_part(self) -> tuple:
+        """(the finished DiffResult or None, the line saying why a comparison is left out of a report or None)."""
+        return self.panel.report_part() if self.panel is not None else (None, None)
+
     def is_idle(self) -> bool:
         return self.panel is None or self.panel.is_idle()
 

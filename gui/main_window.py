@@ -642,13 +642,15 @@ class MainWindow(QMainWindow):
                           "executed.</p>")
 
     def export_report(self) -> None:
-        """File > Export Report: gui.pdf runs what is left of the analysis first, then writes atomically."""
+        """File > Export Report: gui.pdf runs what is left of the analysis first, then writes atomically, with
+        every section the tab has finished (spectra, comparison, LoRA figures) as `main.py report` adds them."""
         view = self.current_view()
         if view is None:
             return
         from gui.pdf import export_report_dialog
+        from gui.report_parts import view_parts
 
-        export_report_dialog(self, view.checkpoint, view.result)
+        export_report_dialog(self, view.checkpoint, view.result, parts=view_parts(view))
 
     def export_statistics(self, fmt: str) -> None:
         """File > Export Statistics as CSV or JSON: every tensor analysed so far, written atomically."""

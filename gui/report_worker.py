@@ -34,10 +34,12 @@ def missing_tensors(checkpoint: Checkpoint, result: Any) -> list[Any]:
     return [t for t in select_tensors(checkpoint, None) if t.name not in have]
 
 
-def report_job(checkpoint: Checkpoint, result: Any = None, *, device: str = "auto", use_cache: bool = True,
-               chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Any:
+def report_job(checkpoint: Checkpoint, result: Any = None, *, parts: Any = None, device: str = "auto",
+               use_cache: bool = True, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> Any:
     """A gui.workers job: analyse what ``result`` lacks (a live result may be unfinished), then build the
-    report's content. Yields (fraction, tensor) at most PROGRESS_STEPS times; returns (result, report)."""
+    report's content with the sections the tab has computed (``parts``, a gui.report_parts.ViewParts; an
+    adapter's LoRA section always). Yields (fraction, tensor) at most PROGRESS_STEPS times; returns (result,
+    report)."""
 
     def job(should_stop: Any) -> Generator[tuple[float, str], None, tuple[Any, Any]]:
         from core.stats import AnalysisResult, analyze
@@ -67,7 +69,11 @@ def report_job(checkpoint: Checkpoint, result: Any = None, *, device: str = "aut
                                    summaries={name: merged[name] for name in order})
         if should_stop():
             raise CancelledError("report cancelled")
-        return final, build_report(checkpoint, final)
+        from core.report_sections import add_sections
+        from gui.report_parts import ViewParts
+
+        sections = (parts if parts is not None else ViewParts()).sections(checkpoint)
+        return final, add_sections(build_report(checkpoint, final), checkpoint, sections)
 
     return job
 
@@ -124,13 +130,15 @@ def ask_report_path(parent: QWidget | None, checkpoint: Checkpoint) -> str | Non
     return path if path.lower().endswith(".pdf") else path + ".pdf"
 
 
-def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any = None,
+def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any = None, parts: Any = None,
                    **options: Any) -> tuple[Any, Any] | None:
     """(result, report) after a progress dialog; None when cancelled. Raises CheckpointError on failure."""
     from gui.workers import Worker
 
     analysing = result is None or bool(missing_tensors(checkpoint, result))
     label = "Analysing values for the report…" if analysing else "Preparing the report…"
+    if parts is not None and parts.left_out:
+        label = "\n".join([label, *parts.left_out])
     dialog = QProgressDialog(label, "Cancel", 0, PROGRESS_STEPS if analysing else 0, parent)
     dialog.setObjectName("report_progress")
     from gui.plain import plain_label
@@ -142,7 +150,7 @@ def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any =
     dialog.setAutoClose(False)
     dialog.setAutoReset(False)
     dialog.setValue(0)
-    worker = Worker(report_job(checkpoint, result, **options), "report")
+    worker = Worker(report_job(checkpoint, result, parts=parts, **options), "report")
     waiter = _Waiter(dialog)
     worker.signals.sig_yielded.connect(waiter.on_progress)
     worker.signals.sig_returned.connect(waiter.on_done)
@@ -168,10 +176,12 @@ def prepare_report(parent: QWidget | None, checkpoint: Checkpoint, result: Any =
     return outcome.get("done")
 
 
-def export_report_dialog(parent: QWidget | None, checkpoint: Checkpoint, result: Any = None,
+def export_report_dialog(parent: QWidget | None, checkpoint: Checkpoint, result: Any = None, parts: Any = None,
                          **options: Any) -> str | None:
     """The whole File > Export Report (PDF) action; returns the path written, or None (cancelled or failed,
-    after telling the user why). ``options`` go to core.stats.analyze (device, use_cache, chunk_bytes)."""
+    after telling the user why). ``parts`` (gui.report_parts.ViewParts): what the tab computed beyond the
+    statistics; parts left out are named once the report is written. ``options`` go to core.stats.analyze
+    (device, use_cache, chunk_bytes)."""
     from gui.pdf import write_report
 
     path = ask_report_path(parent, checkpoint)
@@ -179,7 +189,7 @@ def export_report_dialog(parent: QWidget | None, checkpoint: Checkpoint, result:
         return None
     try:
         check_writable(path)
-        prepared = prepare_report(parent, checkpoint, result, **options)
+        prepared = prepare_report(parent, checkpoint, result, parts, **options)
         if prepared is None:
             return None
         analysed, report = prepared
@@ -189,4 +199,15 @@ def export_report_dialog(parent: QWidget | None, checkpoint: Checkpoint, result:
         # sentence comes first
         QMessageBox.warning(parent, "Export Report", f"The report was not written.\n\n{exc}")
         return None
+    if parts is not None and parts.left_out:
+        tell_left_out(parent, path, parts.left_out)
     return path
+
+
+def tell_left_out(parent: QWidget | None, path: str, left_out: list[str]) -> None:
+    """One plain-text line per part left out of the report written at ``path`` (names in it come from files)."""
+    box = QMessageBox(QMessageBox.Icon.Information, "Export Report", "\n".join([f"Wrote {path}.", *left_out]),
+                      QMessageBox.StandardButton.Ok, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    box.exec()
+    box.deleteLater()

@@ -318,6 +318,16 @@ class ComparePanel(QWidget):
     def running(self) -> bool:
         return self.state == "running"
 
+    def report_part(self) -> tuple[DiffResult | None, str | None]:
+        """For File > Export Report: the finished comparison, or None and, for one that has not finished, the
+        line that says it is left out."""
+        if self.state == "done":
+            return self.result, None
+        why = {"running": "is still running", "cancelled": "was cancelled", "failed": "failed"}.get(self.state)
+        if why is None:
+            return None, None
+        return None, f"The comparison with {model_name(self.b_path)} {why}: it is not in this report."
+
     def is_idle(self) -> bool:
         self._close_stopped()
         return not (self.job.busy or self.heatmap_job.busy or self.profile_job.busy or self._to_close

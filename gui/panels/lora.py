@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 from core.checkpoint import Checkpoint
 from core.lora import BaseMatch, LoraDescription, LoraUpdate, depth_profile, measure
 from core.numbers import format_value, human_count, percent
+from core.report_sections import BaseFacts
 from gui.lora_base import NOT_MEASURED_IN_APP, BaseComparison, BaseProgress, base_job
 from gui.lora_plots import RELATIVE_HELP, LoraDepthPlot
 from gui.plain import plain_label, tooltip
@@ -75,6 +76,7 @@ class LoraBox(QGroupBox):
         self.base_path = ""
         self.base_error: BaseException | None = None
         self.matches: list[BaseMatch] | None = None
+        self.compared_base: BaseFacts | None = None  # the base model of ``matches`` (a later run may be cancelled)
         self.base_job = JobSlot("lora base", self)
         layout = QVBoxLayout(self)
         layout.addLayout(self._base_bar())
@@ -158,6 +160,15 @@ class LoraBox(QGroupBox):
             self.base_job.cancel()
             self._base_ended("cancelled")
 
+    def report_part(self) -> tuple[list[LoraUpdate], list[BaseMatch] | None, BaseFacts | None, str | None]:
+        """For File > Export Report: the updates as measured here, the last finished comparison with a base model
+        (matches and base, or None), and the line saying a comparison that has not finished is left out."""
+        matches = list(self.matches) if self.matches is not None else None
+        why = {"running": "is still running", "cancelled": "was cancelled", "failed": "failed"}.get(self.base_state)
+        note = None if why is None else \
+            f"The comparison with the base model {os.path.basename(self.base_path)} {why}: it is not in this report."
+        return list(self.updates), matches, self.compared_base if matches is not None else None, note
+
     @property
     def base_busy(self) -> bool:
         return self.base_job.busy
@@ -169,6 +180,7 @@ class LoraBox(QGroupBox):
 
     def _base_done(self, comparison: BaseComparison) -> None:
         matches = self.matches = comparison.matches
+        self.compared_base = BaseFacts(self.base_path, comparison.base_parameters)
         self.updates[: len(matches)] = [m.update for m in matches]  # modules measured by the job, if any
         self._show_matches(matches)
         compared = sum(1 for m in matches if m.relative_update is not None)

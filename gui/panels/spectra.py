@@ -139,6 +139,15 @@ class SpectraPanel(QWidget):
     def cancel(self) -> None:
         self.job.cancel()
 
+    def report_part(self) -> tuple[SpectraResult | None, str | None]:
+        """For File > Export Report: the finished spectra, or None and, for a run that has not finished, the
+        line that says they are left out."""
+        if self.done:
+            return self.result, None
+        if self.job.busy:
+            return None, "The spectra are still being computed: they are not in this report."
+        return None, "The spectra did not finish (cancelled or failed): they are not in this report."
+
     def _progress(self, item: SpectraProgress) -> None:
         self.result = item.result
         self._add_new_rows(item.result)
