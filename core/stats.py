@@ -79,28 +79,38 @@ class AnalysisResult:
     def json_texts(self, names: Iterable[str], spec: HistSpec, keep: dict[str, TensorStats] | None = None
                    ) -> Iterator[str]:
         """stats_json_text of each analysed name in turn; with ``keep``, the statistics of those holding values
-        are kept there, histograms dropped (the findings need the figures, not the plots). A million empty
+        are kept there, histograms dropped (the findings need the figures, not the plots)."""
+        for batch in self.json_text_batches(list(names), spec, keep):
+            yield from batch
+
+    def json_text_batches(self, names: list[str], spec: HistSpec, keep: dict[str, TensorStats] | None = None,
+                          size: int = 256) -> Iterator[list[str]]:
+        """json_texts in lists of up to ``size`` (one generator step per list, not per tensor). A million empty
         tensors: one template per dtype, the name spliced in."""
         summaries = self.summaries
         tails: dict[str, str] = {}
         nothing = np.empty(0)
-        for name in names:
-            summary = summaries.get(name)
-            if summary is None:
-                continue
-            if id(summary) in _SHARED_EMPTY_IDS:
-                dtype = summary.dtypes[0]
-                tail = tails.get(dtype)
-                if tail is None:
-                    tail = tails[dtype] = _empty_json_tail(dtype, spec)
-                yield '{"name": ' + encode_basestring_ascii(name) + tail
-                continue
-            ts = self.stats(name, spec)
-            yield stats_json_text(ts)
-            if keep is not None and summary.total > 0:
-                ts.hist_edges = ts.log_edges = nothing
-                ts.hist_counts = ts.log_counts = nothing
-                keep[name] = ts
+        shared = _SHARED_EMPTY_IDS
+        for start in range(0, len(names), size):
+            out: list[str] = []
+            for name in names[start : start + size]:
+                summary = summaries.get(name)
+                if summary is None:
+                    continue
+                if id(summary) in shared:
+                    dtype = summary.dtypes[0]
+                    tail = tails.get(dtype)
+                    if tail is None:
+                        tail = tails[dtype] = _empty_json_tail(dtype, spec)
+                    out.append('{"name": ' + encode_basestring_ascii(name) + tail)
+                    continue
+                ts = self.stats(name, spec)
+                out.append(stats_json_text(ts))
+                if keep is not None and summary.total > 0:
+                    ts.hist_edges = ts.log_edges = nothing
+                    ts.hist_counts = ts.log_counts = nothing
+                    keep[name] = ts
+            yield out
 
     def group(self, names: Iterable[str], label: str, spec: HistSpec = HistSpec()) -> TensorStats | None:
         """Exact statistics of the named tensors together (those not analysed are skipped); None if none were."""

@@ -101,19 +101,15 @@ def write_stats_json(out: TextIO, result: Any, tensors: list[TensorInfo], group:
     derived: dict[str, TensorStats] | None = None
     if group == "tensor":
         derived = {}
-        texts = result.json_texts((t.name for t in tensors), spec, derived)
+        batches = result.json_text_batches([t.name for t in tensors], spec, derived, WRITE_BATCH)
     else:
-        texts = (json.dumps(stats_to_json(ts), allow_nan=False) for ts in group_stats(result, tensors, group, spec))
-    batch: list[str] = []
+        batches = ([json.dumps(stats_to_json(ts), allow_nan=False)] for ts in group_stats(result, tensors, group,
+                                                                                            spec))
     separator = ""
-    for text in texts:  # joined in batches: a million writes of 500 bytes cost more than the text itself
-        batch.append(text)
-        if len(batch) == WRITE_BATCH:
+    for batch in batches:  # joined in batches: a million writes of 500 bytes cost more than the text itself
+        if batch:
             out.write(separator + ", ".join(batch))
             separator = ", "
-            batch.clear()
-    if batch:
-        out.write(separator + ", ".join(batch))
     findings = None if find is None else find(derived)
     tail = {"model": None if model is None else stats_to_json(model),
             **({"skipped": result.skipped} if result.skipped else {}),
