@@ -216,7 +216,7 @@ class DistributionPanel(QWidget):
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
         self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(FILL),
-                                     pen=pg.mkPen(ACCENT, width=1.3))
+                                     pen=pg.mkPen(ACCENT, width=1.0))  # 1 px: a wider pen is ~1 ms more a paint
         self.plot.addItem(self.curve)
 
     def _make_axis_labels(self) -> None:
