@@ -67,3 +67,26 @@ def test_sigma_markers_dash_at_one_pixel() -> None:
 
     for pen in (SIGMA_PEN, PCT_PEN):
         assert pen.style() != Qt.PenStyle.SolidLine and pen.widthF() <= 1.0
+
+
+def test_the_shared_turns_rest_after_a_long_step_so_a_build_leaves_the_thread_half_free(qtbot) -> None:
+    import time
+
+    from PySide6.QtWidgets import QWidget
+
+    from gui import slices as slices_module
+
+    owner = QWidget()
+    qtbot.addWidget(owner)
+    ran: list[str] = []
+    built = slices_module.Slices(owner, [lambda: (time.sleep(0.004), ran.append("slow")), lambda: ran.append("quick"),
+                                         lambda: ran.append("last")], sliced=True)
+    turns = slices_module._shared_turns()
+    turns.timer.stop()  # this test runs the turns itself
+    turns._run()
+    assert ran == ["slow"] and turns.timer.isActive()
+    assert 4 <= turns.timer.interval() <= slices_module.MAX_REST_MS  # rests about as long as the step took
+    turns._run()
+    assert ran == ["slow", "quick"] and turns.timer.interval() < 4  # a quick step (unless the machine is very busy)
+    qtbot.waitUntil(lambda: not built.pending)
+    assert ran == ["slow", "quick", "last"]
