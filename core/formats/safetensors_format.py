@@ -79,6 +79,7 @@ def read_header(path: str, whole: bytes | None = None) -> tuple[list[TensorInfo]
         raise MalformedFileError(exc.reason, path=path) from None
     except (json.JSONDecodeError, ValueError, RecursionError) as exc:
         raise MalformedFileError(f"header is not valid JSON ({str(exc).splitlines()[0][:100]})", path=path) from None
+    del text  # a 100 MB header's text is not held while its records are built
     if not isinstance(header, dict):
         raise MalformedFileError("header is not a JSON object", path=path)
     metadata = _validate_metadata(header.pop("__metadata__", None), path)
