@@ -216,6 +216,7 @@ class MainWindow(QMainWindow):
         self.auto_analyse = auto_analyse
         self.errors: list[tuple[str, BaseException]] = []
         self._opening: dict[str, workers.Worker] = {}
+        self._adding: list[ModelView] = []  # made, to be added as a tab on the next turn (_add_view)
         self._closing = False
         self.setAcceptDrops(True)
 
@@ -385,7 +386,7 @@ class MainWindow(QMainWindow):
             if existing is not None:
                 self.tabs.setCurrentWidget(existing)
                 continue
-            if path in self._opening or self._closing:
+            if path in self._opening or self._closing or any(view.path == path for view in self._adding):
                 continue
             self._opening[path] = workers.start(
                 lambda _stop, p=path: load_model(p), f"open {path}",
@@ -402,12 +403,21 @@ class MainWindow(QMainWindow):
         view.sig_analysis_changed.connect(self._update_status)
         view.sig_error.connect(self._view_error)
         view.sig_legend_requested.connect(self.show_legend)
+        self._adding.append(view)  # the tab added on a turn of its own: with the view made, one stall of 15 ms
+        QTimer.singleShot(1, lambda: self._add_view(view))
+
+    def _add_view(self, view: ModelView) -> None:
+        """The made view into the tabs, shown (the tab bar's layout and the new page's first paint)."""
+        self._adding.remove(view)
+        if self._closing:
+            view.shutdown()
+            return
         index = self.tabs.addTab(view, mnemonic_safe(bounded(view.title, 40)))
-        self.tabs.setTabToolTip(index, tooltip(opened.path))
+        self.tabs.setTabToolTip(index, tooltip(view.path))
         self.tabs.setCurrentIndex(index)
         self.stack.setCurrentWidget(self.tabs)
         if self.interactive:  # screenshots and benchmarks leave the user's recent list alone
-            add_recent(opened.path)
+            add_recent(view.path)
             self.welcome.refresh()
         self.sig_model_opened.emit(view)
 
@@ -552,7 +562,7 @@ class MainWindow(QMainWindow):
 
     def is_idle(self) -> bool:
         """No model opening and no job running in any tab (screenshots and tests wait for this)."""
-        return not self._opening and all(view.is_idle() for view in self.views())
+        return not self._opening and not self._adding and all(view.is_idle() for view in self.views())
 
     # ------------------------------------------------------------------ status bar
     def _update_status(self, *_args) -> None:
