@@ -90,3 +90,20 @@ def test_the_shared_turns_rest_after_a_long_step_so_a_build_leaves_the_thread_ha
     assert ran == ["slow", "quick"] and turns.timer.interval() < 4  # a quick step (unless the machine is very busy)
     qtbot.waitUntil(lambda: not built.pending)
     assert ran == ["slow", "quick", "last"]
+
+
+def test_an_opened_model_becomes_a_tab_on_the_turn_after_its_view_is_made(make_window, qtbot, tiny_llama) -> None:
+    from gui.jobs import load_model
+
+    path, _ = tiny_llama
+    window = make_window(auto_analyse=False)
+    opened = load_model(str(path))
+    made: list = []
+    window.sig_model_opened.connect(made.append)
+    window._opened(opened)  # what the opening worker's return calls
+    assert window.views() == [] and not window.is_idle() and not made  # made, not yet a tab: still busy
+    window.open_paths([opened.path])  # asked again meanwhile: no second tab
+    qtbot.waitUntil(lambda: bool(made))
+    assert window.views() == made and window.current_view() is made[0] and window.tabs.count() == 1
+    qtbot.waitUntil(window.is_idle)
+    assert window.tabs.count() == 1
