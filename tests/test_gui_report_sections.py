@@ -218,3 +218,23 @@ def test_cancelled_comparison_is_left_out_and_named(make_window, qtbot, open_mod
     assert "Comparison Verdict" not in text and "Compared with (B)" not in text
     assert len(dialogs) == 1 and dialogs[0]["text"].splitlines()[1] == \
         "The comparison with b was cancelled: it is not in this report."
+
+
+def test_sample_against_its_quantised_copy_with_rank_and_spectra(make_window, qtbot, open_model, tmp_path: Path,
+                                                                  monkeypatch, dialogs) -> None:
+    a, b = SAMPLES / "tiny-llama", SAMPLES / "tiny-llama.Q8_0.gguf"
+    window = make_window()
+    view = open_model(window, a)
+    view.compare_with(str(b))
+    panel = view.compare.panel
+    panel.rank_box.setChecked(True)
+    qtbot.waitUntil(lambda: panel.state == "done" and window.is_idle(), timeout=60000)
+    show_spectra(view, qtbot)
+    app = export(window, qtbot, monkeypatch, tmp_path / "app.pdf")
+    cli = cli_report(tmp_path, str(a), "--spectra", "--compare", str(b), "--rank")
+    shown = section(app, "Spectra", LEGEND)
+    assert shown == section(cli, "Spectra", LEGEND)
+    assert "Verdict: B is a quantised copy of A: SNR " in shown  # the verdict of a Q8_0 copy
+    ranked = r"SNR Rank 90% model\.layers\.\d\.\S+ ?weight F32 → Q8_0 \S+% \S+ \S+% \S+ \S+ dB \d+ of 64"
+    assert re.search(ranked, shown)  # the rank column of the most changed tensors
+    assert dialogs == []
