@@ -45,8 +45,8 @@ def test_sliced_memory_panel_makes_its_inputs_over_three_turns_and_plans_like_a_
         direct.account.toPlainText()
 
 
-def test_depth_lines_dash_at_one_pixel_and_its_left_axis_keeps_one_width(qtbot) -> None:
-    from gui.panels.depth import LEFT_AXIS_WIDTH, DepthPanel
+def test_depth_lines_dash_at_one_pixel_and_its_left_axis_only_grows(qtbot) -> None:
+    from gui.panels.depth import DepthPanel
 
     panel = DepthPanel()
     qtbot.addWidget(panel)
@@ -56,10 +56,15 @@ def test_depth_lines_dash_at_one_pixel_and_its_left_axis_keeps_one_width(qtbot) 
     pens = [curve.opts["pen"] for curve in panel.curves.values()]
     assert {p.style() for p in pens} > {Qt.PenStyle.SolidLine}  # some lines are told apart by their dashes
     assert all(p.widthF() <= 1.0 for p in pens if p.style() != Qt.PenStyle.SolidLine)
+    panel.resize(800, 450)
     axis = panel.plot.getAxis("left")
-    assert axis.width() == LEFT_AXIS_WIDTH
-    panel.log_y.setChecked(True)  # other tick labels: the axis does not resize (no second layout of the plot)
-    assert axis.width() == LEFT_AXIS_WIDTH
+    panel.grab()  # painted: the tick labels measured
+    usual = axis.width()
+    panel.log_y.setChecked(True)  # other, shorter tick labels ("10⁻⁵"): the axis keeps its width (no second layout)
+    panel.grab()
+    assert axis.width() == usual
+    axis._updateMaxTextSize(usual + 30)  # what pyqtgraph does for a longer label: the axis still grows for it
+    assert axis.minimumWidth() > usual
 
 
 def test_sigma_markers_dash_at_one_pixel() -> None:

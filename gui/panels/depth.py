@@ -35,7 +35,7 @@ STAT_HELP = {
 STAT_LABELS = {**{key: label for key, (label, _) in STATISTICS.items()}, "alpha": ALPHA_LABEL}
 NO_ALPHA_YET = ("Alpha comes from the spectra of the weight matrices: open the Spectra tab to compute them (in the "
                 "background); the lines appear here when they are done.")
-LEFT_AXIS_WIDTH = 64  # px: room for tick labels such as "0.0125" or "1e-05" and the axis title
+TICK_TEXT_WIDTH = 44  # px: tick labels such as "0.0125", "10⁻⁵" or "-100000" without a resize
 _DASHES = [Qt.PenStyle.SolidLine, Qt.PenStyle.DashLine, Qt.PenStyle.DotLine, Qt.PenStyle.DashDotLine]
 SAFE_MAGNITUDE = 1e100  # pyqtgraph's range arithmetic overflows near 1.8e308: larger lines are drawn scaled
 HIDDEN_BY_DEFAULT = ("norm",)  # roles whose lines start hidden: scales near 1 flatten the weight lines
@@ -121,7 +121,9 @@ class DepthPanel(QWidget):
         self.canvas.addItem(self.plot, row=0, col=0)
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("left").enableAutoSIPrefix(False)
-        self.plot.getAxis("left").setWidth(LEFT_AXIS_WIDTH)  # a width of its own made the plot lay out 2-3 times
+        left = self.plot.getAxis("left")  # its width followed each tick label, laying the plot out 2-3 times a draw:
+        left.textWidth = TICK_TEXT_WIDTH  # it starts wide enough for the usual labels and only grows for longer ones
+        left.setStyle(autoReduceTextSpace=False)
         self.plot.setLabel("bottom", "layer (block index)")
 
     def _make_items(self) -> None:
