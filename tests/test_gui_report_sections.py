@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pypdf
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog
 from safetensors.numpy import save_file
 
@@ -224,6 +225,23 @@ def test_cancelled_comparison_is_left_out_and_named(make_window, qtbot, open_mod
     assert "Comparison Verdict" not in text and "Compared with (B)" not in text
     assert len(dialogs) == 1 and dialogs[0]["text"].splitlines()[1] == \
         "The comparison with b was cancelled: it is not in this report."
+    assert dialogs[0]["format"] == Qt.TextFormat.PlainText  # B's name comes from the user's files
+
+
+def test_updates_the_app_left_unmeasured_are_measured_for_the_report(make_window, qtbot, open_model, tmp_path: Path,
+                                                                     monkeypatch, dialogs) -> None:
+    import gui.panels.lora as lora_panel
+
+    monkeypatch.setattr(lora_panel, "MEASURE_LIMIT", 0)  # as for an adapter too large to measure while it opens
+    adapter = SAMPLES / "tiny-llama-lora"
+    window = make_window()
+    view = open_model(window, adapter)
+    box = view.summary.findChild(lora_panel.LoraBox, "LoraBox")
+    assert all(u.delta_fro is None for u in box.updates)
+    app = export(window, qtbot, monkeypatch, tmp_path / "app.pdf")
+    lora = section(app, "LoRA adapter", "Layers")
+    assert lora == section(cli_report(tmp_path, str(adapter)), "LoRA adapter", "Layers")
+    assert "not measured in the app" not in lora
 
 
 def test_sample_against_its_quantised_copy_with_rank_and_spectra(make_window, qtbot, open_model, tmp_path: Path,
