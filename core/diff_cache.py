@@ -40,7 +40,7 @@ from core.stats_cache import (
 )
 
 VERSION = 1  # of the entry layout
-ENGINE_VERSION = 1  # of the figures: a change to how any figure is computed bumps this, so old entries miss
+ENGINE_VERSION = 2  # of the figures and the pairing: a change to either bumps this, so old entries miss
 _INTS = ("count", "identical", "nonfinite", "n", "quantised")
 _FLOATS = ("ss_a", "ss_b", "ss_d", "s_ab", "mean_a", "m2_a", "mean_b", "m2_b", "mean_d", "m2_d", "max_abs",
            "ss_signal", "ss_noise")

@@ -116,16 +116,21 @@ def align(a: Checkpoint, b: Checkpoint) -> Alignment:
             key = _canonical(t.name)
             if key not in rest_b or t.name == key:  # a bare name wins over a wrapped one, in any file order
                 rest_b[key] = t
-    only_in_a: list[str] = []
+    unpaired_a: list[TensorInfo] = []
     for t in rest_a:
         partner = rest_b.pop(_canonical(t.name), None) if t.name not in paired_b else None
         if partner is None:
-            only_in_a.append(t.name)
+            unpaired_a.append(t)
             continue
         paired_b.add(partner.name)
         pairs.append(AlignedPair(t, partner, _row_order(a, t, b, partner)))
-    only_in_b = [t.name for t in b.tensors if t.name not in paired_b]
     notes: list[str] = []
+    for t, partner in _pair_by_prefix(unpaired_a, rest_b, notes):
+        paired_b.add(partner.name)
+        pairs.append(AlignedPair(t, partner, _row_order(a, t, b, partner)))
+    paired_a = {p.a.name for p in pairs}
+    only_in_a = [t.name for t in unpaired_a if t.name not in paired_a]
+    only_in_b = [t.name for t in b.tensors if t.name not in paired_b]
     for merged_is_a in (True, False):
         merged_side, per_side = (only_in_a, only_in_b) if merged_is_a else (only_in_b, only_in_a)
         merged_model, per_model = (a, b) if merged_is_a else (b, a)
@@ -135,6 +140,57 @@ def align(a: Checkpoint, b: Checkpoint) -> Alignment:
             only_in_a = [n for n in only_in_a if n not in used]
             only_in_b = [n for n in only_in_b if n not in used]
     return Alignment(pairs, only_in_a, only_in_b, notes)
+
+
+MAX_PREFIX_PARTS = 3  # "model.", "base_model.model.", "transformer.h." ...: a prefix of at most this many names
+
+
+def _pair_by_prefix(unpaired_a: list[TensorInfo], rest_b: dict[str, TensorInfo],
+                    notes: list[str]) -> list[tuple[TensorInfo, TensorInfo]]:
+    """Pairs found by setting aside one leading prefix that one side's names carry and the other's do not: a
+    Lightning module's ``self.model`` ("model.emb.weight" against the exported "emb.weight"), PEFT's
+    "base_model.model.". The prefix that pairs the most tensors of equal shape wins; pairs use up ``rest_b``."""
+    if not unpaired_a or not rest_b:
+        return []
+    a_names = {unwrapped(t.name): t for t in unpaired_a}
+    best: tuple[int, str, bool] = (0, "", True)
+    for a_has_prefix in (True, False):
+        longer, shorter = (a_names, rest_b) if a_has_prefix else (rest_b, a_names)
+        for prefix in _prefixes(longer):
+            count = sum(1 for name, t in longer.items() if name.startswith(prefix)
+                        and (u := shorter.get(_canonical(name[len(prefix):]))) is not None and u.shape == t.shape)
+            if count > best[0]:
+                best = (count, prefix, a_has_prefix)
+    count, prefix, a_has_prefix = best
+    if not count:
+        return []
+    pairs: list[tuple[TensorInfo, TensorInfo]] = []
+    if a_has_prefix:
+        for name, t in a_names.items():
+            if name.startswith(prefix) and (u := rest_b.get(_canonical(name[len(prefix):]))) is not None \
+                    and u.shape == t.shape:
+                pairs.append((t, rest_b.pop(_canonical(name[len(prefix):]))))
+    else:
+        by_bare = {_canonical(name): t for name, t in a_names.items()}
+        for key, u in list(rest_b.items()):
+            t = by_bare.get(_canonical(key[len(prefix):])) if key.startswith(prefix) else None
+            if t is not None and t.shape == u.shape:
+                pairs.append((t, rest_b.pop(key)))
+                del by_bare[_canonical(key[len(prefix):])]
+    side = "A" if a_has_prefix else "B"
+    notes.append(f"{len(pairs):,} tensors paired by setting aside the prefix {prefix[:200]!r} of {side}'s names")
+    return pairs
+
+
+def _prefixes(names: dict[str, TensorInfo], candidates: int = 4) -> list[str]:
+    """The most common leading prefixes (of 1 to MAX_PREFIX_PARTS dotted names) among ``names``."""
+    counts: dict[str, int] = {}
+    for name in names:
+        parts = name.split(".", MAX_PREFIX_PARTS)
+        for k in range(1, min(MAX_PREFIX_PARTS, len(parts) - 1) + 1):
+            prefix = ".".join(parts[:k]) + "."
+            counts[prefix] = counts.get(prefix, 0) + 1
+    return sorted(counts, key=lambda p: -counts[p])[:candidates * MAX_PREFIX_PARTS]
 
 
 def _pair_experts(merged_model: Checkpoint, merged_names: list[str], per_model: Checkpoint, per_names: list[str],
