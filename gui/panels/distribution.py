@@ -51,6 +51,7 @@ FILL = QColor(37, 99, 235, 70)
 MEAN_PEN = pg.mkPen("#dc2626", width=1.6)
 SIGMA_PEN = pg.mkPen("#dc2626", width=1.0, style=Qt.PenStyle.DashLine)  # 1 px: wider dashes are stroked paths
 PCT_PEN = pg.mkPen("#6b7280", width=1.0, style=Qt.PenStyle.DotLine)
+MARKER_DELAY_MS = 8  # a new curve's marker lines wait this long: the curve's paint and theirs on turns of their own
 TABLE_DELAY_MS = 25  # the statistics table fills this long after the plot: its own turn, never the plot's paint
 MARKERS = (("mean", MEAN_PEN), ("−σ", SIGMA_PEN), ("+σ", SIGMA_PEN), ("p1", PCT_PEN), ("p99", PCT_PEN))
 LOG_FLOOR = -0.5  # where empty bins sit on a log count axis (a bin holding one value sits at 0 = 10^0)
@@ -161,6 +162,12 @@ class DistributionPanel(QWidget):
         self._table_timer.setSingleShot(True)
         self._table_timer.setInterval(TABLE_DELAY_MS)
         self._table_timer.timeout.connect(self._fill_waiting_table)
+        self._sliced = sliced  # in the window: marker lines follow the curve a turn later (_redraw)
+        self._markers_waiting: tuple[TensorStats, float, float] | None = None  # (figures, lowest, highest edge)
+        self._marker_timer = QTimer(self)
+        self._marker_timer.setSingleShot(True)
+        self._marker_timer.setInterval(MARKER_DELAY_MS)
+        self._marker_timer.timeout.connect(self._show_waiting_markers)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 6, 8, 8)
 
@@ -279,7 +286,7 @@ class DistributionPanel(QWidget):
     @property
     def drawing(self) -> bool:
         """The statistics table waits for its turn of the event loop (``finish_drawing`` fills it now)."""
-        return self._table_timer.isActive()
+        return self._table_timer.isActive() or self._marker_timer.isActive()
 
     def finish_drawing(self) -> None:
         """Everything drawn now, hidden or not (for code that reads the panel at once: tests, export)."""
@@ -287,6 +294,7 @@ class DistributionPanel(QWidget):
         self._fill_waiting_table()
         if self._redraw_waiting:
             self._redraw(force=True)
+        self._show_waiting_markers()
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -430,6 +438,8 @@ class DistributionPanel(QWidget):
 
     # -- drawing --------------------------------------------------------------
     def _clear_markers(self) -> None:
+        self._marker_timer.stop()
+        self._markers_waiting = None
         for line in self.markers:
             line.setVisible(False)
         self.markers = []
@@ -488,8 +498,22 @@ class DistributionPanel(QWidget):
             self.plot.setYRange(0, (top or 1.0) * HEADROOM, padding=0)
         self.plot.setXRange(x_lo, x_hi, padding=0.02)
         if not log_x:
-            self._add_value_markers(ts, float(edges[0]), float(edges[-1]))
-            self._place_labels()
+            self._markers_waiting = (ts, float(edges[0]), float(edges[-1]))
+            if self._sliced and not force:  # the curve and axes paint on this turn, the markers on the next
+                self._marker_timer.start()
+            else:
+                self._show_waiting_markers()
+
+    def _show_waiting_markers(self) -> None:
+        """The marker lines and their labels for the figures last drawn: moved, shown and placed (with the
+        curve's own first paint they made one 25-30 ms turn of a new selection)."""
+        self._marker_timer.stop()
+        if self._markers_waiting is None:
+            return
+        ts, lo, hi = self._markers_waiting
+        self._markers_waiting = None
+        self._add_value_markers(ts, lo, hi)
+        self._place_labels()
 
     def _redraw_roles(self) -> None:
         """Each role's histogram with the panel's axes (values or log10 |v|, linear or log count, fit to bulk)."""
@@ -585,9 +609,11 @@ class DistributionPanel(QWidget):
 
     def shown_labels(self) -> list[str]:
         """The marker labels as drawn (shared ones joined by " · "), for tests."""
+        self._show_waiting_markers()  # a reader gets the current markers at once
         return [m.label.format for m in self.markers if m.label.isVisible()]
 
     def marker_positions(self) -> dict[str, float]:
+        self._show_waiting_markers()
         return {name: float(m.value()) for name, m in zip(self.marker_names, self.markers, strict=True)}
 
     # -- export ---------------------------------------------------------------
