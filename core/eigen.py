@@ -3,28 +3,32 @@
 numpy's eigvalsh reduces the matrix to tridiagonal form one column at a time (LAPACK dsytrd): half of that
 work streams the whole matrix through memory per column, which makes it slow beyond a few thousand rows.
 LAPACK's two-stage reduction (dsyevd_2stage: to a band with matrix-matrix products, then to tridiagonal) does
-the same arithmetic in float64 several times faster. numpy's own bundled OpenBLAS exports it; where that
-library or symbol is missing, or it fails a check on a known matrix, numpy's eigvalsh is used. Both solve the
-same float64 problem to the same backward error (a few ulps of the largest eigenvalue).
+the same arithmetic in float64 faster (order 4096, one thread: about 4-5 s against 7 s). numpy's own bundled
+OpenBLAS exports it; it is called through its Fortran interface on the caller's matrix in place: a C-order
+lower triangle is a Fortran upper triangle, so no transposed copy is made (LAPACKE's row-major wrapper, and
+numpy's eigvalsh, each copy the whole matrix: 128 MiB at order 4096, 2 GiB at 16384). Where that library or
+symbol is missing, or it fails a check on a known matrix, numpy's eigvalsh is used. Both solve the same
+float64 problem to the same backward error (a few ulps of the largest eigenvalue).
 """
 
 from __future__ import annotations
 
 import ctypes
-import glob
-import os
 from functools import cache
 from typing import Any
 
 import numpy as np
 
+from core.blas import openblas
+
 TWO_STAGE_FROM = 256  # below this order numpy's solver is as fast, and needs no foreign call
-_ROW_MAJOR = 101
+_SYMBOL = "scipy_dsyevd_2stage_64_"
+_I64, _PTR, _LEN = ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t
 
 
 def symmetric_eigenvalues(g: np.ndarray) -> np.ndarray:
     """Ascending eigenvalues of the symmetric float64 matrix ``g`` (only its lower triangle is read); ``g`` may
-    be overwritten."""
+    be overwritten (a C-contiguous float64 ``g`` is used as LAPACK's workspace, not copied)."""
     n = g.shape[0]
     solver = _two_stage() if n >= TWO_STAGE_FROM else None
     if solver is not None:
@@ -40,37 +44,44 @@ def solver_name(n: int) -> str:
 
 
 def _run_two_stage(solver: Any, g: np.ndarray) -> np.ndarray | None:
+    """dsyevd_2stage(JOBZ='N') on ``g`` in place; None if LAPACK reports a failure (INFO != 0)."""
     a = np.ascontiguousarray(g, dtype=np.float64)
     n = a.shape[0]
     w = np.empty(n, dtype=np.float64)
-    info = solver(_ROW_MAJOR, b"N", b"L", n, a.ctypes.data, n, w.ctypes.data)
-    if info != 0:
+    info = _I64(0)
+    work_size, iwork_size = ctypes.c_double(0.0), _I64(0)
+
+    def call(work: Any, lwork: int, iwork: Any, liwork: int) -> int:
+        # the C-order lower triangle is the Fortran-order upper one: UPLO='U'; JOBZ='N': eigenvalues only
+        solver(b"N", b"U", ctypes.byref(_I64(n)), _PTR(a.ctypes.data), ctypes.byref(_I64(max(n, 1))),
+               _PTR(w.ctypes.data), work, ctypes.byref(_I64(lwork)), iwork, ctypes.byref(_I64(liwork)),
+               ctypes.byref(info), _LEN(1), _LEN(1))
+        return info.value
+
+    if call(ctypes.byref(work_size), -1, ctypes.byref(iwork_size), -1) != 0:  # workspace query
+        return None
+    work = np.empty(max(1, int(work_size.value)), dtype=np.float64)
+    iwork = np.empty(max(1, iwork_size.value), dtype=np.int64)
+    if call(_PTR(work.ctypes.data), work.size, _PTR(iwork.ctypes.data), iwork.size) != 0:
         return None
     return w
 
 
 @cache
 def _two_stage() -> Any:
-    """LAPACKE_dsyevd_2stage from numpy's bundled OpenBLAS (64-bit integers), checked once; None if absent."""
-    try:
-        base = os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs")
-        for path in sorted(glob.glob(os.path.join(base, "libscipy_openblas64_*.so"))):
-            lib = ctypes.CDLL(path)
-            solver = getattr(lib, "scipy_LAPACKE_dsyevd_2stage64_", None)
-            if solver is None:
-                continue
-            solver.restype = ctypes.c_int64
-            solver.argtypes = [ctypes.c_int, ctypes.c_char, ctypes.c_char, ctypes.c_int64, ctypes.c_void_p,
-                               ctypes.c_int64, ctypes.c_void_p]
-            if _passes_check(solver):
-                return solver
-    except (OSError, AttributeError, ValueError):
+    """dsyevd_2stage from numpy's bundled OpenBLAS (64-bit integers), checked once; None if absent."""
+    lib = openblas()
+    solver = getattr(lib, _SYMBOL, None) if lib is not None else None
+    if solver is None:
         return None
-    return None
+    solver.restype = None
+    solver.argtypes = [ctypes.c_char_p, ctypes.c_char_p, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR,
+                       _LEN, _LEN]
+    return solver if _passes_check(solver) else None
 
 
 def _passes_check(solver: Any) -> bool:
-    """The solver must reproduce numpy's eigenvalues of a random symmetric matrix (and not touch the upper half)."""
+    """The solver must reproduce numpy's eigenvalues of a random symmetric matrix (and not read the upper half)."""
     rng = np.random.default_rng(0)
     n = TWO_STAGE_FROM
     x = rng.standard_normal((n, n))
