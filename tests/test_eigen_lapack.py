@@ -4,6 +4,7 @@ the numpy fallback gives the same answers where the symbol is missing or LAPACK 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,20 +93,30 @@ def test_only_the_lower_triangle_is_read() -> None:
 
 
 PEAK_RSS_GROWTH = """
-import resource, sys
+import sys
 import numpy as np
 from core.eigen import symmetric_eigenvalues
+
+
+def kib(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":"))
+
+
 solve = np.linalg.eigvalsh if sys.argv[1] == "numpy" else symmetric_eigenvalues
 n = 2048
 x = np.random.default_rng(0).standard_normal((n, 64))
 g = np.empty((n, n))
-np.matmul(x, x.T, out=g)  # no temporary of the matrix's size: the peak so far is the matrix itself
+np.matmul(x, x.T, out=g)
 g.flat[:: n + 1] += 1.0
 symmetric_eigenvalues(np.eye(300))  # the solver's one-time check
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) starts again from the present resident size
+before = kib("VmRSS")
 evals = solve(g)
+peak = kib("VmHWM")
 assert abs(evals[-1] - np.linalg.norm(x, 2) ** 2 - 1) < 1e-9 * evals[-1]
-print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) * 1024 / g.nbytes)
+print((peak - before) * 1024 / g.nbytes)
 """
 
 
@@ -118,12 +129,12 @@ def peak_rss_growth(solver: str) -> float:
 
 
 @needs_lapack
-@pytest.mark.skipif(sys.platform != "linux", reason="ru_maxrss in KiB (Linux)")
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux /proc peak reset")
 def test_the_matrix_is_not_copied() -> None:
     """LAPACKE's row-major wrapper and numpy's eigvalsh each copy the whole matrix (measured: 0.83 and 0.98 of
-    it); this solver works in place, its workspace a few percent of it."""
+    it); this solver works in place, its workspace and libraries 0.15-0.2 of it."""
     assert peak_rss_growth("numpy") > 0.5, "the measurement sees a copy where one is made"
-    assert peak_rss_growth("ours") < 0.3
+    assert peak_rss_growth("ours") < 0.4
 
 
 @needs_lapack
