@@ -64,3 +64,22 @@ def test_a_reader_or_a_new_selection_never_sees_stale_markers(qtbot, tmp_path: P
     panel.set_stats(second, "b", "test")
     panel.finish_drawing()  # what LazyTab.get, export and the screenshot do
     assert panel.marker_positions()["+σ"] == second.mean + second.std
+
+
+def test_count_axis_keeps_its_width_when_the_first_large_counts_arrive(qtbot, tmp_path: Path) -> None:
+    """A relayout (and a second paint of the plot) per selection came from the count axis widening for labels
+    such as "300000"; it starts wide enough for them."""
+
+    values = np.repeat(np.array([-0.5, 0.0, 0.5], dtype=np.float32), 333_334)  # ~333,334 values per bin
+    save_file({"w": values}, str(tmp_path / "big.safetensors"))
+    with open_checkpoint(str(tmp_path / "big.safetensors")) as checkpoint:
+        ts = run(checkpoint, use_cache=False).stats("w")
+    assert max(ts.hist_counts) >= 300_000
+    panel = built(qtbot, True)
+    axis = panel.plot.getAxis("left")
+    before = axis.width()
+    panel.set_stats(ts, "w", "test")
+    qtbot.waitUntil(lambda: not panel.drawing, timeout=2000)
+    panel.plot.grab()  # a paint: the axis measures its tick labels
+    qtbot.wait(20)
+    assert axis.width() == before

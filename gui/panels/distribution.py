@@ -56,6 +56,7 @@ TABLE_DELAY_MS = 25  # the statistics table fills this long after the plot: its 
 MARKERS = (("mean", MEAN_PEN), ("−σ", SIGMA_PEN), ("+σ", SIGMA_PEN), ("p1", PCT_PEN), ("p99", PCT_PEN))
 LOG_FLOOR = -0.5  # where empty bins sit on a log count axis (a bin holding one value sits at 0 = 10^0)
 LABEL_LANES = (0.97,)  # label height, as a fraction of the view: above the curve
+COUNT_LABEL = "0000000"  # the widest count tick label the left axis has room for from the start (7 digits)
 HEADROOM = 1.0 / 0.62  # the curve's top reaches 62% of the view height, leaving the band above for labels
 BULK = ("0.1", "99.9")  # "Fit to bulk" zooms to these percentiles
 SCOPE_LABELS = ("Weight matrices", "All values", "By role")  # one per core.histogram_scope.SCOPES
@@ -222,6 +223,9 @@ class DistributionPanel(QWidget):
     def _make_curve(self) -> None:
         self.plot.showGrid(x=True, y=True, alpha=0.15)
         self.plot.getAxis("bottom").enableAutoSIPrefix(False)
+        left = self.plot.getAxis("left")  # its width followed each tick label: the first counts of a selection
+        left.textWidth = QFontMetrics(left.font()).horizontalAdvance(COUNT_LABEL) + 4  # ("200000") widened it, a
+        left.setStyle(autoReduceTextSpace=False)  # relayout and a second paint; now it starts wide enough, only grows
         self.curve = pg.PlotDataItem(stepMode="center", fillLevel=0, brush=pg.mkBrush(FILL),
                                      pen=pg.mkPen(ACCENT, width=1.0))  # 1 px: a wider pen is ~1 ms more a paint
         self.plot.addItem(self.curve)
