@@ -3,7 +3,8 @@
 numpy's eigvalsh reduces the matrix to tridiagonal form one column at a time (LAPACK dsytrd): half of that
 work streams the whole matrix through memory per column, which makes it slow beyond a few thousand rows.
 LAPACK's two-stage reduction (dsyevd_2stage: to a band with matrix-matrix products, then to tridiagonal) does
-the same arithmetic in float64 faster (order 4096, one thread: about 4-5 s against 7 s). numpy's own bundled
+the same arithmetic in float64 faster (order 4096 on the shared 2-core machine: 4-6 s against 6-9 s on one
+thread, 2.6 s against 3.1 s on two; benchmarks/eigen.py). numpy's own bundled
 OpenBLAS exports it; it is called through its Fortran interface on the caller's matrix in place: a C-order
 lower triangle is a Fortran upper triangle, so no transposed copy is made (LAPACKE's row-major wrapper, and
 numpy's eigvalsh, each copy the whole matrix: 128 MiB at order 4096, 2 GiB at 16384). Where that library or
