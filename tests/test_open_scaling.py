@@ -21,17 +21,19 @@ from core.io import MAX_OPEN_READERS, ReaderPool
 REPO = Path(__file__).resolve().parents[1]
 
 
-def write_shards(folder: Path, count: int) -> dict[str, float]:
-    """``count`` one-tensor shards and their index; tensor i holds the values i, i+0.5, i+0.25 (its mean back)."""
+def write_shards(folder: Path, count: int, length: int = 3) -> dict[str, float]:
+    """``count`` one-tensor shards and their index; tensor i holds ``length`` values from i, i+0.5, i+0.25, i, ...
+    (its mean back)."""
     weight_map: dict[str, str] = {}
     expected: dict[str, float] = {}
     for i in range(count):
         name, shard = f"model.layers.{i}.mlp.weight", f"model-{i:05d}-of-{count:05d}.safetensors"
-        data = np.array([i, i + 0.5, i + 0.25], dtype=np.float32).tobytes()
-        header = json.dumps({name: {"dtype": "F32", "shape": [3], "data_offsets": [0, len(data)]}}).encode()
+        values = np.array([i, i + 0.5, i + 0.25] * (length // 3 + 1), dtype=np.float32)[:length]
+        data = values.tobytes()
+        header = json.dumps({name: {"dtype": "F32", "shape": [length], "data_offsets": [0, len(data)]}}).encode()
         (folder / shard).write_bytes(struct.pack("<Q", len(header)) + header + data)
         weight_map[name] = shard
-        expected[name] = (3 * i + 0.75) / 3  # the mean of its three values
+        expected[name] = float(np.mean(values, dtype=np.float64))
     (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
     return expected
 
@@ -92,7 +94,7 @@ def test_released_reader_reopens_the_same_file(tmp_path: Path) -> None:
 
 def test_sharded_model_reads_with_a_bounded_number_of_open_files(tmp_path: Path) -> None:
     count = 3 * MAX_OPEN_READERS
-    expected = write_shards(tmp_path, count)
+    expected = write_shards(tmp_path, count, length=600)  # 2.4 KB each: too large to be kept whole from opening
     with open_checkpoint(str(tmp_path)) as checkpoint:
         assert checkpoint._readers.open_count() == 0  # opening reads headers and closes each shard again
         assert len(checkpoint.tensors) == count
