@@ -87,7 +87,7 @@ class AnalysisResult:
                           size: int = 256) -> Iterator[list[str]]:
         """json_texts in lists of up to ``size`` (one generator step per list, not per tensor). A million empty
         tensors: one template per dtype, the name spliced in."""
-        from core.one_value_json import histogram_texts, one_value, one_value_stats
+        from core.one_value_json import histogram_texts, one_value, one_value_stats, one_value_text
 
         summaries = self.summaries
         tails: dict[str, str] = {}
@@ -127,8 +127,8 @@ class AnalysisResult:
                     ts.hist_counts = ts.log_counts = nothing
                     keep[name] = ts
             if ones:
-                for (i, ts), texts in zip(ones, histogram_texts(values, counts, spec), strict=True):
-                    out[i] = stats_json_text(ts, texts)
+                for (i, ts), x, texts in zip(ones, values, histogram_texts(values, counts, spec), strict=True):
+                    out[i] = one_value_text(ts, x, texts)
             yield out
 
     def group(self, names: Iterable[str], label: str, spec: HistSpec = HistSpec()) -> TensorStats | None:
