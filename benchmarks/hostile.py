@@ -110,6 +110,7 @@ class Outcome:
     seconds: float
     rss_mb: float
     stdout: bytes
+    cpu_seconds: float  # user + system: on a shared machine, the part of the wall time that is the command's
     stdout_bytes: int
     stderr: str
     longest_line: int
@@ -145,7 +146,8 @@ while True:
     time.sleep(0.01)
 seconds = time.perf_counter() - start
 code = None if hung else os.waitstatus_to_exitcode(status)
-os.write(report_fd, json.dumps({"status": code, "seconds": seconds, "maxrss_kb": usage.ru_maxrss}).encode())
+os.write(report_fd, json.dumps({"status": code, "seconds": seconds, "maxrss_kb": usage.ru_maxrss,
+                                "cpu_seconds": usage.ru_utime + usage.ru_stime}).encode())
 os.close(report_fd)
 if hung:
     os.killpg(os.getpgrp(), signal.SIGKILL)  # whatever the command started, and this launcher
@@ -175,7 +177,7 @@ def run_child(argv: list[str], env: dict[str, str], cwd: Path, timeout: float, n
     if not report:
         stderr = f"(launcher failed, exit {proc.returncode})\n" + stderr
     return Outcome(report.get("status"), report.get("seconds", float(timeout)), report.get("maxrss_kb", 0) / 1024,
-                   bytes(out.kept), out.total, stderr, out.longest,
+                   bytes(out.kept), report.get("cpu_seconds", 0.0), out.total, stderr, out.longest,
                    sorted(out.found) + [f"{c}(stderr)" for c in sorted(err.found)])
 
 
@@ -229,6 +231,7 @@ class Row:
     seconds: float = 0.0
     rss_mb: float = 0.0
     status: int | None = None
+    cpu_seconds: float = 0.0
     traceback: bool = False
     warning: bool = False
     controls: list[str] = field(default_factory=list)
@@ -314,6 +317,7 @@ class Harness:
         foreign_before = foreign_state(cache)
         result = run_child(argv, self.env(case), self.decoy, self.timeout, case.nofile)
         row = Row(case.name, label, seconds=result.seconds, rss_mb=result.rss_mb, status=result.status,
+                  cpu_seconds=result.cpu_seconds,
                   traceback="Traceback" in result.stderr, warning="Warning" in result.stderr,
                   controls=result.controls, longest_line=result.longest_line)
         row.stderr_first = next((line for line in result.stderr.splitlines() if line.strip()), "")[:200]
@@ -685,21 +689,22 @@ CASES = [
 
 
 # --- output ---------------------------------------------------------------------------------------------------------
-HEADER = (f"{'input':<26} {'command':<30} {'secs(<10)':>9} {'RSS MB(<1024)':>13} {'exit(0|2)':>9} "
+HEADER = (f"{'input':<26} {'command':<30} {'secs(<10)':>9} {'cpu s':>6} {'RSS MB(<1024)':>13} {'exit(0|2)':>9} "
           f"{'tb/warn(no)':>11} {'ctl(none)':>9} {'fs(same)':>8}  result")
 
 
 def format_row(row: Row) -> str:
     if row.skipped:
-        return f"{row.case:<26} {row.command:<30} {'-':>9} {'-':>13} {'-':>9} {'-':>11} {'-':>9} {'-':>8}  SKIP  " \
-               + "; ".join(row.notes)
+        return (f"{row.case:<26} {row.command:<30} {'-':>9} {'-':>6} {'-':>13} {'-':>9} {'-':>11} {'-':>9} {'-':>8}"
+                "  SKIP  " + "; ".join(row.notes))
     status = "hang" if row.status is None else str(row.status)
     tb = ("TB" if row.traceback else "") + ("W" if row.warning else "") or "no"
     ctl = "+".join(c.split("(")[0] for c in row.controls)[:9] or "none"
     fs = f"{len(row.fs)}!" if row.fs else "same"
     verdict = "PASS" if row.passed else "FAIL"
     details = row.failures + row.notes
-    text = (f"{row.case:<26} {row.command[:30]:<30} {row.seconds:>9.2f} {row.rss_mb:>13.0f} {status:>9} {tb:>11} "
+    text = (f"{row.case:<26} {row.command[:30]:<30} {row.seconds:>9.2f} {row.cpu_seconds:>6.2f} {row.rss_mb:>13.0f} "
+            f"{status:>9} {tb:>11} "
             f"{ctl:>9} {fs:>8}  {verdict}")
     return text + ("  " + "; ".join(details) if details else "")
 

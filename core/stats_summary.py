@@ -669,6 +669,10 @@ def one_value_figures(name: str, dtypes: tuple[str, ...], x: float, n: int, nan:
                       neg_inf: int) -> TensorStats:
     """_derive_one_value without its histograms (they are left empty and read-only): the figures alone, for
     writers that make many one-value tensors' histogram texts at once (core.one_value_json)."""
+    if n == 1 and x != 0 and math.isfinite(x):  # the lines below for one nonzero value: no spread, all at x
+        return TensorStats(name, "+".join(dtypes), 1, x, 0.0, x, x, abs(x), math.sqrt(x * x), 0, nan, pos_inf,
+                           neg_inf, math.nan, math.nan, 0, dict.fromkeys(_PERCENTILE_KEYS, x), _NO_EDGES, _NO_COUNTS,
+                           _NO_EDGES, _NO_COUNTS)
     w = float(n)
     mean = _dot1(w, x) / n  # _weighted_moments, element by element
     d = x - mean

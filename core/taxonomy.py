@@ -108,6 +108,8 @@ def classify(name: str, shape: tuple[int, ...], dtype: str) -> tuple[str, str]:
     name afresh took ~40 us, a dictionary lookup takes well under one.
     """
     if "." not in name:  # a bare name (hostile headers list a million unique ones): direct, no memo key to build
+        if name and not name.strip(_HEX_DIGITS) and "fc" not in name and "feed" not in name:  # is_harmless_bare,
+            return _HARMLESS_BARE[_is_integer_dtype(dtype), len(shape) >= 3]  # inlined: a million calls fewer
         return _classify_bare(name, len(shape), dtype)
     key = classification_key(name, shape, dtype)
     found = _MEMO.get(key)
@@ -163,6 +165,9 @@ def is_harmless_bare(name: str) -> bool:
     return bool(name) and not name.strip(_HEX_DIGITS) and "fc" not in name and "feed" not in name
 
 
+# _classify_bare of a harmless bare name, by (integer dtype, three or more dimensions)
+_HARMLESS_BARE = {(integer, conv): ("buffer" if integer else "weight", "convolution" if conv else "other")
+                  for integer in (False, True) for conv in (False, True)}
 _BARE_HEADS = frozenset({"lm_head", "cls", "score", "qa_outputs", "classifier", "pooler", "output"})
 
 
