@@ -127,12 +127,12 @@ def _rows_text(edges: np.ndarray) -> list[str]:
 
 
 def one_value_text(ts: TensorStats, x: float, histograms: tuple[str, str, str, str]) -> str:
-    """stats_json_text(ts, histograms) of one_value_stats(..., x, n): the text of x made once for the mean, min,
-    max and the nine percentiles that equal it (x != 0: equal floats other than zeros have one repr)."""
+    """stats_json_text(ts, histograms) where ``ts`` is one_value_stats(..., x, n): the text of x made once for the
+    mean, min, max and the nine percentiles, which equal x there when x != 0 (and equal floats other than zeros
+    have one repr)."""
     from core.stats import _float_text, stats_json_text
 
-    if x == 0 or ts.mean != x or ts.min != x or ts.max != x or ts.quant_type is not None \
-            or list(ts.percentiles) != list(_PERCENTILE_KEYS) or any(v != x for v in ts.percentiles.values()):
+    if x == 0 or ts.mean != x:  # min, max and percentiles are x by construction (one_value_figures)
         return stats_json_text(ts, histograms)
     f = _float_text
     fx = f(x)

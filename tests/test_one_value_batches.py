@@ -53,7 +53,9 @@ def test_batch_histogram_texts_equal_the_general_route(monkeypatch: pytest.Monke
     texts = one_value_json.histogram_texts(values, counts, spec)
     for x, n, histograms in zip(values, counts, texts, strict=True):
         ts = stats_summary.one_value_figures("t", ("F64",), x, n, 0, 0, 0)
-        assert stats_json_text(ts, histograms) == _general_text(x, n, spec), (x, n)
+        general = _general_text(x, n, spec)
+        assert stats_json_text(ts, histograms) == general, (x, n)
+        assert one_value_json.one_value_text(ts, x, histograms) == general, (x, n)
 
 
 def test_orjson_writes_the_positional_range_as_repr() -> None:
