@@ -90,9 +90,9 @@ class AnalysisResult:
         from core.one_value_json import histogram_texts, one_value, one_value_stats, one_value_text
 
         summaries = self.summaries
-        tails: dict[str, str] = {}
         nothing = np.empty(0)
-        shared = _SHARED_EMPTY_IDS
+        # the shared empty summaries' JSON after the name, by the summary's id: one lookup per empty tensor
+        tails = {id(summary): _empty_json_tail(dtype, spec) for dtype, summary in _SHARED_EMPTY_BY_DTYPE.items()}
         batched = spec.range is None  # one-value tensors' histograms made for the whole list at once
         for start in range(0, len(names), size):
             out: list[str] = []
@@ -103,11 +103,8 @@ class AnalysisResult:
                 summary = summaries.get(name)
                 if summary is None:
                     continue
-                if id(summary) in shared:
-                    dtype = summary.dtypes[0]
-                    tail = tails.get(dtype)
-                    if tail is None:
-                        tail = tails[dtype] = _empty_json_tail(dtype, spec)
+                tail = tails.get(id(summary))
+                if tail is not None:
                     out.append('{"name": ' + encode_basestring_ascii(name) + tail)
                     continue
                 one = one_value(summary) if batched else None
