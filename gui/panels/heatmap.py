@@ -9,6 +9,7 @@ percentiles or a log scale, and hovering reads out the block under the mouse.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -75,10 +76,12 @@ def display_values(values: np.ndarray, mode: str, scale: str) -> tuple[np.ndarra
     return shown, (lo, hi)
 
 
-def _load_colormaps() -> None:
-    """Read the colour maps once (pyqtgraph caches them), in a turn of their own: a few ms from files."""
-    for name in ("viridis", "CET-D1"):
-        pg.colormap.get(name)
+COLORMAPS = ("viridis", "CET-D1")
+
+
+def _colormap_loader(name: str):
+    """A slice step that reads one colour map (pyqtgraph caches it): ~9 ms from its file, so one per turn."""
+    return functools.partial(pg.colormap.get, name)
 
 
 class HeatmapPanel(QWidget):
@@ -126,8 +129,8 @@ class HeatmapPanel(QWidget):
         layout.addWidget(self.readout)
         self.marked: tuple[int, ...] | None = None
         self._plot_parts = PlotParts()  # its ViewBox, axes and PlotItem: a slice each (gui/plot_parts.py)
-        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, _load_colormaps, self._make_colorbar,
-                                    self._insert_colorbar, self._make_overlays], sliced)
+        self.slices = Slices(self, [*self._plot_parts.steps(), self._make_plot, *map(_colormap_loader, COLORMAPS),
+                                    self._make_colorbar, self._insert_colorbar, self._make_overlays], sliced)
 
     def _make_plot(self) -> None:
         self.plot = self._plot_parts.widget()  # made without a context menu
