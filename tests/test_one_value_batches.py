@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ from core.errors import CheckpointError
 from core.one_element import one_element_summary
 from core.stats import AnalysisResult, stats_json_text, stats_to_json
 from core.stats_summary import FloatSummary, HistSpec, _derive_weighted, merge, merge_all
+from tests.safetensors_files import write_safetensors
 
 AWKWARD = [1.0, -1.0, 7.0, -3.0, 0.0, -0.0, 0.1, -2.5e-8, 5e-324, 1e-100, 3.4028234663852886e38, 1e300, -1e300,
            1.7976931348623157e308, 16777215.0, -16777216.0, 123456.789, 1e16, 2.0**60, 0.5, -0.5, 1e-5, 3.1622776,
@@ -136,15 +136,6 @@ def test_runs_of_one_value_summaries_merge_as_one_by_one(layout: str) -> None:
     assert len(sequential.top) == stats_summary.K_EXTREMES
 
 
-def _write_shard(path: Path, tensors: list[tuple[str, str, list[int], bytes]]) -> None:
-    header, offset = {}, 0
-    for name, dtype, shape, data in tensors:
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-    text = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
-
-
 def test_small_shards_read_the_bytes_read_at_opening(tmp_path: Path) -> None:
     from core.formats import open_checkpoint
     from core.formats.safetensors_format import SnapshotCheckpoint
@@ -157,7 +148,7 @@ def test_small_shards_read_the_bytes_read_at_opening(tmp_path: Path) -> None:
         values = rng.integers(0, 2, 5) if dtype == "BOOL" else rng.integers(-100, 100, 5)
         data = values.astype(code).tobytes()
         shard = f"model-{i:05d}-of-00008.safetensors"
-        _write_shard(tmp_path / shard, [(f"a.{i}", dtype, [5], data), (f"b.{i}", dtype, [1], data[:np.dtype(code)
+        write_safetensors(tmp_path / shard, [(f"a.{i}", dtype, [5], data), (f"b.{i}", dtype, [1], data[:np.dtype(code)
                                                                                                    .itemsize])])
         weight_map |= {f"a.{i}": shard, f"b.{i}": shard}
         expected[f"a.{i}"] = values.astype(code)

@@ -18,6 +18,7 @@ from core import stats_summary
 from core.compute import numpy_float_summary
 from core.stats import _floats_text, _json_floats, run, stats_json_text, stats_to_json
 from core.stats_summary import HistSpec, PatternSummary, _derive_weighted, derive, hist_edges
+from tests.safetensors_files import write_safetensors
 
 ROOT = Path(__file__).resolve().parents[1]
 AWKWARD = [0.0, -0.0, 1.0, -1.0, 7.0, -3.0, 0.1, -2.5e-8, 5e-324, -5e-324, 2.2250738585072014e-308, 1e-100,
@@ -93,15 +94,6 @@ def test_edge_ladder_text_equals_repr(steps: int) -> None:
         assert _floats_text(other) == json.dumps(_json_floats(other))
 
 
-def _write_safetensors(path: Path, tensors: list[tuple[str, str, list[int], bytes]]) -> None:
-    header, offset = {}, 0
-    for name, dtype, shape, data in tensors:
-        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-    text = json.dumps(header).encode()
-    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(t[3] for t in tensors))
-
-
 def _tiny_model(path: Path) -> None:
     """Tiny tensors of every plain dtype: one value, all equal, NaN, infinities, -0.0, huge and tiny values."""
     rng = np.random.default_rng(9)
@@ -130,7 +122,7 @@ def _tiny_model(path: Path) -> None:
     tensors += [(f"empty.{i}", "F32" if i % 2 else "U8", [0], b"") for i in range(50)]
     bf16 = (rng.standard_normal(3).astype("<f4").view("<u4") >> 16).astype("<u2").tobytes()
     tensors.append(("bf", "BF16", [3], bf16))
-    _write_safetensors(path, tensors)
+    write_safetensors(path, tensors)
 
 
 def _general_document(path: Path, spec: HistSpec, monkeypatch: pytest.MonkeyPatch) -> list[dict]:
@@ -196,7 +188,7 @@ def _backend_summary(tmp_path: Path, dtype: str, raw: bytes):
     from core.formats import open_checkpoint
 
     path = tmp_path / f"one-{dtype}.safetensors"
-    _write_safetensors(path, [("t", dtype, [1], raw)])
+    write_safetensors(path, [("t", dtype, [1], raw)])
     with open_checkpoint(str(path)) as checkpoint:
         t = checkpoint.tensors[0]
         summary = Backend(threads=1).summarize_range(checkpoint, t, 0, 1)
@@ -267,7 +259,7 @@ def test_one_value_shards_give_the_general_document(tmp_path: Path, monkeypatch:
     for i in range(1, 301):
         shard = f"model-{i:05d}-of-00300.safetensors"
         value = [float(i), -0.0, 2.5, np.nan][i % 4] if i % 5 else float(-i) / 7
-        _write_safetensors(model / shard, [(f"layers.{i}.w", "F32", [1], np.array([value], "<f4").tobytes())])
+        write_safetensors(model / shard, [(f"layers.{i}.w", "F32", [1], np.array([value], "<f4").tobytes())])
         weight_map[f"layers.{i}.w"] = shard
     (model / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
     out = subprocess.run([sys.executable, str(ROOT / "main.py"), "stats", "--json", str(model)], capture_output=True,
@@ -330,7 +322,7 @@ def test_runs_of_empty_tensors_report_every_4096_and_at_their_end(tmp_path: Path
         tensors += [(name, "F32", [0], b"") for name in run]
         expected_reports += [name for k, name in enumerate(run, 1) if k % EMPTY_RUN_REPORT == 0 or k == n]
     path = tmp_path / "runs.safetensors"
-    _write_safetensors(path, tensors)
+    write_safetensors(path, tensors)
     gen = analyze(str(path), use_cache=False)
     reports = []
     while True:
