@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,19 @@ class Heatmap:
     @property
     def fraction(self) -> float:
         return self.rows_done / self.rows if self.rows else 1.0
+
+
+def block_place(hm: Any, row: float, col: float) -> tuple[int, int, str] | None:
+    """The block of a heatmap (anything with rows, cols, block_rows, block_cols) under matrix position (row, col):
+    its indices and where it is in words ("row 3, column 7" or "rows 0–63, columns 128–191"); None outside."""
+    if not (0 <= row < hm.rows and 0 <= col < hm.cols):
+        return None
+    i, j = int(row // hm.block_rows), int(col // hm.block_cols)
+    r0, c0 = i * hm.block_rows, j * hm.block_cols
+    if hm.block_rows * hm.block_cols == 1:
+        return i, j, f"row {r0:,}, column {c0:,}"
+    r1, c1 = min(r0 + hm.block_rows, hm.rows) - 1, min(c0 + hm.block_cols, hm.cols) - 1
+    return i, j, f"rows {r0:,}–{r1:,}, columns {c0:,}–{c1:,}"
 
 
 def matrix_shape(shape: tuple[int, ...]) -> tuple[int, int]:

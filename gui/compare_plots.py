@@ -13,6 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QRectF, Signal
 from PySide6.QtWidgets import QVBoxLayout, QWidget
 
+from core.heatmap import block_place
 from core.numbers import format_value
 from gui.elided import ElidedLabel
 from gui.panels.depth import distinct_colors, layer_tick_step
@@ -158,18 +159,15 @@ class DiffHeatmapView(QWidget):
     def readout_at(self, row: float, col: float) -> str:
         """The block under (row, column) of the matrix, in words: where it is and its largest |B−A|."""
         hm = self.heatmap
-        if hm is None or not (0 <= row < hm.rows and 0 <= col < hm.cols):
+        place = None if hm is None else block_place(hm, row, col)
+        if place is None:
             return ""
-        i, j = int(row // hm.block_rows), int(col // hm.block_cols)
-        r0, c0 = i * hm.block_rows, j * hm.block_cols
+        i, j, where = place
         value = float(hm.values[i, j])
         if np.isnan(value):
-            return f"row {int(row):,}, column {int(col):,}: " + ("not read yet" if r0 >= hm.rows_done else
-                                                                 "NaN or Inf on a side")
-        if hm.block_rows * hm.block_cols == 1:
-            return f"row {r0:,}, column {c0:,}: |B−A| {format_value(value)}"
-        r1, c1 = min(r0 + hm.block_rows, hm.rows) - 1, min(c0 + hm.block_cols, hm.cols) - 1
-        return f"rows {r0:,}–{r1:,}, columns {c0:,}–{c1:,}: max |B−A| {format_value(value)}"
+            return f"row {int(row):,}, column {int(col):,}: " + ("not read yet" if i * hm.block_rows >= hm.rows_done
+                                                                 else "NaN or Inf on a side")
+        return f"{where}: {'|B−A|' if hm.block_rows * hm.block_cols == 1 else 'max |B−A|'} {format_value(value)}"
 
     def _hovered(self, pos) -> None:
         if self.heatmap is None or not self.plot.sceneBoundingRect().contains(pos):

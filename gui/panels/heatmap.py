@@ -18,7 +18,7 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from core.checkpoint import Checkpoint, TensorInfo
-from core.heatmap import MODES, Heatmap, compute_heatmap
+from core.heatmap import MODES, Heatmap, block_place, compute_heatmap
 from core.numbers import format_value
 from gui.plain import plain_label, tooltip
 from gui.plot_parts import MenulessColorBar, PlotParts
@@ -184,17 +184,15 @@ class HeatmapPanel(QWidget):
     def readout_at(self, row: float, col: float) -> str:
         """The block under (row, column) of the matrix, in words: where it is and its value."""
         hm = self.heatmap
-        if hm is None or not (0 <= row < hm.rows and 0 <= col < hm.cols):
+        place = None if hm is None else block_place(hm, row, col)
+        if place is None:
             return ""
-        i, j = int(row // hm.block_rows), int(col // hm.block_cols)
-        r0, c0 = i * hm.block_rows, j * hm.block_cols
-        if r0 >= hm.rows_done:
+        i, j, where = place
+        if i * hm.block_rows >= hm.rows_done:
             return f"row {int(row):,}, column {int(col):,}: not read yet"
-        value = float(hm.values[i, j])
-        if hm.block_rows * hm.block_cols == 1:
-            return f"row {r0:,}, column {c0:,}: {format_value(value)}"
-        r1, c1 = min(r0 + hm.block_rows, hm.rows) - 1, min(c0 + hm.block_cols, hm.cols) - 1
-        return f"rows {r0:,}–{r1:,}, columns {c0:,}–{c1:,}: {MODES[hm.mode].lower()} {format_value(value)}"
+        value = format_value(float(hm.values[i, j]))
+        return f"{where}: {value}" if hm.block_rows * hm.block_cols == 1 else \
+            f"{where}: {MODES[hm.mode].lower()} {value}"
 
     def _hovered(self, pos) -> None:
         if self.heatmap is None or not self.plot.getPlotItem().sceneBoundingRect().contains(pos):
