@@ -17,7 +17,7 @@ import numpy as np
 
 from core.checkpoint import Checkpoint
 from core.errors import CancelledError, CheckpointError
-from core.heatmap import Heatmap, block_sizes, matrix_shape, reduce_blocks
+from core.heatmap import Heatmap, empty_heatmap, reduce_blocks
 from core.name_map import AlignedPair
 
 MODE = "absdiff"  # Heatmap.mode of these images: max |B - A| per block
@@ -35,11 +35,8 @@ def compute_diff_heatmap(ca: Checkpoint, cb: Checkpoint, pair: AlignedPair,
     if a.shape != b.shape:
         raise CheckpointError(f"{a.name[:200]!r} has shape {list(a.shape)} in A and {list(b.shape)} in B: "
                               "no difference to draw")
-    rows, cols = matrix_shape(a.shape)
-    br, bc = block_sizes(rows, cols, max_pixels)
-    out = Heatmap(a.name, MODE, rows, cols, br, bc,
-                  np.full((math.ceil(rows / br) if rows else 0, math.ceil(cols / bc) if cols else 0), np.nan,
-                          dtype=np.float32))
+    out = empty_heatmap(a.name, MODE, a.shape, max_pixels)
+    rows, cols, br, bc = out.rows, out.cols, out.block_rows, out.block_cols
     if rows == 0 or cols == 0:
         return out
     head = len(pair.b_rows) if pair.b_rows is not None else 1

@@ -91,6 +91,15 @@ def reduce_blocks(band: np.ndarray, block_rows: int, block_cols: int, mode: str)
     return (sums / counts).astype(np.float32)
 
 
+def empty_heatmap(name: str, mode: str, shape: tuple[int, ...], max_pixels: tuple[int, int]) -> Heatmap:
+    """A heatmap of a tensor of ``shape`` with every block still to be read (NaN)."""
+    rows, cols = matrix_shape(shape)
+    br, bc = block_sizes(rows, cols, max_pixels)
+    return Heatmap(name, mode, rows, cols, br, bc,
+                   np.full((math.ceil(rows / br) if rows else 0, math.ceil(cols / bc) if cols else 0), np.nan,
+                           dtype=np.float32))
+
+
 def compute_heatmap(checkpoint: Checkpoint, tensor: TensorInfo | str, mode: str = "absmax",
                     max_pixels: tuple[int, int] = (512, 512), chunk_bytes: int = 32 << 20,
                     should_stop: Callable[[], bool] | None = None) -> Generator[Heatmap, None, Heatmap]:
@@ -98,11 +107,8 @@ def compute_heatmap(checkpoint: Checkpoint, tensor: TensorInfo | str, mode: str 
     if mode not in MODES:
         raise ValueError(f"unknown heatmap mode {mode!r} (use {', '.join(MODES)})")
     t = checkpoint.tensor(tensor) if isinstance(tensor, str) else tensor
-    rows, cols = matrix_shape(t.shape)
-    br, bc = block_sizes(rows, cols, max_pixels)
-    out = Heatmap(t.name, mode, rows, cols, br, bc,
-                  np.full((math.ceil(rows / br) if rows else 0, math.ceil(cols / bc) if cols else 0), np.nan,
-                          dtype=np.float32))
+    out = empty_heatmap(t.name, mode, t.shape, max_pixels)
+    rows, cols, br, bc = out.rows, out.cols, out.block_rows, out.block_cols
     if rows == 0 or cols == 0:
         return out
     bytes_per_row = max(1, t.nbytes // rows)
