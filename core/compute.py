@@ -29,6 +29,7 @@ import numpy as np
 from core import dtypes
 from core.checkpoint import Checkpoint, TensorInfo
 from core.errors import CheckpointError
+from core.foreground import give_way
 from core.stats_summary import (
     INT_SPAN,
     K_EXTREMES,
@@ -319,6 +320,7 @@ class Backend:
         return result
 
     def _block(self, checkpoint: Checkpoint, t: TensorInfo, start: int, count: int) -> Summary:
+        give_way()
         dt = dtypes.get(t.dtype)
         buf = getattr(self._local, "buf", None)
         if buf is None:

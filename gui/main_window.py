@@ -34,8 +34,10 @@ from PySide6.QtWidgets import (
 
 from core.checkpoint import DEFAULT_CHUNK_BYTES
 from core.errors import CheckpointError
+from core.foreground import USER_ACT_HOLD_SECONDS, hold_background
 from core.taxonomy import KIND_HELP
 from gui import workers
+from gui.app import freeze_startup_objects
 from gui.errors import show_error
 from gui.jobs import OpenedModel, load_model
 from gui.model_view import ModelView, model_title
@@ -200,13 +202,17 @@ class WelcomePage(QWidget):
 
 
 def preload_readers() -> None:
-    """Import the file readers now (~60 ms, before the window shows). Imported first by the worker that opens
-    a model, they held Python's import lock while the UI thread waited on it for a module of its own: a 60-80 ms
-    stall at the first open."""
+    """Import the file readers and the gguf package's quant-type table now (~100 ms from compiled bytecode,
+    before the window shows). Imported first by the worker that opens or analyses a model, they held Python's
+    import lock, or handed the GIL back and forth with the UI thread through each of its hundreds of calls
+    into Python per paint: 60-140 ms stalls at the first open."""
     import core.formats
     import core.formats.gguf_format
     import core.formats.pytorch_format
     import core.formats.safetensors_format  # noqa: F401
+    from core import dtypes
+
+    dtypes.lookup("Q4_K")  # the quant types come from the gguf package (and its imports: yaml, ...)
 
 
 class MainWindow(QMainWindow):
@@ -242,6 +248,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self.tabs.tabCloseRequested.connect(self.close_tab)
         self.tabs.currentChanged.connect(self._update_status)
+        self.tabs.currentChanged.connect(lambda _i: hold_background(USER_ACT_HOLD_SECONDS))
 
         self._build_status_bar()
         self._build_actions()
@@ -249,6 +256,7 @@ class MainWindow(QMainWindow):
         self.resize(1400, 900)
         self._restore_geometry()
         self._update_status()
+        freeze_startup_objects()
 
     # ------------------------------------------------------------------ actions & menus
     def _action(self, name: str, text: str, slot, shortcut: QKeySequence | str | None = None, tip: str = "",
@@ -419,6 +427,7 @@ class MainWindow(QMainWindow):
 
     def _add_view(self, view: ModelView) -> None:
         """The made view into the tabs, shown (the tab bar's layout and the new page's first paint)."""
+        hold_background(USER_ACT_HOLD_SECONDS)
         self._adding.remove(view)
         if self._closing:
             view.shutdown()

@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 )
 
 from core.checkpoint import DEFAULT_CHUNK_BYTES, TensorInfo
+from core.foreground import USER_ACT_HOLD_SECONDS, hold_background
 from core.histogram_scope import ALL_VALUES, MATRICES
 from core.numbers import human_bytes, human_count
 from core.tree import TreeNode
@@ -309,6 +310,7 @@ class ModelView(QWidget):
         self.depth_tab = LazyTab("depth", lambda: DepthPanel(sliced=True), self._depth_made)
         self.heatmap_tab = LazyTab("heatmap", lambda: HeatmapPanel(sliced=True), self._heatmap_made)
         self.findings_tab = LazyTab("findings", FindingsPanel, self._findings_made)
+        self.tabs.currentChanged.connect(lambda _i: hold_background(USER_ACT_HOLD_SECONDS))
         self.tabs.addTab(self.summary_tab, "Summary")
         self.tabs.addTab(self.distribution_tab, "Distribution")
         self.tabs.addTab(self.depth_tab, "Depth profile")
@@ -616,6 +618,7 @@ class ModelView(QWidget):
             self.tree.selectionModel().blockSignals(False)
 
     def _current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        hold_background(USER_ACT_HOLD_SECONDS)  # the new selection's panel is drawn before the analysis goes on
         node = self.tree_model.node(self.proxy.mapToSource(current)) if current.isValid() else None
         if node is None:
             return

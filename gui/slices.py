@@ -19,6 +19,9 @@ from collections.abc import Callable
 from PySide6.QtCore import QObject, QTimer, Signal
 from shiboken6 import isValid
 
+from core.foreground import hold_background
+
+BUILD_HOLD_SECONDS = 0.06  # a visible widget's build holds the analysis this long past each of its steps
 MAX_REST_MS = 8  # the longest wait after a step: a slow step on a busy machine does not stall the build
 
 
@@ -46,8 +49,7 @@ class _Turns(QObject):
     def _next(self) -> Slices | None:
         self.queue = [s for s in self.queue if isValid(s) and s.pending]  # deleted with their widget, or done
         for slices in self.queue:
-            parent = slices.parent()
-            if parent is not None and getattr(parent, "isVisible", lambda: False)():
+            if _visible(slices):
                 return slices
         return self.queue[0] if self.queue else None
 
@@ -57,11 +59,18 @@ class _Turns(QObject):
         if slices is not None:
             self.queue.remove(slices)
             self.queue.append(slices)  # round robin among equals
+            if _visible(slices):  # what the user waits for is being built: the analysis waits a moment
+                hold_background(BUILD_HOLD_SECONDS)
             start = time.perf_counter()
             slices.step()
             rest_ms = min(MAX_REST_MS, max(1, round((time.perf_counter() - start) * 1000)))
         if any(isValid(s) and s.pending for s in self.queue):
             self.timer.start(rest_ms)
+
+
+def _visible(slices: Slices) -> bool:
+    parent = slices.parent()
+    return parent is not None and bool(getattr(parent, "isVisible", lambda: False)())
 
 
 _turns: _Turns | None = None
