@@ -20,6 +20,7 @@ from typing import Any
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
 from core.errors import CancelledError
+from core.foreground import give_way
 
 Job = Callable[[Callable[[], bool]], Any]
 
@@ -68,6 +69,9 @@ class Worker(QRunnable):
         self._stop.set()
 
     def should_stop(self) -> bool:
+        """Asked by the job between its blocks: also where it gives way while the user acts (core.foreground)."""
+        if not self._stop.is_set():
+            give_way()
         return self._stop.is_set()
 
     @property
