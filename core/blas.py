@@ -17,6 +17,7 @@ import glob
 import itertools
 import os
 import threading
+import time
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
@@ -79,11 +80,57 @@ def single_threaded_blas() -> Iterator[None]:
                 lib.scipy_openblas_set_num_threads64_(_threads_saved)
 
 
-def cores_look_free() -> bool:
-    """Whether the machine's load leaves BLAS's own threads a core each (1-minute load average at most half the
-    cores); unknown (no load average) counts as busy."""
+LOADAVG = "/proc/loadavg"
+OWN_TASKS = "/proc/self/task"
+RUNNABLE_SAMPLES = 5  # instantaneous counts averaged, 1 ms apart
+
+
+def _own_running() -> int:
+    """This process's threads running or runnable now (BLAS's spinning workers among them)."""
+    running = 0
     try:
-        return os.getloadavg()[0] <= (os.cpu_count() or 1) / 2
+        tasks = os.listdir(OWN_TASKS)
+    except OSError:
+        return 1
+    for task in tasks:
+        try:
+            with open(os.path.join(OWN_TASKS, task, "stat"), "rb") as f:
+                stat = f.read(512)
+        except OSError:
+            continue  # the thread ended
+        state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+        running += state == b"R"
+    return max(1, running)
+
+
+def runnable_elsewhere(path: str | None = None) -> float | None:
+    """Threads of other processes runnable on the machine now: the mean of a few instantaneous counts (the
+    fourth field of Linux's /proc/loadavg, running/total) less this process's own; None where there is no
+    such file."""
+    counts = []
+    for i in range(RUNNABLE_SAMPLES):
+        try:
+            with open(path or LOADAVG, "rb") as f:
+                total = int(f.read(256).split()[3].split(b"/")[0])
+        except (OSError, IndexError, ValueError):
+            return None
+        counts.append(max(0, total - _own_running()))
+        if i + 1 < RUNNABLE_SAMPLES:
+            time.sleep(0.001)
+    return sum(counts) / len(counts)
+
+
+def cores_look_free() -> bool:
+    """Whether other work leaves BLAS's own threads a core each: at most half the cores' worth of threads
+    runnable now. The 1-minute load average, used where Linux's instantaneous count is missing, also counts
+    this process's own work of the last minute: after building a Gram matrix on both cores it read "busy" and
+    the eigensolver then ran on one thread, 1.7x slower. Unknown counts as busy."""
+    cores = os.cpu_count() or 1
+    others = runnable_elsewhere()
+    if others is not None:
+        return others <= cores / 2
+    try:
+        return os.getloadavg()[0] <= cores / 2
     except (OSError, AttributeError):
         return False
 

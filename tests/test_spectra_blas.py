@@ -68,15 +68,28 @@ def test_wide_conv_slices_in_small_column_blocks(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(openblas() is None, reason="numpy without its bundled OpenBLAS")
-@pytest.mark.parametrize(("load", "single"), [(0.0, False), (64.0, True), (None, True)])
-def test_eigensolver_keeps_blas_threads_only_on_an_idle_machine(monkeypatch: pytest.MonkeyPatch,
-                                                                 load: float | None, single: bool) -> None:
+@pytest.mark.parametrize(("loadavg_file", "load", "single"), [
+    ("0.00 0.00 0.00 1/100 4242\n", 64.0, False),  # a busy last minute (our own Gram) but nothing running now
+    ("1.90 1.90 1.90 2/100 4242\n", 64.0, False),  # one other thread runnable on 2+ cores
+    ("64.0 64.0 64.0 65/100 4242\n", 0.0, True),  # 64 runnable now: busy whatever the average says
+    (None, 0.0, False),  # no /proc/loadavg (macOS): the 1-minute average decides
+    (None, 64.0, True),
+    (None, None, True),  # nothing known: busy
+])
+def test_eigensolver_keeps_blas_threads_only_while_no_other_work_runs(
+        monkeypatch: pytest.MonkeyPatch, tmp_path, loadavg_file: str | None, load: float | None,
+        single: bool) -> None:
     def loadavg() -> tuple[float, float, float]:
         if load is None:
             raise OSError("no load average here")
         return (load, load, load)
 
+    path = tmp_path / "loadavg"
+    if loadavg_file is not None:
+        path.write_text(loadavg_file)
+    monkeypatch.setattr(core.blas, "LOADAVG", str(path))
     monkeypatch.setattr(core.blas.os, "getloadavg", loadavg)
+    monkeypatch.setattr(core.blas.os, "cpu_count", lambda: 4 if loadavg_file and "2/100" in loadavg_file else 2)
     lib = openblas()
     before = lib.scipy_openblas_get_num_threads64_()
     with core.blas.blas_threads_for_load():
