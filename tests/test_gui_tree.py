@@ -166,3 +166,53 @@ def test_tree_model_over_a_folded_real_model():
     assert model.data(root.siblingAtColumn(COL_PARAMS), SORT_ROLE) == LLAMA_31_405B_PARAMETERS
     assert "layers.0-125 (x126)" in [model.data(i) for i in rows(model)]
     assert model.data(root.siblingAtColumn(COL_PARAMS)) == "406 B"
+
+
+def _painted(proxy, index, roles=(Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole,
+                                  Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.TextAlignmentRole)):
+    """What a delegate gets for one cell through the proxy's multiData (its per-cell answers reused)."""
+    from PySide6.QtCore import QModelRoleData
+
+    asked = [QModelRoleData(int(role)) for role in roles]
+    proxy.multiData(index, asked)
+    return [a.data() for a in asked]
+
+
+def _all_cells(proxy):
+    return [proxy.index(i.row(), c, i.parent()) for i in rows(proxy) for c in range(proxy.columnCount())]
+
+
+def _truth(proxy, index):
+    """The same roles through Qt's own mapping to the source model's data(), no reuse."""
+    model = proxy.sourceModel()
+    source = proxy.mapToSource(index)
+    return [model.data(source, role) for role in (Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole,
+                                                  Qt.ItemDataRole.ForegroundRole, Qt.ItemDataRole.TextAlignmentRole)]
+
+
+def _same(painted, truth):
+    # QIcon and QBrush compare by identity of what the model made once; texts and alignments by value
+    return [p if isinstance(p, (str, int, type(None))) else type(p) for p in painted] == \
+        [t if isinstance(t, (str, int, type(None))) else type(t) for t in truth]
+
+
+def test_cells_reused_by_the_painter_follow_filters_sorting_folding_and_marks(view):
+    proxy = view.proxy
+    view.set_folded(False)
+    for index in _all_cells(proxy):
+        _painted(proxy, index)  # every cell answered once: the reuse is filled
+    view.tree.sortByColumn(COL_PARAMS, Qt.SortOrder.DescendingOrder)
+    assert all(_same(_painted(proxy, i), _truth(proxy, i)) for i in _all_cells(proxy))
+    view.filter_edit.setText("mlp")
+    cells = _all_cells(proxy)
+    assert cells and all(_same(_painted(proxy, i), _truth(proxy, i)) for i in cells)
+    view.filter_edit.setText("")
+    view.set_folded(True)
+    assert all(_same(_painted(proxy, i), _truth(proxy, i)) for i in _all_cells(proxy))
+    view.set_folded(False)
+    name = "model.layers.1.mlp.up_proj.weight"
+    row = next(i for i in rows(proxy) if getattr(proxy.data(i, NODE_ROLE), "path", "") == name)
+    assert _painted(proxy, row)[1] is None  # no finding, no dot
+    view.tree_model.set_findings({name: [("error", "12 NaN values")]})
+    assert _painted(proxy, row)[1] is not None  # the dot appears at the next paint
+    assert all(_same(_painted(proxy, i), _truth(proxy, i)) for i in _all_cells(proxy))
