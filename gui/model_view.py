@@ -584,6 +584,7 @@ class ModelView(QWidget):
 
     def select_tensor(self, name: str) -> bool:
         """Select the row of exactly this tensor, unfolding and clearing the filter if needed."""
+        hold_background(USER_ACT_HOLD_SECONDS)  # from the start: unfolding and scrolling are the act's work too
         index = self.tree_model.find_tensor(name)
         if not index.isValid() and self.folded:
             self.set_folded(False)
@@ -745,6 +746,8 @@ class ModelView(QWidget):
             else:
                 sub = f"partial: {part} · {sub} · analysis {self.analysis_state}: select again to read the rest"
         fraction = 1.0 if complete else min(update.fraction, 0.999)
+        if complete:  # the figures the user asked for, drawn and painted before the analysis goes on (once: a
+            hold_background(USER_ACT_HOLD_SECONDS)  # hold at every partial update would slow what feeds them)
         if scoped.roles is not None:
             panel.set_roles(scoped.roles, update.stats, sel.title, sub, fraction)
         else:
