@@ -373,6 +373,9 @@ def make_matcher(text: str, mode: str) -> Callable[[str], bool] | None:
     return lambda s: needle in s.lower()
 
 
+MAX_REUSED_CELLS = 20_000  # painted cells whose answers the proxy keeps (a few screens of rows; ~10 MB at most)
+
+
 class TreeFilterProxy(QSortFilterProxyModel):
     """Sorts by the model's SORT_ROLE; keeps a row if its path, its name or one of its tensors' names matches,
     along with its ancestors (so matches stay in context) and its children."""
@@ -415,6 +418,8 @@ class TreeFilterProxy(QSortFilterProxyModel):
         key = (index.internalId(), index.row(), index.column())
         cell = self._cells.get(key)
         if cell is None:
+            if len(self._cells) >= MAX_REUSED_CELLS:  # scrolling through a million rows must not keep them all
+                self._cells.clear()
             cell = self._cells[key] = {}
         source = None
         for role_data in roleDataSpan:

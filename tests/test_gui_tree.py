@@ -216,3 +216,17 @@ def test_cells_reused_by_the_painter_follow_filters_sorting_folding_and_marks(vi
     view.tree_model.set_findings({name: [("error", "12 NaN values")]})
     assert _painted(proxy, row)[1] is not None  # the dot appears at the next paint
     assert all(_same(_painted(proxy, i), _truth(proxy, i)) for i in _all_cells(proxy))
+
+
+def test_reused_cells_are_bounded(view, monkeypatch):
+    """Scrolling through a huge unfolded tree keeps at most MAX_REUSED_CELLS cells' answers, and they stay right."""
+    import gui.tree_model
+
+    monkeypatch.setattr(gui.tree_model, "MAX_REUSED_CELLS", 7)
+    proxy = view.proxy
+    view.set_folded(False)
+    cells = _all_cells(proxy)
+    assert len(cells) > 20
+    for index in cells:
+        assert _same(_painted(proxy, index), _truth(proxy, index))
+        assert len(proxy._cells) <= 7
