@@ -331,3 +331,28 @@ def test_peak_memory_is_the_gram_matrix_and_a_few_blocks(tmp_path: Path) -> None
     reason, _, grown = proc.stdout.strip().rpartition(" ")
     assert reason == "all values are zero"
     assert float(grown) < 8 + 24  # MiB: the Gram matrix, a few 1 MiB blocks, BLAS buffers; the matrix is 64
+
+
+def test_torch_engine_reads_a_wide_matrix_once_in_column_blocks(tmp_path: Path, monkeypatch) -> None:
+    """The GPU engine's code (run here on the CPU) takes a wide matrix in column blocks, every element read once,
+    and its eigenvalues equal numpy's SVD; a wide conv kernel's slices go the same way."""
+    pytest.importorskip("torch")
+    import core.gram
+
+    rng = np.random.default_rng(11)
+    wide = (rng.standard_normal((40, 300)) * 0.02).astype(np.float32)
+    conv = (rng.standard_normal((6, 40, 3, 3)) * 0.02).astype(np.float32)  # slices of 6 x 40: wide
+    path = write(tmp_path / "wide.safetensors", {"w": wide, "conv.weight": conv})
+    calls = {"columns": 0, "cross": 0}
+    columns, cross = core.gram.TorchGram.add_columns, core.gram.TorchGram.add_cross
+    monkeypatch.setattr(core.gram.TorchGram, "add_columns",
+                        lambda self, g, a: (calls.__setitem__("columns", calls["columns"] + 1), columns(self, g, a)))
+    monkeypatch.setattr(core.gram.TorchGram, "add_cross",
+                        lambda self, *a: (calls.__setitem__("cross", calls["cross"] + 1), cross(self, *a)))
+    torch_run = run_spectra(path, use_cache=False, device="cpu", impl="torch", block_bytes=40 * 64 * 8)
+    numpy_run = run_spectra(path, use_cache=False, device="cpu", block_bytes=40 * 64 * 8)
+    assert calls["cross"] == 0 and calls["columns"] >= 300 // 64
+    want = svd_evals(wide)
+    np.testing.assert_allclose(torch_run.matrices["w"].evals, want, rtol=0, atol=1e-12 * want[-1])
+    np.testing.assert_allclose(torch_run.matrices["conv.weight"].evals, numpy_run.matrices["conv.weight"].evals,
+                               rtol=0, atol=1e-12 * numpy_run.matrices["conv.weight"].evals[-1])
