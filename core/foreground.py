@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 MAX_HOLD_SECONDS = 0.5  # the longest one call can hold the background
 USER_ACT_HOLD_SECONDS = 0.15  # a user's act (a selection, a panel shown) and its first paint
@@ -44,14 +45,15 @@ def held() -> bool:
     return time.monotonic() < _until
 
 
-def give_way() -> float:
-    """Called by worker threads between blocks: sleep while a hold is in force; returns the seconds waited."""
+def give_way(stop: Callable[[], bool] | None = None) -> float:
+    """Called by worker threads between blocks: sleep while a hold is in force, or until ``stop()`` (a Cancel)
+    turns true; returns the seconds waited."""
     waited = 0.0
     if threading.current_thread() is threading.main_thread():
         return waited  # the UI thread (or a command's own thread) never waits on itself
     while True:
         left = _until - time.monotonic()
-        if left <= 0 or waited >= MAX_HOLD_SECONDS:
+        if left <= 0 or waited >= MAX_HOLD_SECONDS or (stop is not None and stop()):
             return waited
         nap = min(left, 0.01)  # short naps: a released hold resumes work within 10 ms
         time.sleep(nap)

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from core.checkpoint import DEFAULT_CHUNK_BYTES
 from core.errors import CheckpointError
-from core.foreground import USER_ACT_HOLD_SECONDS, hold_background
+from core.foreground import USER_ACT_HOLD_SECONDS, hold_background, release_background
 from core.taxonomy import KIND_HELP
 from gui import workers
 from gui.app import freeze_startup_objects
@@ -719,6 +719,7 @@ class MainWindow(QMainWindow):
             QSettings().setValue("window/geometry", self.saveGeometry())
         for view in self.views():
             view.shutdown()
+        release_background()  # jobs told to stop must not sleep out a hold first
         workers.shutdown(1500)
         for view in self.views():
             view.checkpoint.close()

@@ -71,7 +71,7 @@ class Worker(QRunnable):
     def should_stop(self) -> bool:
         """Asked by the job between its blocks: also where it gives way while the user acts (core.foreground)."""
         if not self._stop.is_set():
-            give_way()
+            give_way(self._stop.is_set)
         return self._stop.is_set()
 
     @property

@@ -96,3 +96,15 @@ def test_statistics_blocks_give_way_and_stay_exact(tmp_path):
     assert held.count == free.count == values.size
     assert held.mean == free.mean
     np.testing.assert_allclose(held.mean, float(values.astype(np.float64).mean()), rtol=1e-9, atol=1e-12)
+
+
+def test_a_cancel_ends_the_wait_at_once():
+    foreground.hold_background(0.5)
+    cancelled = threading.Event()
+    result: list[float] = []
+    worker = threading.Thread(target=lambda: result.append(foreground.give_way(cancelled.is_set)))
+    worker.start()
+    time.sleep(0.05)
+    cancelled.set()
+    worker.join(5)
+    assert result and result[0] < 0.2 and foreground.held()
