@@ -56,6 +56,24 @@ def compared(window, qtbot, open_model, a: Path, b: Path):
     return view, view.compare.panel
 
 
+def compared_slowly(make_window, open_model, monkeypatch, a: Path, b: Path):
+    """A opened and analysed at full speed, then every read slowed to 50 ms and the comparison with B started:
+    (window, view, compare panel), the comparison still running."""
+    from core.checkpoint import Checkpoint
+
+    window = make_window()
+    view = open_model(window, a)
+    read = Checkpoint.read_raw
+
+    def slowly(*args, **kwargs):
+        time.sleep(0.05)
+        return read(*args, **kwargs)
+
+    monkeypatch.setattr(Checkpoint, "read_raw", slowly)
+    view.compare_with(str(b))
+    return window, view, view.compare.panel
+
+
 def same(x: float, y: float) -> bool:
     return (math.isnan(x) and math.isnan(y)) or math.isclose(x, y, rel_tol=1e-12, abs_tol=1e-15)
 
@@ -169,20 +187,9 @@ def test_heatmap_is_the_blockwise_max_of_the_difference(make_window, qtbot, open
 
 
 def test_cancel_stops_the_comparison(make_window, qtbot, open_model, pair, monkeypatch, reads) -> None:
-    from core.checkpoint import Checkpoint
 
     a_path, b_path, a, _ = pair
-    window = make_window()
-    view = open_model(window, a_path)  # analysed at full speed; then every read takes 50 ms
-    read = Checkpoint.read_raw
-
-    def slowly(*args, **kwargs):
-        time.sleep(0.05)
-        return read(*args, **kwargs)
-
-    monkeypatch.setattr(Checkpoint, "read_raw", slowly)
-    view.compare_with(str(b_path))
-    panel = view.compare.panel
+    window, view, panel = compared_slowly(make_window, open_model, monkeypatch, a_path, b_path)
     qtbot.waitUntil(lambda: panel.table_model.rowCount() >= 3, timeout=10000)  # rows arrive while it runs
     assert panel.running and view.is_reading()
     window._update_status()
@@ -334,20 +341,9 @@ def test_rows_arriving_under_a_sort_go_in_their_place(qapp) -> None:
 
 def test_closing_the_tab_while_comparing_stops_and_closes_b(make_window, qtbot, open_model, pair,
                                                            monkeypatch) -> None:
-    from core.checkpoint import Checkpoint
 
     a_path, b_path, _, _ = pair
-    window = make_window()
-    view = open_model(window, a_path)
-    read = Checkpoint.read_raw
-
-    def slowly(*args, **kwargs):
-        time.sleep(0.05)
-        return read(*args, **kwargs)
-
-    monkeypatch.setattr(Checkpoint, "read_raw", slowly)
-    view.compare_with(str(b_path))
-    panel = view.compare.panel
+    window, view, panel = compared_slowly(make_window, open_model, monkeypatch, a_path, b_path)
     qtbot.waitUntil(lambda: panel.table_model.rowCount() >= 1, timeout=10000)
     opened = panel._open_b
     workers = view.pending_workers()
