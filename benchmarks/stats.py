@@ -102,7 +102,8 @@ def write_sparse_bf16(path: Path, total_bytes: float) -> int:
 
 # --------------------------------------------------------------------------- measured in child processes
 def child_ours(path: str, device: str) -> dict:
-    """Start-up (importing torch, making the backend: once per process) is timed apart from the analysis."""
+    """Start-up (making the backend: compiling the counting loops, or importing torch for a device; once per
+    process) is timed apart from the analysis."""
     start = time.perf_counter()
     from core.compute import make_backend
     from core.stats import run
@@ -116,6 +117,7 @@ def child_ours(path: str, device: str) -> dict:
     model = result.model()
     assert model is not None
     return {"seconds": seconds, "startup": startup, "bytes": result.bytes_read, "device": result.device,
+            "impl": backend.impl,
             "rss": _max_rss(), "mean": model.mean, "std": model.std, "count": model.count}
 
 
@@ -269,8 +271,9 @@ def main(argv: list[str] | None = None) -> int:
         base_speed = base["bytes"] / base["seconds"] / GB
         copy_speed = copy["bytes"] / copy["seconds"] / GB
         read_speed = read["bytes"] / read["seconds"] / GB
-        print(f"ours ({ours['device']}): {ours_speed:6.2f} GB/s  ({ours['seconds']:.2f} s after a one-time "
-              f"start-up of {ours['startup']:.2f} s importing torch; max RSS {ours['rss'] / 2**20:.0f} MiB; "
+        print(f"ours ({ours['device']}, {ours['impl']} counting): {ours_speed:6.2f} GB/s  ({ours['seconds']:.2f} s "
+              f"after a one-time start-up of {ours['startup']:.2f} s making the backend; "
+              f"max RSS {ours['rss'] / 2**20:.0f} MiB; "
               f"model mean {ours['mean']:.3e} std {ours['std']:.5f})")
         print(f"baseline (get_tensor, float32, np.histogram 256 + mean/std/min/max): {base_speed:6.2f} GB/s  "
               f"({base['seconds']:.2f} s, max RSS {base['rss'] / 2**20:.0f} MiB)")

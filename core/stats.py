@@ -434,9 +434,9 @@ class _Engine:
 @cache
 def _scalar_backends() -> tuple[type, ...]:
     """The CPU backends, whose summaries one_element reproduces exactly (a device backend is left alone)."""
-    from core.compute import Backend, TorchCPUBackend
+    from core.compute import Backend, NativeBackend, TorchCPUBackend
 
-    return Backend, TorchCPUBackend
+    return Backend, NativeBackend, TorchCPUBackend
 
 
 def _chunk_elements(t: TensorInfo, chunk_bytes: int) -> int:

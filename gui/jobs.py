@@ -61,14 +61,16 @@ def analysis(checkpoint: Checkpoint, tensors: list[TensorInfo] | None, device: s
 
     Importing torch holds the GIL for long stretches (loading libtorch), which
     freezes the UI thread for a few hundred milliseconds; on a CPU-only
-    machine numpy does the same exact counting as fast, so torch is skipped.
+    machine the compiled counting loops (or numpy where they cannot be built)
+    do the same exact counting faster, so torch is skipped.
     """
+    from core import native_count
     from core.compute import accelerator_possible, make_backend
     from core.stats import analyze
 
     backend = None
     if device == "cpu" or (device == "auto" and not accelerator_possible()):
-        backend = make_backend("cpu", impl="numpy")
+        backend = make_backend("cpu", impl="native" if native_count.counter() is not None else "numpy")
     try:
         return (yield from analyze(checkpoint, tensors, device=device, should_stop=should_stop,
                                    chunk_bytes=chunk_bytes, backend=backend))

@@ -202,17 +202,18 @@ class WelcomePage(QWidget):
 
 
 def preload_readers() -> None:
-    """Import the file readers and the gguf package's quant-type table now (~100 ms from compiled bytecode,
-    before the window shows). Imported first by the worker that opens or analyses a model, they held Python's
-    import lock, or handed the GIL back and forth with the UI thread through each of its hundreds of calls
-    into Python per paint: 60-140 ms stalls at the first open."""
+    """Import the file readers and the gguf package's quant-type table, and compile the counting loops, now
+    (~100 ms from compiled bytecode, and ~100 ms to compile, before the window shows). Done first by the worker
+    that opens or analyses a model, they held Python's import lock, or handed the GIL back and forth with the UI
+    thread through each of its hundreds of calls into Python per paint: 60-140 ms stalls at the first open."""
     import core.formats
     import core.formats.gguf_format
     import core.formats.pytorch_format
     import core.formats.safetensors_format  # noqa: F401
-    from core import dtypes
+    from core import dtypes, native_count
 
     dtypes.lookup("Q4_K")  # the quant types come from the gguf package (and its imports: yaml, ...)
+    native_count.counter()  # llvmlite's import and the counting loops' compiling (~0.1 s), for the same reason
 
 
 class MainWindow(QMainWindow):

@@ -278,12 +278,18 @@ def test_frozen_app_starts_without_loading_torch(frozen_app: Path, tmp_path: Pat
     assert "libtorch" not in refused.stderr  # ... and torch is not one of them
     info = run_frozen(frozen_app, ["info", "resources/samples/tiny-llama"], tmp_path, LD_DEBUG="files")
     assert info.returncode == 0 and "libtorch" not in info.stderr
-    # ... while statistics on torch do load it, from inside the bundle. (The window analyses with numpy when
-    # there is no GPU, which spares the UI the import; the stats command counts with torch on the CPU.)
+    # ... nor for statistics on the CPU, which count with the compiled loops (llvmlite, from inside the bundle) ...
     stats = run_frozen(frozen_app, ["stats", "--json", "--device", "cpu", "--no-cache", "resources/samples/tiny-llama"],
                        tmp_path, LD_DEBUG="files")
     assert stats.returncode == 0
-    assert f"{frozen_app.parent}/_internal/torch/lib/libtorch_cpu.so" in stats.stderr
+    assert "compiled counting" in json.loads(stats.stdout.splitlines()[0])["device"]
+    assert "libtorch" not in stats.stderr
+    assert f"{frozen_app.parent}/_internal/llvmlite/" in stats.stderr
+    # ... while the torch implementation does load it, from inside the bundle.
+    torch_stats = run_frozen(frozen_app, ["stats", "--json", "--device", "cpu", "--impl", "torch", "--no-cache",
+                                          "resources/samples/tiny-llama"], tmp_path, LD_DEBUG="files")
+    assert torch_stats.returncode == 0, torch_stats.stdout[-2000:]
+    assert f"{frozen_app.parent}/_internal/torch/lib/libtorch_cpu.so" in torch_stats.stderr
 
 
 @packaging

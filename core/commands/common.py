@@ -85,11 +85,23 @@ def _silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-def analyze_with_progress(checkpoint: Any, tensors: Any = None, *, device: str = "auto", use_cache: bool = True) -> Any:
-    """Run the whole analysis for a command, with one line of progress on stderr when it is a terminal."""
+def analyze_with_progress(checkpoint: Any, tensors: Any = None, *, device: str = "auto", use_cache: bool = True,
+                          impl: str = "auto") -> Any:
+    """Run the whole analysis for a command, with one line of progress on stderr when it is a terminal.
+
+    ``impl`` other than "auto" names the CPU implementation (core.compute.IMPLS) for ``--impl``."""
     from core.stats import analyze
 
-    return drain_with_progress(analyze(checkpoint, tensors, device=device, use_cache=use_cache))
+    if impl == "auto":
+        return drain_with_progress(analyze(checkpoint, tensors, device=device, use_cache=use_cache))
+    from core.compute import make_backend
+
+    backend = make_backend(device, impl=impl)
+    try:
+        return drain_with_progress(analyze(checkpoint, tensors, device=device, use_cache=use_cache,
+                                           backend=backend))
+    finally:
+        backend.close()
 
 
 def drain_with_progress(gen: Any) -> Any:

@@ -19,6 +19,7 @@ from core.taxonomy import group_key, group_order
 from core.text import terminal_safe
 
 GROUPS = ("tensor", "role", "layer", "model")
+IMPL_CHOICES = ("auto", "native", "numpy", "torch")  # "auto" and core.compute.IMPLS (not imported to build the parser)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,6 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="one entry per tensor (default), per role, per layer index, or one for the model")
     parser.add_argument("--bins", type=int, default=256, help="histogram bins (default 256)")
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--impl", choices=IMPL_CHOICES, default="auto",
+                        help="how the CPU counts: auto (default: compiled loops where they can be built, else numpy),"
+                             " native, numpy or torch; every choice gives the same figures")
     parser.add_argument("--no-cache", action="store_true", help="neither read nor write the statistics cache")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
 
@@ -48,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"{args.path!r} is {NO_VALUES}")
         selected = choose_tensors(checkpoint, args.tensor, args.match)
         with stage(f"computing the statistics of {args.path!r}"):
-            result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache)
+            result = analyze_with_progress(checkpoint, selected, device=args.device, use_cache=not args.no_cache,
+                                           impl=args.impl)
         from core.findings import findings_json
 
         def find(stats: dict[str, TensorStats] | None = None) -> list[dict[str, Any]]:
