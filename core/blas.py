@@ -136,14 +136,15 @@ def cores_look_free() -> bool:
 
 
 @contextlib.contextmanager
-def blas_threads_for_load() -> Iterator[None]:
+def blas_threads_for_load() -> Iterator[bool]:
     """BLAS's own threads when the cores look free, else single-threaded: for a call that cannot be split among
-    our threads (the eigensolver), where spinning BLAS threads pay on an idle machine and cost 3x on a busy one."""
+    our threads (the eigensolver), where spinning BLAS threads pay on an idle machine and cost 3x on a busy one.
+    Yields whether BLAS may use its threads (core.eigen sets MKL's threads, which this setting does not reach)."""
     if cores_look_free():
-        yield
+        yield True
     else:
         with single_threaded_blas():
-            yield
+            yield False
 
 
 def row_shares(n: int, parts: int) -> list[tuple[int, int]]:

@@ -2,20 +2,33 @@
 
 numpy's eigvalsh reduces the matrix to tridiagonal form one column at a time (LAPACK dsytrd): half of that
 work streams the whole matrix through memory per column, which makes it slow beyond a few thousand rows.
-LAPACK's two-stage reduction (dsyevd_2stage: to a band with matrix-matrix products, then to tridiagonal) does
-the same arithmetic in float64 faster (order 4096 on the shared 2-core machine: 4-6 s against 6-9 s on one
-thread, 2.6 s against 3.1 s on two; benchmarks/eigen.py). numpy's own bundled
-OpenBLAS exports it; it is called through its Fortran interface on the caller's matrix in place: a C-order
-lower triangle is a Fortran upper triangle, so no transposed copy is made (LAPACKE's row-major wrapper, and
-numpy's eigvalsh, each copy the whole matrix: 128 MiB at order 4096, 2 GiB at 16384). Where that library or
-symbol is missing, or it fails a check on a known matrix, numpy's eigvalsh is used. Both solve the same
-float64 problem to the same backward error (a few ulps of the largest eigenvalue).
+Two faster solvers do the same float64 arithmetic, each called through its Fortran interface on the caller's
+matrix in place (a C-order lower triangle is a Fortran upper triangle, so no transposed copy is made, where
+LAPACKE's row-major wrapper, numpy's eigvalsh and torch's eigvalsh each copy the whole matrix: 128 MiB at order
+4096, 2 GiB at 16384):
+
+1. Intel MKL's dsyevd, from the library the torch wheel ships on x86-64 Linux (libtorch_cpu exports MKL's
+   LAPACK). It is loaded with ctypes, without importing torch: 0.27 s once per process, against 1.6 s for
+   ``import torch``. Order 4096 on the 2-core machine: 2.0-2.3 s, against 2.6-3.1 s for (2).
+2. LAPACK's two-stage reduction in numpy's own OpenBLAS (dsyevd_2stage: to a band with matrix-matrix
+   products, then to tridiagonal): 2.6 s against 3.1 s for numpy's one-stage solver on two threads.
+
+Each is used only after it reproduced numpy's eigenvalues of a known matrix (once per process); where neither
+is present or passes, numpy's eigvalsh is used. All solve the same float64 problem to the same backward error
+(a few ulps of the largest eigenvalue): benchmarks/eigen.py times them, tests/test_eigen_lapack.py holds each to
+numpy's.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
-from functools import cache
+import importlib.util
+import os
+import platform
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -27,13 +40,19 @@ _SYMBOL = "scipy_dsyevd_2stage_64_"
 _I64, _PTR, _LEN = ctypes.c_int64, ctypes.c_void_p, ctypes.c_size_t
 
 
-def symmetric_eigenvalues(g: np.ndarray) -> np.ndarray:
+def symmetric_eigenvalues(g: np.ndarray, threaded: bool = True) -> np.ndarray:
     """Ascending eigenvalues of the symmetric float64 matrix ``g`` (only its lower triangle is read); ``g`` may
-    be overwritten (a C-contiguous float64 ``g`` is used as LAPACK's workspace, not copied)."""
-    n = g.shape[0]
-    solver = _two_stage() if n >= TWO_STAGE_FROM else None
-    if solver is not None:
-        out = _run_two_stage(solver, g)
+    be overwritten (a C-contiguous float64 ``g`` is used as LAPACK's workspace, not copied). ``threaded=False``
+    keeps MKL on one thread (a busy machine; OpenBLAS's threads are set by core.blas)."""
+    if g.shape[0] < TWO_STAGE_FROM:
+        return np.linalg.eigvalsh(g, UPLO="L")
+    return _SOLVER_THREAD.submit(_solve, g, threaded).result()
+
+
+def _solve(g: np.ndarray, threaded: bool) -> np.ndarray:
+    for _name, solver, threads in _solvers():
+        with threads(None if threaded else 1):
+            out = _run_dsyevd(solver, g)
         if out is not None:
             return out
     return np.linalg.eigvalsh(g, UPLO="L")
@@ -41,11 +60,61 @@ def symmetric_eigenvalues(g: np.ndarray) -> np.ndarray:
 
 def solver_name(n: int) -> str:
     """Which solver ``symmetric_eigenvalues`` uses for order ``n`` (for benchmarks and reports)."""
-    return "LAPACK dsyevd_2stage" if n >= TWO_STAGE_FROM and _two_stage() is not None else "numpy eigvalsh"
+    solvers = _solvers() if n >= TWO_STAGE_FROM else ()
+    return solvers[0][0] if solvers else "numpy eigvalsh"
 
 
-def _run_two_stage(solver: Any, g: np.ndarray) -> np.ndarray | None:
-    """dsyevd_2stage(JOBZ='N') on ``g`` in place; None if LAPACK reports a failure (INFO != 0)."""
+Solver = tuple[str, Any, Callable[[int | None], Any]]  # (name, dsyevd-shaped function, thread setter)
+_found: tuple[Solver, ...] | None = None
+_finding = threading.Lock()
+
+
+def _solvers() -> tuple[Solver, ...]:
+    """Each fast solver present that passes the check, fastest first; found once per process (thread-safe: a
+    caller waits for a search already under way, as prepare_in_background's)."""
+    global _found
+    if _found is None:
+        with _finding:
+            if _found is None:
+                _found = _find_solvers()
+    return _found
+
+
+def _find_solvers() -> tuple[Solver, ...]:
+    found = []
+    mkl = _mkl()
+    if mkl is not None:
+        found.append(("MKL dsyevd (torch's library)", mkl[0], mkl[1]))
+    two_stage = _two_stage()
+    if two_stage is not None:
+        found.append(("LAPACK dsyevd_2stage", two_stage, _unchanged_threads))
+    return tuple(found)
+
+
+# Every large solve, and the solvers' setup, runs on this one thread: MKL's threads are set per calling thread,
+# and the first large solve from a thread ran 0.5-0.9 s slower than the next ones at order 4096 (its OpenMP
+# team is made per calling thread), so the warm-up must happen on the thread that solves.
+_SOLVER_THREAD = ThreadPoolExecutor(1, thread_name_prefix="eigensolver")
+
+
+def prepare_in_background() -> None:
+    """Find the solvers on the solver thread (0.3-0.4 s: loading MKL's library, the checks, the warm-up) while the
+    caller builds a Gram matrix, instead of after it."""
+    if _found is None and not _finding.locked():
+        _SOLVER_THREAD.submit(_solvers)
+
+
+def forget_solvers() -> None:
+    """Search again at the next solve (tests that change what is present)."""
+    global _found
+    with _finding:
+        _found = None
+
+
+def _run_dsyevd(solver: Any, g: np.ndarray) -> np.ndarray | None:
+    """dsyevd or dsyevd_2stage (JOBZ='N', 64-bit integers) on ``g`` in place. None if LAPACK reports a failure
+    (INFO != 0) in the workspace query, before ``g`` is touched; LinAlgError if the solve itself fails. Both
+    take (JOBZ, UPLO, N, A, LDA, W, WORK, LWORK, IWORK, LIWORK, INFO)."""
     a = np.ascontiguousarray(g, dtype=np.float64)
     n = a.shape[0]
     w = np.empty(n, dtype=np.float64)
@@ -64,21 +133,90 @@ def _run_two_stage(solver: Any, g: np.ndarray) -> np.ndarray | None:
     work = np.empty(max(1, int(work_size.value)), dtype=np.float64)
     iwork = np.empty(max(1, iwork_size.value), dtype=np.int64)
     if call(_PTR(work.ctypes.data), work.size, _PTR(iwork.ctypes.data), iwork.size) != 0:
-        return None
+        # ``a`` is overwritten by now: no other solver may run on it (numpy raises the same for its solver)
+        raise np.linalg.LinAlgError(f"the eigensolver did not converge (LAPACK INFO {info.value})")
     return w
 
 
-@cache
 def _two_stage() -> Any:
-    """dsyevd_2stage from numpy's bundled OpenBLAS (64-bit integers), checked once; None if absent."""
+    """dsyevd_2stage from numpy's bundled OpenBLAS (64-bit integers), checked; None if absent."""
     lib = openblas()
     solver = getattr(lib, _SYMBOL, None) if lib is not None else None
     if solver is None:
         return None
+    _declare(solver)
+    return solver if _passes_check(solver) else None
+
+
+MKL_LIBRARY = "libtorch_cpu.so"
+
+
+def _mkl() -> tuple[Any, Callable[[int | None], Any]] | None:
+    """MKL's dsyevd (64-bit integers) and a thread setter, from torch's CPU library, loaded without importing
+    torch; None where torch is absent, the library holds no MKL (Apple, ARM builds), or the check fails."""
+    if os.environ.get("WEIGHTSCOPE_MKL") == "0" or platform.system() != "Linux" \
+            or platform.machine() not in ("x86_64", "AMD64"):
+        return None
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    for folder in folders:
+        path = os.path.join(folder, "lib", MKL_LIBRARY)
+        if not os.path.isfile(path):
+            continue
+        try:
+            lib = ctypes.CDLL(path)
+            solver, set_local = lib.dsyevd_64_, lib.MKL_Set_Num_Threads_Local  # C form (lower case: Fortran)
+        except (OSError, AttributeError):  # not loadable here, or not MKL's LAPACK
+            continue
+        _declare(solver)
+        set_local.argtypes, set_local.restype = [ctypes.c_int], ctypes.c_int
+        threads = _mkl_threads(set_local)
+        with threads(None):
+            passed = _passes_check(solver)
+            if passed:
+                _warm_up(solver)
+        if passed:
+            return solver, threads
+    return None
+
+
+MKL_WARM_UP_ORDER = 1024
+
+
+def _warm_up(solver: Any) -> None:
+    """One solve of order 1024 (0.13-0.18 s): MKL's first large solve on a thread ran 0.6-0.9 s slower than the
+    next ones at order 4096 (2.6-3.3 s against 1.8-2.4 s), and after this warm-up on the same thread it did not."""
+    x = np.random.default_rng(1).standard_normal((MKL_WARM_UP_ORDER, MKL_WARM_UP_ORDER))
+    with contextlib.suppress(np.linalg.LinAlgError):
+        _run_dsyevd(solver, x @ x.T)
+
+
+def _mkl_threads(set_local: Any) -> Callable[[int | None], Any]:
+    """A context manager factory: MKL's thread count on the calling thread for a block (None: MKL's default)."""
+
+    @contextlib.contextmanager
+    def threads(count: int | None) -> Any:
+        previous = set_local(0 if count is None else count)  # 0 restores MKL's global setting
+        try:
+            yield
+        finally:
+            set_local(previous)
+
+    return threads
+
+
+def _unchanged_threads(count: int | None) -> Any:
+    """OpenBLAS's thread count is core.blas's to set: nothing to do here."""
+    return contextlib.nullcontext()
+
+
+def _declare(solver: Any) -> None:
     solver.restype = None
     solver.argtypes = [ctypes.c_char_p, ctypes.c_char_p, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR, _PTR,
                        _LEN, _LEN]
-    return solver if _passes_check(solver) else None
 
 
 def _passes_check(solver: Any) -> bool:
@@ -88,7 +226,10 @@ def _passes_check(solver: Any) -> bool:
     x = rng.standard_normal((n, n))
     g = x @ x.T
     lower = np.tril(g) + np.triu(np.full((n, n), np.nan), 1)
-    got = _run_two_stage(solver, lower)
+    try:
+        got = _run_dsyevd(solver, lower)
+    except np.linalg.LinAlgError:
+        return False
     if got is None:
         return False
     want = np.linalg.eigvalsh(g)

@@ -33,7 +33,7 @@ import numpy as np
 from core.blas import add_gram, blas_threads_for_load, single_threaded_blas
 from core.checkpoint import Checkpoint, TensorInfo, decode
 from core.compute import DeviceError, _try_torch, accelerator_possible, validate_device
-from core.eigen import symmetric_eigenvalues
+from core.eigen import TWO_STAGE_FROM, prepare_in_background, symmetric_eigenvalues
 
 DEFAULT_BLOCK_BYTES = 64 << 20  # float64 bytes of one row block
 
@@ -106,6 +106,8 @@ class NumpyGram:
         self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gram") if self.threads > 1 else None
 
     def zeros(self, n: int, slices: int) -> Any:
+        if n >= TWO_STAGE_FROM:
+            prepare_in_background()  # the eigensolver's one-time setup runs while this Gram matrix is built
         return np.zeros((slices, n, n), dtype=np.float64)
 
     def upload(self, block: np.ndarray) -> Any:
@@ -131,8 +133,8 @@ class NumpyGram:
                 add_gram(g[s], np.ascontiguousarray(a[:, :, s]), False, self._pool, self.threads)
 
     def eigenvalues(self, g: Any, s: int) -> np.ndarray:
-        with blas_threads_for_load():
-            return symmetric_eigenvalues(g[s])
+        with blas_threads_for_load() as threaded:
+            return symmetric_eigenvalues(g[s], threaded=threaded)
 
     def close(self) -> None:
         if self._pool is not None:

@@ -308,6 +308,8 @@ class _Run:
                             pooled[index] = sv * sv
         except _NonFiniteError:
             return None, self._non_finite_reason(t)
+        except np.linalg.LinAlgError:  # never seen on a finite Gram matrix; a reason, not a failed run
+            return None, "the eigensolver did not converge"
         evals = np.sort(np.maximum(np.concatenate(pooled), 0.0)) * layout.scale
         if evals[-1] <= 0:
             return None, "all values are zero"

@@ -1,6 +1,7 @@
-"""The eigensolver (core.eigen): LAPACK's two-stage solver called on the matrix in place agrees with numpy's
-eigvalsh on random, low-rank, clustered and tiny matrices, reads only the lower triangle, copies no matrix, and
-the numpy fallback gives the same answers where the symbol is missing or LAPACK fails."""
+"""The eigensolver (core.eigen): MKL's dsyevd (from torch's library) and LAPACK's two-stage solver, each called on
+the matrix in place, agree with numpy's eigvalsh on random, low-rank, clustered and tiny matrices, read only the
+lower triangle, copy no matrix, and the numpy fallback gives the same answers where a library is missing or
+LAPACK fails."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from core.eigen import solver_name, symmetric_eigenvalues
 
 HAS_LAPACK = core.eigen._two_stage() is not None
 needs_lapack = pytest.mark.skipif(not HAS_LAPACK, reason="numpy without its bundled OpenBLAS's dsyevd_2stage")
+MKL = core.eigen._SOLVER_THREAD.submit(core.eigen._mkl).result()  # set up on the thread that solves, as in use
+needs_mkl = pytest.mark.skipif(MKL is None, reason="no torch with MKL here (x86-64 Linux wheels have it)")
 TOL = 1e-10  # relative to the largest |eigenvalue|
 
 
@@ -62,6 +65,18 @@ def lapack_for_every_order(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core.eigen, "TWO_STAGE_FROM", 1)
 
 
+@pytest.fixture
+def only(monkeypatch: pytest.MonkeyPatch):
+    """only(solvers): symmetric_eigenvalues tries exactly these (name, function, thread setter) solvers."""
+    def use(*solvers: object) -> None:
+        monkeypatch.setattr(core.eigen, "_solvers", lambda: tuple(solvers))
+    return use
+
+
+def run_on_solver_thread(solver: object, g: np.ndarray) -> np.ndarray | None:
+    return core.eigen._SOLVER_THREAD.submit(core.eigen._run_dsyevd, solver, g).result()
+
+
 @needs_lapack
 @pytest.mark.usefixtures("lapack_for_every_order")
 @pytest.mark.parametrize("kind", sorted(MATRICES))
@@ -69,10 +84,45 @@ def lapack_for_every_order(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_two_stage_agrees_with_numpy(kind: str, n: int) -> None:
     g = MATRICES[kind](n)
     work = g.copy()
-    got = core.eigen._run_two_stage(core.eigen._two_stage(), work)
+    got = core.eigen._run_dsyevd(core.eigen._two_stage(), work)
     assert got is not None
     assert_agrees(got, g)
     assert_agrees(symmetric_eigenvalues(g.copy()), g)
+
+
+@needs_mkl
+@pytest.mark.usefixtures("lapack_for_every_order")
+@pytest.mark.parametrize("kind", sorted(MATRICES))
+@pytest.mark.parametrize("n", [1, 2, 3, 17, 300])
+def test_mkl_agrees_with_numpy(kind: str, n: int) -> None:
+    assert MKL is not None
+    g = MATRICES[kind](n)
+    got = run_on_solver_thread(MKL[0], g.copy())
+    assert got is not None
+    assert_agrees(got, g)
+    poisoned = np.tril(g) + np.triu(np.full((n, n), np.nan), 1)  # only the lower triangle is read
+    assert_agrees(run_on_solver_thread(MKL[0], poisoned), g)
+
+
+@needs_mkl
+def test_mkl_is_the_first_choice_and_runs_on_one_thread_when_asked() -> None:
+    assert core.eigen._solvers()[0][0] == solver_name(4096) == "MKL dsyevd (torch's library)"
+    g = random_gram(600, 650, 12)
+    assert_agrees(symmetric_eigenvalues(g.copy(), threaded=False), g)
+    assert_agrees(symmetric_eigenvalues(g.copy(), threaded=True), g)
+
+
+@needs_mkl
+def test_loading_mkl_imports_no_torch_and_can_be_switched_off() -> None:
+    """MKL comes from torch's library without ``import torch`` (1.6 s); WEIGHTSCOPE_MKL=0 leaves it out."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys; from core.eigen import solver_name; print(solver_name(4096)); "
+            "assert 'torch' not in sys.modules, 'torch was imported'")
+    for env, want in (({}, "MKL dsyevd (torch's library)"), ({"WEIGHTSCOPE_MKL": "0"}, "LAPACK dsyevd_2stage")):
+        done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+                              env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == want
 
 
 @needs_lapack
@@ -109,7 +159,7 @@ x = np.random.default_rng(0).standard_normal((n, 64))
 g = np.empty((n, n))
 np.matmul(x, x.T, out=g)
 g.flat[:: n + 1] += 1.0
-symmetric_eigenvalues(np.eye(300))  # the solver's one-time check
+symmetric_eigenvalues(np.eye(300))  # the solvers' one-time setup (and MKL's library)
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak (VmHWM) starts again from the present resident size
 before = kib("VmRSS")
@@ -138,7 +188,8 @@ def test_the_matrix_is_not_copied() -> None:
 
 
 @needs_lapack
-def test_solver_name_follows_the_order() -> None:
+def test_solver_name_follows_the_order(only) -> None:
+    only(("LAPACK dsyevd_2stage", core.eigen._two_stage(), core.eigen._unchanged_threads))
     assert solver_name(4096) == "LAPACK dsyevd_2stage"
     assert solver_name(core.eigen.TWO_STAGE_FROM - 1) == "numpy eigvalsh"
 
@@ -151,53 +202,61 @@ def test_non_contiguous_or_float32_input_is_handled() -> None:
     assert_agrees(symmetric_eigenvalues(g32), g32.astype(np.float64))
 
 
-def test_fallback_without_the_symbol(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A numpy without the bundled OpenBLAS (or MKL numpy): numpy's eigvalsh, same answers."""
-    monkeypatch.setattr(core.eigen, "_two_stage", lambda: None)
+def test_fallback_without_any_library(only) -> None:
+    """A numpy without the bundled OpenBLAS and no torch: numpy's eigvalsh, same answers."""
+    only()
     g = random_gram(300, 320, 8)
     assert solver_name(300) == "numpy eigvalsh"
     assert_agrees(symmetric_eigenvalues(g.copy()), g)
 
 
-def test_missing_library_gives_no_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_libraries_give_no_solver(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(core.eigen, "openblas", lambda: None)
-    core.eigen._two_stage.cache_clear()
-    try:
-        assert core.eigen._two_stage() is None
-        g = random_gram(300, 320, 9)
-        assert_agrees(symmetric_eigenvalues(g.copy()), g)
-    finally:
-        monkeypatch.undo()
-        core.eigen._two_stage.cache_clear()
-    assert (core.eigen._two_stage() is not None) == HAS_LAPACK
+    monkeypatch.setattr(core.eigen.importlib.util, "find_spec", lambda name: None)
+    assert core.eigen._two_stage() is None
+    assert core.eigen._mkl() is None
+    assert core.eigen._find_solvers() == ()
 
 
 @needs_lapack
-def test_lapack_failure_falls_back_to_numpy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """INFO != 0 (here: an illegal argument reported by a solver that always fails) is never a wrong answer."""
-    real = core.eigen._two_stage()
+def test_lapack_failure_falls_back_to_numpy(only) -> None:
+    """INFO != 0 in the workspace query (here: an illegal argument reported by a solver that always fails) sends
+    the matrix, untouched, to the next solver: never a wrong answer."""
     calls = []
 
     def failing(*args: object) -> None:
         calls.append(args)
         args[10]._obj.value = -3  # INFO, passed by reference
 
-    monkeypatch.setattr(core.eigen, "_two_stage", lambda: failing)
+    only(("failing", failing, core.eigen._unchanged_threads))
     g = random_gram(300, 320, 10)
-    assert core.eigen._run_two_stage(failing, g.copy()) is None
+    assert core.eigen._run_dsyevd(failing, g.copy()) is None
     assert_agrees(symmetric_eigenvalues(g.copy()), g)
-    assert calls and real is not None
+    assert calls
+
+
+def test_a_failed_solve_is_an_error_not_an_answer(only) -> None:
+    """A solve that fails after the workspace query has overwritten the matrix: LinAlgError (the spectra give the
+    matrix a reason), never eigenvalues of what is left."""
+
+    def fails_to_converge(*args: object) -> None:
+        lwork = args[7]._obj.value
+        args[10]._obj.value = 0 if lwork == -1 else 7  # the query succeeds, the solve reports INFO 7
+        if lwork == -1:
+            args[6]._obj.value = 1.0
+            args[8]._obj.value = 1
+
+    only(("not converging", fails_to_converge, core.eigen._unchanged_threads))
+    with pytest.raises(np.linalg.LinAlgError, match="did not converge"):
+        symmetric_eigenvalues(random_gram(300, 320, 11))
 
 
 @needs_lapack
-def test_a_failing_check_disables_the_solver(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_check_disables_the_solvers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A library whose solver gives wrong eigenvalues is never used."""
-    monkeypatch.setattr(core.eigen, "_run_two_stage", lambda solver, g: np.zeros(g.shape[0]))
-    core.eigen._two_stage.cache_clear()
-    try:
-        assert core.eigen._two_stage() is None
-    finally:
-        monkeypatch.undo()
-        core.eigen._two_stage.cache_clear()
+    monkeypatch.setattr(core.eigen, "_run_dsyevd", lambda solver, g: np.zeros(g.shape[0]))
+    assert core.eigen._two_stage() is None
+    assert core.eigen._mkl() is None
+    monkeypatch.undo()
     assert core.eigen._two_stage() is not None
     assert openblas() is not None
