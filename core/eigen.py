@@ -167,7 +167,8 @@ def _mkl() -> tuple[Any, Callable[[int | None], Any]] | None:
         if not os.path.isfile(path):
             continue
         try:
-            lib = ctypes.CDLL(path)
+            _load_without_the_gil(path)
+            lib = ctypes.CDLL(path)  # already loaded: no more than a lookup
             solver, set_local = lib.dsyevd_64_, lib.MKL_Set_Num_Threads_Local  # C form (lower case: Fortran)
         except (OSError, AttributeError):  # not loadable here, or not MKL's LAPACK
             continue
@@ -192,6 +193,16 @@ def _warm_up(solver: Any) -> None:
     x = np.random.default_rng(1).standard_normal((MKL_WARM_UP_ORDER, MKL_WARM_UP_ORDER))
     with contextlib.suppress(np.linalg.LinAlgError):
         _run_dsyevd(solver, x @ x.T)
+
+
+def _load_without_the_gil(path: str) -> None:
+    """Load a library through libc's dlopen called as a foreign function, which releases the GIL: ctypes.CDLL
+    holds it while the library loads (0.2 s for torch's, measured as a 225 ms stall of another Python thread:
+    the window's, when the Spectra tab starts; 1.3 ms this way)."""
+    libc = ctypes.CDLL(None)
+    libc.dlopen.restype, libc.dlopen.argtypes = ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_int]
+    if not libc.dlopen(os.fsencode(path), os.RTLD_NOW | os.RTLD_LOCAL):
+        raise OSError(f"cannot load {path}")
 
 
 def _mkl_threads(set_local: Any) -> Callable[[int | None], Any]:
