@@ -308,6 +308,31 @@ def test_frozen_app_computes_the_same_statistics_with_torch(frozen_app: Path, tm
     assert got == want
 
 
+@packaging
+@pytest.mark.packaging
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(sys.platform != "linux", reason="LD_DEBUG is glibc's; MKL comes from torch's Linux library")
+def test_frozen_app_solves_spectra_with_the_bundled_mkl(frozen_app: Path, tmp_path: Path) -> None:
+    """A matrix large enough for the fast eigensolver: the frozen app loads MKL from its own copy of torch's
+    library and gives the metrics the source gives."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    matrix = tmp_path / "matrix.safetensors"
+    save_file({"w": (np.random.default_rng(5).standard_normal((320, 700)) * 0.02).astype(np.float32)}, str(matrix))
+    args = ["spectra", "--json", "--no-cache", "--device", "cpu", str(matrix)]
+    frozen = run_frozen(frozen_app, args, tmp_path, LD_DEBUG="files")
+    assert frozen.returncode == 0, frozen.stderr[-3000:]
+    assert f"{frozen_app.parent}/_internal/torch/lib/libtorch_cpu.so" in frozen.stderr
+    source = subprocess.run([sys.executable, "main.py", *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert source.returncode == 0, source.stderr[-3000:]
+    got, want = json.loads(frozen.stdout), json.loads(source.stdout)
+    for doc in (got, want):
+        doc.pop("seconds", None)
+    assert got["matrices"][0]["alpha"] == pytest.approx(want["matrices"][0]["alpha"], rel=1e-9)
+    assert got["matrices"][0]["entropy"] == pytest.approx(want["matrices"][0]["entropy"], rel=1e-9)
+
+
 BUNDLED_XCB = sorted(so for so, pkg in XCB_PLUGIN_LIBRARIES.items() if pkg.startswith(("libxcb-", "libxkbcommon")))
 
 
