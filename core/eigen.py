@@ -26,9 +26,10 @@ import ctypes
 import importlib.util
 import os
 import platform
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import numpy as np
@@ -91,10 +92,41 @@ def _find_solvers() -> tuple[Solver, ...]:
     return tuple(found)
 
 
-# Every large solve, and the solvers' setup, runs on this one thread: MKL's threads are set per calling thread,
-# and the first large solve from a thread ran 0.5-0.9 s slower than the next ones at order 4096 (its OpenMP
-# team is made per calling thread), so the warm-up must happen on the thread that solves.
-_SOLVER_THREAD = ThreadPoolExecutor(1, thread_name_prefix="eigensolver")
+class _SolverThread:
+    """One daemon thread that runs the calls handed to it in order.
+
+    Every large solve, and the solvers' setup, runs on it: MKL's threads are set per calling thread, and the
+    first large solve from a thread ran 0.5-0.9 s slower than the next ones at order 4096 (its OpenMP team is
+    made per calling thread), so the warm-up must happen on the thread that solves. A daemon, unlike a
+    ThreadPoolExecutor's thread (joined at exit): quitting the app during a minutes-long solve of a huge matrix
+    must not wait for it."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]]] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="eigensolver", daemon=True)
+                self._thread.start()
+        self._calls.put((future, fn, args))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            future, fn, args = self._calls.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # handed to the caller, which re-raises it
+                future.set_exception(exc)
+
+
+_SOLVER_THREAD = _SolverThread()
 
 
 def prepare_in_background() -> None:

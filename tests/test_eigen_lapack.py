@@ -260,3 +260,27 @@ def test_a_failing_check_disables_the_solvers(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.undo()
     assert core.eigen._two_stage() is not None
     assert openblas() is not None
+
+
+def test_a_running_solve_does_not_hold_up_the_exit() -> None:
+    """Quitting during a long solve (minutes for the largest matrices) must not wait for it: the solver thread is a
+    daemon. Here a call that would sleep for 10 minutes is running when the interpreter exits."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import time; from core import eigen\n"
+            "started = eigen._SOLVER_THREAD.submit(time.sleep, 0)\n"
+            "started.result()\n"
+            "eigen._SOLVER_THREAD.submit(time.sleep, 600)\n"
+            "time.sleep(0.2)\n"
+            "print('leaving')\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "leaving"
+
+
+def test_an_error_on_the_solver_thread_reaches_the_caller() -> None:
+    def fails() -> None:
+        raise np.linalg.LinAlgError("no convergence here")
+
+    with pytest.raises(np.linalg.LinAlgError, match="no convergence here"):
+        core.eigen._SOLVER_THREAD.submit(fails).result()
+    assert core.eigen._SOLVER_THREAD.submit(lambda: 42).result() == 42  # the thread lives on
