@@ -8,8 +8,9 @@ LAPACKE's row-major wrapper, numpy's eigvalsh and torch's eigvalsh each copy the
 4096, 2 GiB at 16384):
 
 1. Intel MKL's dsyevd, from the library the torch wheel ships on x86-64 Linux (libtorch_cpu exports MKL's
-   LAPACK). It is loaded with ctypes, without importing torch: 0.27 s once per process, against 1.6 s for
-   ``import torch``. Order 4096 on the 2-core machine: 2.0-2.3 s, against 2.6-3.1 s for (2).
+   LAPACK). It is loaded with ctypes, without importing torch: 0.2-0.27 s once per process, against 1.6 s for
+   ``import torch``, and only for orders from MKL_FROM (1024) on, where it pays. Order 4096 on the 2-core
+   machine: 1.8-2.4 s, against 2.6-3.1 s for (2).
 2. LAPACK's two-stage reduction in numpy's own OpenBLAS (dsyevd_2stage: to a band with matrix-matrix
    products, then to tridiagonal): 2.6 s against 3.1 s for numpy's one-stage solver on two threads.
 
@@ -51,7 +52,7 @@ def symmetric_eigenvalues(g: np.ndarray, threaded: bool = True) -> np.ndarray:
 
 
 def _solve(g: np.ndarray, threaded: bool) -> np.ndarray:
-    for _name, solver, threads in _solvers():
+    for _name, solver, threads in _solvers(g.shape[0]):
         with threads(None if threaded else 1):
             out = _run_dsyevd(solver, g)
         if out is not None:
@@ -61,35 +62,43 @@ def _solve(g: np.ndarray, threaded: bool) -> np.ndarray:
 
 def solver_name(n: int) -> str:
     """Which solver ``symmetric_eigenvalues`` uses for order ``n`` (for benchmarks and reports)."""
-    solvers = _solvers() if n >= TWO_STAGE_FROM else ()
+    solvers = _solvers(n) if n >= TWO_STAGE_FROM else ()
     return solvers[0][0] if solvers else "numpy eigvalsh"
 
 
 Solver = tuple[str, Any, Callable[[int | None], Any]]  # (name, dsyevd-shaped function, thread setter)
-_found: tuple[Solver, ...] | None = None
+MKL_FROM = 1024  # MKL gains 37 ms at this order (0.05 s against 0.09), 0.1 s at 2048 and 0.7 s at 4096, for a
+#                  one-time 0.3-0.4 s of CPU and 120 MB of library: below it OpenBLAS's solver serves alone
+_found: dict[str, tuple[Solver, ...]] = {}
 _finding = threading.Lock()
 
 
-def _solvers() -> tuple[Solver, ...]:
-    """Each fast solver present that passes the check, fastest first; found once per process (thread-safe: a
-    caller waits for a search already under way, as prepare_in_background's)."""
-    global _found
-    if _found is None:
+def _solvers(n: int = MKL_FROM) -> tuple[Solver, ...]:
+    """The fast solvers for order ``n`` that are present and pass the check, fastest first; each library is
+    looked for once per process (thread-safe: a caller waits for a search already under way)."""
+    kinds = ("mkl", "two_stage") if n >= MKL_FROM else ("two_stage",)
+    return tuple(solver for kind in kinds for solver in _found_kind(kind))
+
+
+def _found_kind(kind: str) -> tuple[Solver, ...]:
+    if kind not in _found:
         with _finding:
-            if _found is None:
-                _found = _find_solvers()
-    return _found
+            if kind not in _found:
+                _found[kind] = _find(kind)
+    return _found[kind]
+
+
+def _find(kind: str) -> tuple[Solver, ...]:
+    if kind == "mkl":
+        mkl = _mkl()
+        return (("MKL dsyevd (torch's library)", mkl[0], mkl[1]),) if mkl is not None else ()
+    two_stage = _two_stage()
+    return (("LAPACK dsyevd_2stage", two_stage, _unchanged_threads),) if two_stage is not None else ()
 
 
 def _find_solvers() -> tuple[Solver, ...]:
-    found = []
-    mkl = _mkl()
-    if mkl is not None:
-        found.append(("MKL dsyevd (torch's library)", mkl[0], mkl[1]))
-    two_stage = _two_stage()
-    if two_stage is not None:
-        found.append(("LAPACK dsyevd_2stage", two_stage, _unchanged_threads))
-    return tuple(found)
+    """Every fast solver present, looked for afresh (tests)."""
+    return _find("mkl") + _find("two_stage")
 
 
 class _SolverThread:
@@ -129,18 +138,18 @@ class _SolverThread:
 _SOLVER_THREAD = _SolverThread()
 
 
-def prepare_in_background() -> None:
-    """Find the solvers on the solver thread (0.3-0.4 s: loading MKL's library, the checks, the warm-up) while the
-    caller builds a Gram matrix, instead of after it."""
-    if _found is None and not _finding.locked():
-        _SOLVER_THREAD.submit(_solvers)
+def prepare_in_background(n: int) -> None:
+    """Find the solvers for order ``n`` on the solver thread (0.3-0.4 s: loading MKL's library, the checks, the
+    warm-up) while the caller builds a Gram matrix, instead of after it."""
+    kinds = ("mkl", "two_stage") if n >= MKL_FROM else ("two_stage",)
+    if any(kind not in _found for kind in kinds) and not _finding.locked():
+        _SOLVER_THREAD.submit(_solvers, n)
 
 
 def forget_solvers() -> None:
     """Search again at the next solve (tests that change what is present)."""
-    global _found
     with _finding:
-        _found = None
+        _found.clear()
 
 
 def _run_dsyevd(solver: Any, g: np.ndarray) -> np.ndarray | None:

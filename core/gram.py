@@ -107,7 +107,7 @@ class NumpyGram:
 
     def zeros(self, n: int, slices: int) -> Any:
         if n >= TWO_STAGE_FROM:
-            prepare_in_background()  # the eigensolver's one-time setup runs while this Gram matrix is built
+            prepare_in_background(n)  # the eigensolver's one-time setup runs while this Gram matrix is built
         return np.zeros((slices, n, n), dtype=np.float64)
 
     def upload(self, block: np.ndarray) -> Any:

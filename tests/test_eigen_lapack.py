@@ -69,7 +69,7 @@ def lapack_for_every_order(monkeypatch: pytest.MonkeyPatch) -> None:
 def only(monkeypatch: pytest.MonkeyPatch):
     """only(solvers): symmetric_eigenvalues tries exactly these (name, function, thread setter) solvers."""
     def use(*solvers: object) -> None:
-        monkeypatch.setattr(core.eigen, "_solvers", lambda: tuple(solvers))
+        monkeypatch.setattr(core.eigen, "_solvers", lambda n=0: tuple(solvers))
     return use
 
 
@@ -106,7 +106,8 @@ def test_mkl_agrees_with_numpy(kind: str, n: int) -> None:
 
 @needs_mkl
 def test_mkl_is_the_first_choice_and_runs_on_one_thread_when_asked() -> None:
-    assert core.eigen._solvers()[0][0] == solver_name(4096) == "MKL dsyevd (torch's library)"
+    assert core.eigen._solvers(4096)[0][0] == solver_name(4096) == "MKL dsyevd (torch's library)"
+    assert solver_name(core.eigen.MKL_FROM - 1) == "LAPACK dsyevd_2stage"  # not worth loading MKL for
     g = random_gram(600, 650, 12)
     assert_agrees(symmetric_eigenvalues(g.copy(), threaded=False), g)
     assert_agrees(symmetric_eigenvalues(g.copy(), threaded=True), g)
@@ -159,7 +160,7 @@ x = np.random.default_rng(0).standard_normal((n, 64))
 g = np.empty((n, n))
 np.matmul(x, x.T, out=g)
 g.flat[:: n + 1] += 1.0
-symmetric_eigenvalues(np.eye(300))  # the solvers' one-time setup (and MKL's library)
+symmetric_eigenvalues(np.eye(1024))  # the solvers' one-time setup (MKL's library too: order 1024 uses it)
 with open("/proc/self/clear_refs", "w") as f:
     f.write("5")  # the peak (VmHWM) starts again from the present resident size
 before = kib("VmRSS")
@@ -284,3 +285,18 @@ def test_an_error_on_the_solver_thread_reaches_the_caller() -> None:
     with pytest.raises(np.linalg.LinAlgError, match="no convergence here"):
         core.eigen._SOLVER_THREAD.submit(fails).result()
     assert core.eigen._SOLVER_THREAD.submit(lambda: 42).result() == 42  # the thread lives on
+
+
+@needs_mkl
+def test_mkl_is_loaded_only_for_orders_where_it_pays() -> None:
+    """Below MKL_FROM OpenBLAS's solver serves alone: a model of small matrices never maps torch's 400 MB library
+    (0.3-0.4 s of CPU and 120 MB of memory for a few milliseconds of gain)."""
+    root = Path(__file__).resolve().parents[1]
+    code = ("import numpy as np; from core import eigen\n"
+            "def mapped(): return 'libtorch_cpu' in open('/proc/self/maps').read()\n"
+            "x = np.random.default_rng(0).standard_normal((1100, 1200)); g = x @ x.T\n"
+            "eigen.symmetric_eigenvalues(g[:600, :600].copy()); small = mapped()\n"
+            "eigen.symmetric_eigenvalues(g.copy()); print(small, mapped())\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True"]

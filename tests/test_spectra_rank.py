@@ -140,7 +140,7 @@ def test_the_second_pass_stays_within_the_memory_bound(tmp_path: Path) -> None:
             "run_spectra(sys.argv[1], use_cache=False, device='cpu', block_bytes=1 << 20)\n"  # imports, warm-up
             "import numpy\n"
             "from core.eigen import symmetric_eigenvalues\n"
-            "symmetric_eigenvalues(numpy.eye(300))\n"  # the eigensolvers' one-time setup (MKL's library: ~120 MB)
+            "symmetric_eigenvalues(numpy.eye(1024))\n"  # the eigensolvers' one-time setup (MKL's library: ~120 MB)
             "hwm = lambda: next(int(x.split()[1]) for x in open('/proc/self/status') if x.startswith('VmHWM:'))\n"
             "before = hwm()\n"  # not ru_maxrss: it carries the peak of pytest's memory, forked before exec
             "r = run_spectra(sys.argv[2], use_cache=False, device='cpu', block_bytes=1 << 20)\n"
