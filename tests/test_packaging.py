@@ -319,7 +319,8 @@ def test_frozen_app_solves_spectra_with_the_bundled_mkl(frozen_app: Path, tmp_pa
     from safetensors.numpy import save_file
 
     matrix = tmp_path / "matrix.safetensors"
-    save_file({"w": (np.random.default_rng(5).standard_normal((320, 700)) * 0.02).astype(np.float32)}, str(matrix))
+    shape = (1100, 1200)  # a Gram matrix of order 1100: from core.eigen.MKL_FROM on, MKL solves it
+    save_file({"w": (np.random.default_rng(5).standard_normal(shape) * 0.02).astype(np.float32)}, str(matrix))
     args = ["spectra", "--json", "--no-cache", "--device", "cpu", str(matrix)]
     frozen = run_frozen(frozen_app, args, tmp_path, LD_DEBUG="files")
     assert frozen.returncode == 0, frozen.stderr[-3000:]
