@@ -146,12 +146,6 @@ def prepare_in_background(n: int) -> None:
         _SOLVER_THREAD.submit(_solvers, n)
 
 
-def forget_solvers() -> None:
-    """Search again at the next solve (tests that change what is present)."""
-    with _finding:
-        _found.clear()
-
-
 def _run_dsyevd(solver: Any, g: np.ndarray) -> np.ndarray | None:
     """dsyevd or dsyevd_2stage (JOBZ='N', 64-bit integers) on ``g`` in place. None if LAPACK reports a failure
     (INFO != 0) in the workspace query, before ``g`` is touched; LinAlgError if the solve itself fails. Both

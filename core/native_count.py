@@ -85,12 +85,16 @@ def counter() -> NativeCounter | None:
         return _STATE["counter"]
     with _LOCK:
         if "counter" not in _STATE:
-            _STATE["counter"] = None if os.environ.get("WEIGHTSCOPE_NATIVE") == "0" else _compile_or_none()
+            if os.environ.get("WEIGHTSCOPE_NATIVE") == "0":
+                _STATE["why"] = "switched off by WEIGHTSCOPE_NATIVE=0"
+                _STATE["counter"] = None
+            else:
+                _STATE["counter"] = _compile_or_none()
     return _STATE["counter"]
 
 
 def unavailable_reason() -> str | None:
-    """Why counter() is None (for ``--verbose`` and the benchmark), or None when it is available."""
+    """Why counter() is None (for error messages and skipped tests), or None when it is available."""
     counter()
     return _STATE.get("why")
 
