@@ -76,8 +76,12 @@ _finding = threading.Lock()
 def _solvers(n: int = MKL_FROM) -> tuple[Solver, ...]:
     """The fast solvers for order ``n`` that are present and pass the check, fastest first; each library is
     looked for once per process (thread-safe: a caller waits for a search already under way)."""
-    kinds = ("mkl", "two_stage") if n >= MKL_FROM else ("two_stage",)
-    return tuple(solver for kind in kinds for solver in _found_kind(kind))
+    return tuple(solver for kind in _kinds(n) for solver in _found_kind(kind))
+
+
+def _kinds(n: int) -> tuple[str, ...]:
+    """The libraries worth having for order ``n``, fastest first."""
+    return ("mkl", "two_stage") if n >= MKL_FROM else ("two_stage",)
 
 
 def _found_kind(kind: str) -> tuple[Solver, ...]:
@@ -141,8 +145,7 @@ _SOLVER_THREAD = _SolverThread()
 def prepare_in_background(n: int) -> None:
     """Find the solvers for order ``n`` on the solver thread (0.3-0.4 s: loading MKL's library, the checks, the
     warm-up) while the caller builds a Gram matrix, instead of after it."""
-    kinds = ("mkl", "two_stage") if n >= MKL_FROM else ("two_stage",)
-    if any(kind not in _found for kind in kinds) and not _finding.locked():
+    if any(kind not in _found for kind in _kinds(n)) and not _finding.locked():
         _SOLVER_THREAD.submit(_solvers, n)
 
 

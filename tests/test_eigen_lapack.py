@@ -116,14 +116,10 @@ def test_mkl_is_the_first_choice_and_runs_on_one_thread_when_asked() -> None:
 @needs_mkl
 def test_loading_mkl_imports_no_torch_and_can_be_switched_off() -> None:
     """MKL comes from torch's library without ``import torch`` (1.6 s); WEIGHTSCOPE_MKL=0 leaves it out."""
-    root = Path(__file__).resolve().parents[1]
     code = ("import sys; from core.eigen import solver_name; print(solver_name(4096)); "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     for env, want in (({}, "MKL dsyevd (torch's library)"), ({"WEIGHTSCOPE_MKL": "0"}, "LAPACK dsyevd_2stage")):
-        done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
-                              env={**os.environ, **env})
-        assert done.returncode == 0, done.stderr
-        assert done.stdout.strip() == want
+        assert run_python(code, **env).stdout.strip() == want
 
 
 @needs_lapack
@@ -263,19 +259,25 @@ def test_a_failing_check_disables_the_solvers(monkeypatch: pytest.MonkeyPatch) -
     assert openblas() is not None
 
 
+def run_python(code: str, timeout: int = 300, **env: str) -> subprocess.CompletedProcess:
+    """``code`` in a fresh interpreter at the repository root (its own libraries and exit); it must succeed."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def test_a_running_solve_does_not_hold_up_the_exit() -> None:
     """Quitting during a long solve (minutes for the largest matrices) must not wait for it: the solver thread is a
     daemon. Here a call that would sleep for 10 minutes is running when the interpreter exits."""
-    root = Path(__file__).resolve().parents[1]
     code = ("import time; from core import eigen\n"
             "started = eigen._SOLVER_THREAD.submit(time.sleep, 0)\n"
             "started.result()\n"
             "eigen._SOLVER_THREAD.submit(time.sleep, 600)\n"
             "time.sleep(0.2)\n"
             "print('leaving')\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "leaving"
+    assert run_python(code, timeout=60).stdout.strip() == "leaving"
 
 
 def test_an_error_on_the_solver_thread_reaches_the_caller() -> None:
@@ -291,12 +293,9 @@ def test_an_error_on_the_solver_thread_reaches_the_caller() -> None:
 def test_mkl_is_loaded_only_for_orders_where_it_pays() -> None:
     """Below MKL_FROM OpenBLAS's solver serves alone: a model of small matrices never maps torch's 400 MB library
     (0.3-0.4 s of CPU and 120 MB of memory for a few milliseconds of gain)."""
-    root = Path(__file__).resolve().parents[1]
     code = ("import numpy as np; from core import eigen\n"
             "def mapped(): return 'libtorch_cpu' in open('/proc/self/maps').read()\n"
             "x = np.random.default_rng(0).standard_normal((1100, 1200)); g = x @ x.T\n"
             "eigen.symmetric_eigenvalues(g[:600, :600].copy()); small = mapped()\n"
             "eigen.symmetric_eigenvalues(g.copy()); print(small, mapped())\n")
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["False", "True"]
+    assert run_python(code).stdout.split() == ["False", "True"]
