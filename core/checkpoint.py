@@ -23,6 +23,8 @@ DEFAULT_CHUNK_BYTES = 64 << 20
 STRIDED_BLOCK = 1 << 20  # elements of a strided view indexed at once
 STRIDED_WINDOW = 16 << 20  # bytes one read of a strided block may cover beyond 4x the block
 STRIDED_GAP = 1024  # elements: nearer indices of a sparse view are read together
+RUN_GAP_BYTES = 16 << 10  # a column range skipping less than this per line is read as whole lines: one read
+#                            per line costs about what copying 16 KiB does
 
 
 @dataclass(slots=True, unsafe_hash=True)
@@ -223,6 +225,22 @@ class Checkpoint:
             buf = np.empty(nbytes, dtype=np.uint8)
         self._reader(t.file).read_into(t.offset + start * np_dtype.itemsize, buf)
         return buf.view(np_dtype)
+
+    def read_raw_columns(self, t: TensorInfo, start: int, rows: int, line: int, lo: int, hi: int) -> np.ndarray:
+        """Elements ``[lo, hi)`` of each of ``rows`` lines of ``line`` elements from element ``start``, as stored,
+        shaped (rows, hi - lo): a column range of a row-major matrix. Where the columns skipped per line are
+        wide, each line's range is read alone (FileReader.read_runs); otherwise whole lines are read and sliced."""
+        dt = dtypes.get(t.dtype)
+        if not 0 <= lo <= hi <= line:
+            raise ReadError(f"column range [{lo}, {hi}) outside lines of {line} elements of tensor {t.name!r}")
+        if dt.is_quantized or t.strides is not None or (line - (hi - lo)) * dt.type_size < RUN_GAP_BYTES:
+            return self.read_raw(t, start, rows * line).reshape(rows, line)[:, lo:hi]
+        if start < 0 or rows < 0 or start + rows * line > t.elements:
+            raise ReadError(f"element range [{start}, {start + rows * line}) outside tensor {t.name!r}")
+        np_dtype = np.dtype(dt.storage)
+        out = np.empty((rows, (hi - lo) * np_dtype.itemsize), dtype=np.uint8)
+        self._reader(t.file).read_runs(t.offset + (start + lo) * np_dtype.itemsize, line * np_dtype.itemsize, out)
+        return out.view(np_dtype)
 
     def read(self, tensor: TensorInfo | str, start: int = 0, count: int | None = None) -> np.ndarray:
         """Like read_raw, but BF16 and F8 decoded to float32: values a person would print."""

@@ -34,6 +34,7 @@ from core.blas import add_gram, blas_threads_for_load, single_threaded_blas
 from core.checkpoint import Checkpoint, TensorInfo, decode
 from core.compute import DeviceError, _try_torch, accelerator_possible, validate_device
 from core.eigen import TWO_STAGE_FROM, prepare_in_background, symmetric_eigenvalues
+from core.native_widen import widener
 
 DEFAULT_BLOCK_BYTES = 64 << 20  # float64 bytes of one row block
 
@@ -319,24 +320,33 @@ def column_blocks(checkpoint: Checkpoint, t: TensorInfo, group: MatrixGroup, blo
                   check_block: Callable[[np.ndarray], None] | None = None) -> Iterator[np.ndarray]:
     """Column blocks of ``group`` as float64 (rows, width, slices), left to right, each at most ``block_bytes``.
 
-    Each block reads the rows in stored form (bf16 stays 2 bytes) and decodes only its columns;
-    ``check_block`` sees every element once."""
+    Each block reads only its columns of each row, in stored form (bf16 stays 2 bytes), and widens them to float64
+    in one compiled pass where it can (core.native_widen), else with numpy. ``check_block`` sees every element
+    once; with the compiled pass, only the rows it found NaN or Inf in (where the check raises)."""
     width = columns_per_block(group, block_bytes)
     row_step = rows_per_block(group, block_bytes)
     line = group.cols * group.slices
+    widen = widener()
     for c0 in range(0, group.cols, width):
         c1 = min(c0 + width, group.cols)
         out = np.empty((group.rows, c1 - c0, group.slices), dtype=np.float64)
+        lines = out.reshape(group.rows, -1)
         for r0 in range(0, group.rows, row_step):
             count = min(row_step, group.rows - r0)
-            raw = checkpoint.read_raw(t, group.base + r0 * line, count * line)
-            part = decode(raw.reshape(count, group.cols, group.slices)[:, c0:c1, :], t.dtype)
-            if check_block is not None:
-                check_block(part)
-            out[r0 : r0 + count] = part
-            del raw, part
+            raw = checkpoint.read_raw_columns(t, group.base + r0 * line, count, line, c0 * group.slices,
+                                              c1 * group.slices)
+            target = lines[r0 : r0 + count]
+            if widen is not None and widen.handles(t.dtype, raw):
+                if widen.widen(t.dtype, raw, target) and check_block is not None:
+                    check_block(target)
+            else:
+                part = decode(raw, t.dtype)
+                if check_block is not None:
+                    check_block(part)
+                target[...] = part
+            del raw, target
         yield out
-        del out
+        del out, lines
 
 
 def prefetched(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:

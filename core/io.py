@@ -202,15 +202,41 @@ class FileReader:
         finally:
             self._done()
 
-    def _read_fd(self, fd: int, offset: int, view: memoryview) -> None:
-        nbytes = view.nbytes
+    def read_runs(self, offset: int, stride: int, out: np.ndarray) -> None:
+        """Fill row i of ``out`` (C-contiguous, rows x run bytes) from ``offset + i * stride``: a column range of a
+        row-major matrix, one positional read per row, without copying the columns between (a 4096 x 14336 bf16
+        matrix read in 7 column ranges copied 822 MB of whole rows, where the ranges themselves are 117 MB)."""
+        rows, run = (out.shape[0], out.nbytes // out.shape[0]) if out.ndim and out.shape[0] else (0, 0)
+        if rows == 0 or run == 0:
+            return
+        if offset < 0 or stride < run or not out.flags.c_contiguous:
+            raise ReadError("bad read range", path=self.path)
+        view = memoryview(out).cast("B")
+        fd = self._acquire()
+        try:
+            self._check_size(fd, offset + (rows - 1) * stride + run)
+            for i in range(rows):
+                row = view[i * run : (i + 1) * run]
+                try:
+                    n = self._pread_into(fd, row, offset + i * stride)
+                except OSError as exc:
+                    raise ReadError(f"read failed: {exc.strerror or exc}", path=self.path) from None
+                if n != run:  # a short read: finish it the careful way (it raises if the file shrank)
+                    self._read_fd(fd, offset + i * stride + max(n, 0), row[max(n, 0) :])
+        finally:
+            self._done()
+
+    def _check_size(self, fd: int, end: int) -> None:
         current = os.fstat(fd).st_size
-        if offset + nbytes > current:
+        if end > current:
             raise ReadError(
-                f"file is shorter than expected ({current:,} bytes, need {offset + nbytes:,}); "
-                "it changed while open",
+                f"file is shorter than expected ({current:,} bytes, need {end:,}); it changed while open",
                 path=self.path,
             )
+
+    def _read_fd(self, fd: int, offset: int, view: memoryview) -> None:
+        nbytes = view.nbytes
+        self._check_size(fd, offset + nbytes)
         done = 0
         while done < nbytes:
             try:

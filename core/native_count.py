@@ -6,10 +6,9 @@ values a second on one core of the 2-core development machine); this plain loop,
 CPU, counts 1.6 billion (measured by benchmarks/native_count.py). The kernels are called through ctypes, which
 releases the GIL, so the statistics' worker threads count in parallel and the UI thread is never held.
 
-Why llvmlite and not numba: the same compiler without numba's 0.45 s of import and type inference at start-up
-(llvmlite: ~0.09 s import, ~0.01 s to compile these three loops; measured), nor its disk cache, which a packaged
-app cannot always write. Nothing from a file reaches the compiled code but values of the declared width, and each
-is an index into a table of exactly 2**width entries, so no value can index outside it.
+Compiled by core.native_jit (llvmlite: ~0.09 s import, ~0.01 s to compile these three loops; measured).
+Nothing from a file reaches the compiled code but values of the declared width, and each is an index into a table
+of exactly 2**width entries, so no value can index outside it.
 
 ``counter()`` is None where llvmlite is missing, where compiling fails, or where ``WEIGHTSCOPE_NATIVE=0``: the
 callers then use numpy, whose counts are the same (the tests hold every kernel equal to np.bincount).
@@ -18,15 +17,12 @@ callers then use numpy, whose counts are the same (the tests hold every kernel e
 from __future__ import annotations
 
 import ctypes
-import os
-import threading
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-_LOCK = threading.Lock()
-_STATE: dict[str, Any] = {}
+from core.native_jit import CompiledOnce, compile_functions
 
 
 @dataclass(frozen=True)
@@ -79,56 +75,23 @@ class NativeCounter:
         return total
 
 
+def _compile() -> NativeCounter:
+    signature = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
+    engine, functions = compile_functions(_module_ir(), {k.name: signature for k in KERNELS})
+    return NativeCounter(engine, functions)
+
+
+_COUNTER = CompiledOnce(_compile)
+
+
 def counter() -> NativeCounter | None:
     """The process's compiled counter, made on first use (thread-safe); None where it cannot be had."""
-    if "counter" in _STATE:
-        return _STATE["counter"]
-    with _LOCK:
-        if "counter" not in _STATE:
-            if os.environ.get("WEIGHTSCOPE_NATIVE") == "0":
-                _STATE["why"] = "switched off by WEIGHTSCOPE_NATIVE=0"
-                _STATE["counter"] = None
-            else:
-                _STATE["counter"] = _compile_or_none()
-    return _STATE["counter"]
+    return _COUNTER.get()
 
 
 def unavailable_reason() -> str | None:
     """Why counter() is None (for error messages and skipped tests), or None when it is available."""
-    counter()
-    return _STATE.get("why")
-
-
-def _compile_or_none() -> NativeCounter | None:
-    try:
-        return _compile()
-    except Exception as exc:  # any failure (no llvmlite, no JIT on this platform) means numpy
-        _STATE["why"] = f"{type(exc).__name__}: {exc}"
-        return None
-
-
-def _compile() -> NativeCounter:
-    import llvmlite.binding as llvm
-
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    module = llvm.parse_assembly(_module_ir())
-    module.verify()
-    engine = llvm.create_mcjit_compiler(module, _target_machine(llvm))
-    engine.finalize_object()
-    signature = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p)
-    functions = {k.name: signature(engine.get_function_address(k.name)) for k in KERNELS}
-    return NativeCounter(engine, functions)
-
-
-def _target_machine(llvm: Any) -> Any:
-    """Code for this CPU's instruction set (AVX-512 where present), or generic code where LLVM cannot tell."""
-    target = llvm.Target.from_default_triple()
-    try:
-        return target.create_target_machine(opt=3, cpu=llvm.get_host_cpu_name(),
-                                            features=llvm.get_host_cpu_features().flatten())
-    except RuntimeError:
-        return target.create_target_machine(opt=3)
+    return _COUNTER.reason()
 
 
 def _module_ir() -> str:
