@@ -101,6 +101,7 @@ class NumpyGram:
 
     label = "cpu"
     column_blocks = True
+    host_float64 = True  # row blocks come widened to float64 from the reader thread
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = max(1, threads or min(os.cpu_count() or 1, 8))
@@ -112,7 +113,7 @@ class NumpyGram:
         return np.zeros((slices, n, n), dtype=np.float64)
 
     def upload(self, block: np.ndarray) -> Any:
-        return block.astype(np.float64)
+        return block.astype(np.float64, copy=False)
 
     def add_cross(self, g: Any, a: Any, b: Any, rows_a: slice, rows_b: slice) -> None:
         """g[s][rows_a, rows_b] += A_s B_s^T for every slice s (wide matrices read in row blocks)."""
@@ -258,11 +259,16 @@ def accumulate(engine: Any, checkpoint: Checkpoint, t: TensorInfo, group: Matrix
     def read(i: int, first_time: bool = True) -> np.ndarray:
         first = starts[i]
         count = min(step, group.rows - first)
-        block = checkpoint.read(t, group.base + first * width, count * width)
-        block = block.astype(np.float32, copy=False).reshape(count, group.cols, group.slices)
-        if first_time:
-            check_block(block)
-        return block
+        check = check_block if first_time else None
+        if getattr(engine, "host_float64", False):  # widened here, on the reader thread, not by the engine
+            raw = checkpoint.read_raw(t, group.base + first * width, count * width)
+            block = np.empty(count * width, dtype=np.float64)
+            widen_into(raw, t.dtype, block, check)
+        else:
+            block = checkpoint.read(t, group.base + first * width, count * width).astype(np.float32, copy=False)
+            if check is not None:
+                check(block)
+        return block.reshape(count, group.cols, group.slices)
 
     with ThreadPoolExecutor(1) as reader:  # the next block is read while this one is multiplied
         if tall:
@@ -326,7 +332,6 @@ def column_blocks(checkpoint: Checkpoint, t: TensorInfo, group: MatrixGroup, blo
     width = columns_per_block(group, block_bytes)
     row_step = rows_per_block(group, block_bytes)
     line = group.cols * group.slices
-    widen = widener()
     for c0 in range(0, group.cols, width):
         c1 = min(c0 + width, group.cols)
         out = np.empty((group.rows, c1 - c0, group.slices), dtype=np.float64)
@@ -335,18 +340,26 @@ def column_blocks(checkpoint: Checkpoint, t: TensorInfo, group: MatrixGroup, blo
             count = min(row_step, group.rows - r0)
             raw = checkpoint.read_raw_columns(t, group.base + r0 * line, count, line, c0 * group.slices,
                                               c1 * group.slices)
-            target = lines[r0 : r0 + count]
-            if widen is not None and widen.handles(t.dtype, raw):
-                if widen.widen(t.dtype, raw, target) and check_block is not None:
-                    check_block(target)
-            else:
-                part = decode(raw, t.dtype)
-                if check_block is not None:
-                    check_block(part)
-                target[...] = part
-            del raw, target
+            widen_into(raw, t.dtype, lines[r0 : r0 + count], check_block)
+            del raw
         yield out
         del out, lines
+
+
+def widen_into(raw: np.ndarray, dtype_name: str, target: np.ndarray,
+               check: Callable[[np.ndarray], None] | None) -> None:
+    """target[...] = the float64 values of ``raw`` (as stored: bf16 as patterns), in one compiled pass where it
+    can (core.native_widen), else with numpy. ``check`` sees the values; after the compiled pass only where it
+    counted NaN or Inf (the check is there to raise on them)."""
+    widen = widener()
+    if widen is not None and widen.handles(dtype_name, raw):
+        if widen.widen(dtype_name, raw, target) and check is not None:
+            check(target)
+        return
+    part = decode(raw, dtype_name)
+    if check is not None:
+        check(part)
+    target[...] = part.reshape(target.shape)
 
 
 def prefetched(blocks: Iterator[np.ndarray]) -> Iterator[np.ndarray]:
