@@ -18,7 +18,8 @@ def test_spectra_tab_lists_every_matrix_and_draws_the_selected_esd(make_window, 
     rng = np.random.default_rng(0)
     hostile = "<b>bold</b>\u202e.weight"
     tensors = {"layers.0.mlp.weight": (rng.standard_t(3, (200, 80)) * 0.05).astype(np.float32),
-               "layers.1.mlp.weight": (rng.standard_normal((90, 300)) * 0.05).astype(np.float32),
+               "layers.2.mlp.weight": (rng.standard_normal((90, 300)) * 0.05).astype(np.float32),
+               "layers.10.mlp.weight": (rng.standard_normal((70, 50)) * 0.05).astype(np.float32),
                hostile: rng.standard_normal((64, 40)).astype(np.float32),
                "broken.weight": np.full((30, 30), np.nan, np.float32), "norm.weight": np.ones(80, np.float32)}
     path = tmp_path / "m.safetensors"
@@ -30,9 +31,11 @@ def test_spectra_tab_lists_every_matrix_and_draws_the_selected_esd(make_window, 
     qtbot.waitUntil(lambda: view.spectra_tab.panel is not None and view.spectra_tab.panel.done, timeout=30000)
     panel = view.spectra_tab.panel
     table = panel.table
-    assert table.rowCount() == 4  # the 1-D norm is no matrix: not listed by default
+    assert table.rowCount() == 5  # the 1-D norm is no matrix: not listed by default
     rows = {table.item(r, 0).text(): r for r in range(table.rowCount())}
-    assert set(rows) == {"layers.0.mlp.weight", "layers.1.mlp.weight", hostile, "broken.weight"}
+    # by name, ascending, numbers by value (layers.2 before layers.10)
+    assert list(rows) == [hostile, "broken.weight", "layers.0.mlp.weight", "layers.2.mlp.weight",
+                          "layers.10.mlp.weight"]
     alpha_col = [key for key, _ in COLUMNS].index("alpha")
     for name, r in rows.items():
         metrics = want.matrices[name].metrics

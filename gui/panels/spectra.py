@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from core.checkpoint import Checkpoint
 from core.numbers import format_value
 from core.spectra import MatrixSpectrum, SpectraProgress, SpectraResult, analyze_spectra
+from core.tree import natural_key
 from gui.plain import tooltip
 from gui.style import panel_header
 from gui.workers import JobSlot
@@ -84,6 +85,18 @@ class _NumberItem(QTableWidgetItem):
         return self.value < getattr(other, "value", math.inf)
 
 
+class _NameItem(QTableWidgetItem):
+    """A matrix name that sorts as people count: layers.2 before layers.10 (core.tree.natural_key)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)  # QTableWidgetItem text is never rendered as rich text
+        self.key = natural_key(name)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        key = getattr(other, "key", None)
+        return self.key < key if key is not None else super().__lt__(other)
+
+
 class SpectraPanel(QWidget):
     """Computes while visible (cached eigenvalues make a second look instant); rows appear as matrices finish."""
 
@@ -105,6 +118,7 @@ class SpectraPanel(QWidget):
         self.table = QTableWidget(0, len(COLUMNS), objectName="spectra_table")
         self.table.setHorizontalHeaderLabels([title for _, title in COLUMNS])
         self.table.setSortingEnabled(True)
+        self.table.sortByColumn(0, Qt.SortOrder.AscendingOrder)  # Qt's default indicator is descending
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -189,7 +203,7 @@ class SpectraPanel(QWidget):
         row = self.table.rowCount()
         self.table.insertRow(row)
         m = spectrum.metrics
-        name = QTableWidgetItem(spectrum.name)  # QTableWidgetItem text is never rendered as rich text
+        name = _NameItem(spectrum.name)
         name.setData(Qt.ItemDataRole.UserRole, spectrum.name)
         name.setToolTip(tooltip(spectrum.name))
         self.table.setItem(row, 0, name)
