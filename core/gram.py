@@ -2,11 +2,13 @@
 
 The eigenvalues of W^T W (or W W^T, whichever is smaller) are the squared singular values of W. The Gram
 matrix is built from blocks of W read from the file (never the whole matrix as float32): a tall matrix
-(rows >= columns) needs one pass of row blocks, G += B^T B per block. A wide one is read in column blocks on
-the CPU, G += C C^T per block (each pass reads the rows in stored form and decodes only its columns, so every
-element is decoded once); devices use every pair of row blocks, G[i, j] = B_i B_j^T for j <= i (block i stays
-in memory while the blocks before it are read again). Memory is the Gram matrix plus two blocks whatever the
-matrix's size. Products and sums are float64; the lower triangle is what the eigensolver reads.
+(rows >= columns) needs one pass of row blocks, G += B^T B per block. A wide one is read in column blocks,
+G += C C^T per block: each block reads only its columns of each row (one positional read per row where the
+columns skipped are wide: Checkpoint.read_raw_columns), so every element is read and decoded once. An engine
+without column blocks would use every pair of row blocks, G[i, j] = B_i B_j^T for j <= i. Stored values are
+widened to float64 on the reader thread in one compiled pass (core.native_widen) while the engine multiplies
+the previous block. Memory is the Gram matrix plus two blocks whatever the matrix's size. Products and sums are
+float64; the lower triangle is what the eigensolver reads.
 
 Conv kernels follow WeightWatcher: a (out, in, kh, kw) tensor is kh*kw matrices W[:, :, i, j] (or, when the
 kernel dimensions are the larger ones, W[i, j, :, :]), each read as its own Gram matrix and their eigenvalues
