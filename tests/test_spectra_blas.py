@@ -96,3 +96,40 @@ def test_eigensolver_keeps_blas_threads_only_while_no_other_work_runs(
         inside = lib.scipy_openblas_get_num_threads64_()
     assert inside == (1 if single else before)
     assert lib.scipy_openblas_get_num_threads64_() == before
+
+
+def test_block_buffers_hand_back_at_most_two_and_release_other_shapes() -> None:
+    from core.gram import BlockBuffers
+
+    buffers = BlockBuffers()
+    a, b, c = (buffers.take((4, 3)) for _ in range(3))
+    assert len({id(a), id(b), id(c)}) == 3 and a.dtype == np.float64
+    for block in (a, b, c):
+        buffers.give(block)
+    assert {id(buffers.take((4, 3))), id(buffers.take((4, 3)))} == {id(a), id(b)}  # two kept, the third let go
+    assert buffers.take((4, 3)) is not c
+    buffers.give(a)
+    narrow = buffers.take((4, 1))
+    assert narrow.shape == (4, 1) and buffers.take((4, 3)) is not a  # a different shape released the kept one
+
+
+def test_wide_and_tall_matrices_reuse_two_blocks(tmp_path: Path, monkeypatch) -> None:
+    """Column blocks (wide) and row blocks (tall) come from two reused buffers (a narrower last one aside), and the
+    reuse changes nothing: the eigenvalues are the matrices' squared singular values."""
+    import core.gram
+
+    rng = np.random.default_rng(9)
+    wide = rng.standard_normal((30, 1000)).astype(np.float32)
+    path = tmp_path / "m.safetensors"
+    save_file({"wide": wide, "tall": np.ascontiguousarray(wide.T)}, str(path))
+    seen: dict[str, list[np.ndarray]] = {"columns": [], "tall": []}  # kept alive: ids of live arrays are unique
+    columns, tall = core.gram.NumpyGram.add_columns, core.gram.NumpyGram.add_tall
+    monkeypatch.setattr(core.gram.NumpyGram, "add_columns",
+                        lambda self, g, a: (seen["columns"].append(a), columns(self, g, a)))
+    monkeypatch.setattr(core.gram.NumpyGram, "add_tall", lambda self, g, a: (seen["tall"].append(a), tall(self, g, a)))
+    result = run_spectra(path, use_cache=False, device="cpu", block_bytes=30 * 64 * 8)  # 16 blocks of each
+    want = np.sort(np.linalg.svd(wide.astype(np.float64), compute_uv=False) ** 2)
+    for name in ("wide", "tall"):
+        np.testing.assert_allclose(result.matrices[name].evals, want, rtol=0, atol=1e-12 * want[-1])
+    for blocks in seen.values():
+        assert len(blocks) == 16 and 2 <= len({id(b) for b in blocks}) <= 3
